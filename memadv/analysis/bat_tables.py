@@ -1,0 +1,297 @@
+"""``memadv figures bat TRAIN_DIR``: the paper's Table 2, Table 4 and Fig. 4 from training runs.
+
+Input: a folder of training runs (``runs/<name>/train``, one sub-folder per run as written by
+``memadv train``; ``runs/<name>`` and a single run folder work too). Runs that differ only in their
+seed form one row; cells show the mean over seeds, with ``± std`` when there are several.
+
+* **Table 2** — All / Typical / Atypical test examples x clean / PGD-20 accuracy, read from
+  ``metrics.parquet`` at the selected epoch (columns ``test/<set>/clean`` and ``test/<set>/adv``).
+* **Table 4** — clean, FGSM, PGD-20, CW, AutoAttack accuracy on all test examples, read from
+  ``final.parquet`` for the selected checkpoint.
+* **Fig. 4** — overall test clean (left) and PGD-20 (right) accuracy per epoch (``fig4_curves``).
+
+Checkpoint selection: PGD-AT gets two rows, *Best Adv.* (the epoch of highest ``test/all/adv``)
+and *Best Clean* (highest ``test/all/clean``), as in the paper's tables; every other method the
+``--select`` checkpoint (default ``last``: the paper trains BAT to the last epoch). Ties go to the
+earlier epoch, as in the training loop's ``best_*.pt``.
+
+Numbers are percentages. Outputs (Markdown + CSV, PNG + PDF) go to ``--out`` (default: the
+``report/`` folder of the run, beside ``train/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memadv.data.atomic import atomic_path, write_text_atomic
+from memadv.data.tables import read_table
+from memadv.errors import MemadvError
+
+SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
+TABLE4_ATTACKS = (("clean", "Clean Acc."), ("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("aa", "AA."))
+METHOD_ORDER = ("erm", "pgd", "trades", "mart", "gairat", "bat")
+SELECT = {"last": "last", "best-adv": "best_adv", "best-clean": "best_clean"}
+
+
+# --------------------------------------------------------------------------- runs
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    metrics: pd.DataFrame
+    final: pd.DataFrame | None
+
+    @property
+    def method(self) -> str:
+        return str(self.config["train"]["method"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["train"]["seed"])
+
+    def objective(self, key: str, default: Any = None) -> Any:
+        return self.config.get("objective", {}).get(key, default)
+
+    @property
+    def group(self) -> str:
+        """The run's name without its seed: runs that differ only by seed share a row."""
+        name = self.path.name
+        suffix = f"-seed{self.seed}"
+        return name[: -len(suffix)] if name.endswith(suffix) else name
+
+
+def find_runs(path: str | Path) -> list[Run]:
+    """Every training run under ``path`` (a train folder, a run directory holding ``train/``, or one run)."""
+    path = Path(path)
+    if (path / "config.json").is_file() and (path / "metrics.parquet").is_file():
+        candidates = [path]
+    else:
+        base = path / "train" if (path / "train").is_dir() else path
+        candidates = sorted(p for p in base.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    runs = []
+    for p in candidates:
+        if not (p / "metrics.parquet").is_file():
+            continue  # started, not one epoch evaluated yet
+        config = json.loads((p / "config.json").read_text())
+        metrics, _ = read_table(p / "metrics.parquet", required=["epoch"])
+        final = read_table(p / "final.parquet")[0] if (p / "final.parquet").is_file() else None
+        runs.append(Run(p, config, metrics.sort_values("epoch").reset_index(drop=True), final))
+    if not runs:
+        raise MemadvError(f"no training runs (folders with config.json and metrics.parquet) under {str(path)!r}; "
+                          f"run `memadv train ... --out {path}` first")
+    return runs
+
+
+def report_dir(path: str | Path, out: str | Path | None) -> Path:
+    if out is not None:
+        return Path(out)
+    path = Path(path).resolve()
+    if (path / "config.json").is_file():  # one run folder: runs/<name>/train/<run>
+        path = path.parent
+    if path.name == "train":
+        path = path.parent
+    return path / "report"
+
+
+def select_row(metrics: pd.DataFrame, checkpoint: str) -> pd.Series:
+    """The metrics row of ``checkpoint`` (last / best_adv / best_clean; ties -> earliest epoch)."""
+    if checkpoint == "last":
+        return metrics.iloc[-1]
+    col = {"best_adv": "test/all/adv", "best_clean": "test/all/clean"}[checkpoint]
+    values = metrics[col].to_numpy(dtype=float)
+    if np.all(np.isnan(values)):
+        return metrics.iloc[-1]
+    return metrics.iloc[int(np.nanargmax(values))]
+
+
+def method_label(run: Run) -> str:
+    m = run.method
+    if m == "pgd":
+        return "PGD-AT"
+    if m == "trades":
+        return f"TRADES (1/λ = {run.objective('trades_beta', 5.0):g})"
+    if m == "mart":
+        return "MART"
+    if m == "gairat":
+        return "GAIRAT"
+    if m == "bat":
+        return f"BAT (α = {run.objective('alpha', 0):g}, β = {run.objective('beta', 0):g})"
+    return m.upper()
+
+
+def row_plan(runs: list[Run], select: str) -> list[tuple[str, str, list[Run]]]:
+    """(row label, checkpoint, runs) per table row, in the paper's method order."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    labels = {g: method_label(rs[0]) for g, rs in groups.items()}
+    counts: dict[str, int] = {}
+    for lab in labels.values():
+        counts[lab] = counts.get(lab, 0) + 1
+    order = sorted(groups, key=lambda g: (METHOD_ORDER.index(groups[g][0].method)
+                                          if groups[g][0].method in METHOD_ORDER else 99, g))
+    plan = []
+    for g in order:
+        rs = sorted(groups[g], key=lambda r: r.seed)
+        label = labels[g] if counts[labels[g]] == 1 else f"{labels[g]} [{g}]"
+        if rs[0].method == "pgd":
+            plan.append((f"{label} (Best Adv.)", "best_adv", rs))
+            plan.append((f"{label} (Best Clean)", "best_clean", rs))
+        else:
+            suffix = "" if select == "last" else f" ({'Best Adv.' if select == 'best_adv' else 'Best Clean'})"
+            plan.append((label + suffix, select, rs))
+    return plan
+
+
+# --------------------------------------------------------------------------- tables
+
+def _agg(values: list[float]) -> tuple[float, float]:
+    arr = np.array(values, dtype=float)
+    ok = arr[~np.isnan(arr)]
+    if ok.size == 0:
+        return float("nan"), float("nan")
+    return float(ok.mean()), float(ok.std(ddof=1)) if ok.size > 1 else float("nan")
+
+
+def table2(runs: list[Run], select: str = "last") -> pd.DataFrame:
+    """One row per (method group, checkpoint); ``<Set> Acc.`` / ``<Set> Adv.`` in percent (+ ``_std``)."""
+    rows = []
+    for label, ck, rs in row_plan(runs, select):
+        picked = [select_row(r.metrics, ck) for r in rs]
+        row: dict[str, Any] = {"method": label, "checkpoint": ck, "n_seeds": len(rs),
+                               "epochs": " ".join(str(int(p["epoch"])) for p in picked)}
+        for key, name in SETS:
+            for kind, suffix in (("clean", "Acc."), ("adv", "Adv.")):
+                col = f"test/{key}/{kind}"
+                mean, std = _agg([100.0 * float(p[col]) if col in p.index else float("nan") for p in picked])
+                row[f"{name} {suffix}"] = mean
+                row[f"{name} {suffix} std"] = std
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table4(runs: list[Run], select: str = "last") -> pd.DataFrame:
+    """Clean / FGSM / PGD / CW / AA accuracy (percent) on all test examples, from ``final.parquet``."""
+    rows = []
+    for label, ck, rs in row_plan(runs, select):
+        row: dict[str, Any] = {"method": label, "checkpoint": ck, "n_seeds": len(rs)}
+        for attack, name in TABLE4_ATTACKS:
+            vals = []
+            for r in rs:
+                f = r.final
+                if f is None:
+                    vals.append(float("nan"))
+                    continue
+                hit = f[(f["checkpoint"] == ck) & (f["subset"] == "test/all") & (f["attack"] == attack)]
+                vals.append(100.0 * float(hit["acc"].iloc[0]) if len(hit) else float("nan"))
+            row[name], row[f"{name} std"] = _agg(vals)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def to_markdown(df: pd.DataFrame, value_cols: list[str], title: str, note: str = "") -> str:
+    head = ["Method"] + value_cols
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in df.iterrows():
+        cells = [str(r["method"])] + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    if note:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+# --------------------------------------------------------------------------- figure
+
+def save_figure(fig: Any, base: Path) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = base.with_suffix(f".{ext}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def fig4(runs: list[Run], out: Path) -> list[Path]:
+    """Overall test clean (left) and PGD-20 (right) accuracy per epoch, mean over seeds per group."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, _ck, rs in row_plan(runs, "last"):
+        if rs[0].method == "pgd" and "(Best Clean)" in label:
+            continue
+        label = label.replace(" (Best Adv.)", "")
+        for ax, kind in zip(axes, ("clean", "adv")):
+            col = f"test/all/{kind}"
+            frames = [r.metrics[["epoch", col]].set_index("epoch")[col] for r in rs if col in r.metrics]
+            if not frames:
+                continue
+            curve = pd.concat(frames, axis=1).mean(axis=1) * 100.0
+            ax.plot(curve.index, curve.to_numpy(), label=label, marker="." if len(curve) < 30 else None)
+    for ax, title in zip(axes, ("Clean Acc. (%)", "Adv. Acc., PGD-20 (%)")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="best")
+    fig.suptitle("Fig. 4: overall test accuracy during training")
+    fig.tight_layout()
+    paths = save_figure(fig, out / "fig4_curves")
+    plt.close(fig)
+    return paths
+
+
+# --------------------------------------------------------------------------- entry point
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: report/ beside the train/ folder)")
+    parser.add_argument("--select", choices=tuple(SELECT), default="last",
+                        help="checkpoint of the methods other than PGD-AT (PGD-AT always gets best-adv and "
+                             "best-clean rows, as in the paper); default: last")
+
+
+def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+    select = SELECT[getattr(args, "select", "last")]
+    runs = find_runs(run_dir)
+    out = report_dir(run_dir, getattr(args, "out", None))
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    t2 = table2(runs, select)
+    cols2 = [f"{name} {s}" for _, name in SETS for s in ("Acc.", "Adv.")]
+    note = (f"Test accuracy (%) at the selected epoch (column `epochs` of table2.csv), PGD-20 for Adv.; "
+            f"mean ± std over seeds where there are several. Runs: {', '.join(sorted({r.path.name for r in runs}))}.")
+    write_text_atomic(out / "table2.md", to_markdown(t2, cols2, "Table 2: clean and adversarial accuracy", note))
+    write_csv(out / "table2.csv", t2)
+    paths += [out / "table2.md", out / "table2.csv"]
+    if any(r.final is not None for r in runs):
+        t4 = table4(runs, select)
+        cols4 = [name for _, name in TABLE4_ATTACKS]
+        write_text_atomic(out / "table4.md", to_markdown(
+            t4, cols4, "Table 4: accuracy under attacks",
+            "Test accuracy (%) on all test examples; – = not evaluated (see --final-attacks)."))
+        write_csv(out / "table4.csv", t4)
+        paths += [out / "table4.md", out / "table4.csv"]
+    paths += fig4(runs, out)
+    return paths

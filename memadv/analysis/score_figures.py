@@ -1,0 +1,224 @@
+"""``memadv figures scores RUN``: the score figures of the paper's Appendix A.
+
+* Fig. 7 ``mem_histogram``: histogram of the training examples' memorization values.
+* Fig. 6 ``mem_examples_class{K}``: training images of one class with memorization near 0, 0.5 and 1.
+* Fig. 8 ``high_infl_pairs``: (train, test) pairs of one class with high influence, with their scores.
+
+Each figure is written as PNG and PDF (atomically) to ``RUN/report/scores/`` (or ``--out``) and
+titled with the run it came from. Images come from ``load_dataset(meta["dataset"], data_root=...)``
+and are checked against the scores' fingerprints; ``--no-images`` makes only the histogram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from memadv.data.atomic import atomic_path  # noqa: E402
+from memadv.data.dataset import Dataset  # noqa: E402
+from memadv.data.registry import load_dataset  # noqa: E402
+from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of  # noqa: E402
+from memadv.data.splits import SplitConfig, read_splits  # noqa: E402
+from memadv.errors import ConfigError, MemadvError, SchemaError  # noqa: E402
+
+MEM_TARGETS = (0.0, 0.5, 1.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="folder holding the dataset's files (not needed for digits and synthetic-longtail)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/scores)")
+    parser.add_argument("--class", dest="class_", default=None, metavar="CLASS",
+                        help="class of the example grid (Fig. 6), as a label number or class name "
+                             "(default: the class whose examples come closest to mem 0, 0.5 and 1)")
+    parser.add_argument("--per-level", type=int, default=8,
+                        help="images per memorization level in the example grid (default: 8)")
+    parser.add_argument("--n-pairs", type=int, default=12, help="high-influence pairs to show (default: 12)")
+    parser.add_argument("--min-infl", type=float, default=0.15,
+                        help="pairs need infl above this (default: 0.15, paper Fig. 8)")
+    parser.add_argument("--min-mem", type=float, default=0.15,
+                        help="the pair's training example needs mem above this (default: 0.15, paper Fig. 8)")
+    parser.add_argument("--bins", type=int, default=50, help="histogram bins (default: 50)")
+    parser.add_argument("--no-images", action="store_true",
+                        help="only the histogram (for scores of datasets that cannot be loaded here)")
+
+
+def run_name(run_dir: Path) -> str:
+    p = Path(run_dir).resolve()
+    return p.parent.name if p.name == "scores" else p.name
+
+
+def _subtitle(scores: Scores, run: str) -> str:
+    m = scores.meta
+    n = m.get("n_models")
+    models = f"{n} models" if isinstance(n, int) and n > 0 else "models unknown"
+    extra = "" if m.get("complete", True) else ", UNFINISHED estimate"
+    return f"run: {run} ({m.get('dataset')}, {models}, source {m.get('source', 'memadv')}{extra})"
+
+
+def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{stem}.{ext}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150 if ext == "png" else None, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _show(ax: Any, img: np.ndarray) -> None:
+    if img.shape[0] == 1:
+        ax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(np.transpose(img[:3], (1, 2, 0)), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _thresholds(run_dir: Path) -> tuple[float, float]:
+    """mem thresholds of the run's split file when there is one, else the paper's."""
+    cfg = SplitConfig()
+    try:
+        th = read_splits(run_dir)[1].get("thresholds", {})
+        return float(th.get("mem_typical", cfg.mem_typical)), float(th.get("mem_atypical", cfg.mem_atypical))
+    except MemadvError:
+        return cfg.mem_typical, cfg.mem_atypical
+
+
+def histogram(scores: Scores, run_dir: Path, out_dir: Path, bins: int) -> list[Path]:
+    mem = scores.mem["mem"].to_numpy(np.float64)
+    mem = mem[np.isfinite(mem)]
+    if mem.size == 0:
+        raise SchemaError("no finite memorization values to plot")
+    typ, atyp = _thresholds(run_dir)
+    lo, hi = min(0.0, float(mem.min())), max(1.0, float(mem.max()))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(mem, bins=np.linspace(lo, hi, bins + 1), color="tab:blue")
+    ax.axvline(typ, color="tab:green", ls="--", label=f"typical: mem < {typ:g} ({(mem < typ).mean():.1%})")
+    ax.axvline(atyp, color="tab:red", ls="--", label=f"atypical: mem > {atyp:g} ({(mem > atyp).mean():.1%})")
+    ax.set_xlabel("memorization value")
+    ax.set_ylabel("number of training examples")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Memorization values of {mem.size} training examples (Fig. 7)\n"
+                 f"{_subtitle(scores, run_name(run_dir))}", fontsize=9)
+    return _save(fig, out_dir, "mem_histogram")
+
+
+def _pick_class(scores: Scores, ds: Dataset, wanted: str | None) -> int:
+    if wanted is not None:
+        if wanted in ds.class_names:
+            return ds.class_names.index(wanted)
+        try:
+            k = int(wanted)
+        except ValueError:
+            raise ConfigError(f"--class {wanted!r} is neither a label number nor a class name of {ds.name!r}") from None
+        if not 0 <= k < ds.num_classes:
+            raise ConfigError(f"--class must be in [0, {ds.num_classes}), got {k}")
+        return k
+    mem = scores.mem
+    best, best_cost = 0, math.inf
+    for k, part in mem[np.isfinite(mem["mem"])].groupby("label"):
+        v = part["mem"].to_numpy(np.float64)
+        cost = sum(float(np.abs(v - t).min()) for t in MEM_TARGETS)
+        if cost < best_cost - 1e-12:
+            best, best_cost = int(k), cost
+    return best
+
+
+def example_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, wanted: str | None,
+                 per_level: int) -> list[Path]:
+    k = _pick_class(scores, ds, wanted)
+    part = scores.mem[(scores.mem["label"] == k) & np.isfinite(scores.mem["mem"])]
+    ids = part["idx"].to_numpy(np.int64)
+    vals = part["mem"].to_numpy(np.float64)
+    fig, axes = plt.subplots(len(MEM_TARGETS), per_level, figsize=(1.3 * per_level, 1.5 * len(MEM_TARGETS) + 0.8),
+                             squeeze=False)
+    for r, t in enumerate(MEM_TARGETS):
+        order = np.argsort(np.abs(vals - t), kind="stable")[:per_level]
+        for c in range(per_level):
+            ax = axes[r, c]
+            if c < order.size:
+                _show(ax, ds.x_train[int(ids[order[c]])].numpy())
+                ax.set_title(f"#{ids[order[c]]}\nmem {vals[order[c]]:.2f}", fontsize=6)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(f"mem ≈ {t:.1f}", fontsize=8)
+    name = ds.class_names[k] if k < len(ds.class_names) else str(k)
+    fig.suptitle(f"Class {k} ({name}): training images near mem 0, 0.5, 1 (Fig. 6)\n"
+                 f"{_subtitle(scores, run_name(run_dir))}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir, f"mem_examples_class{k}")
+
+
+def pair_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, n_pairs: int, min_infl: float,
+              min_mem: float) -> list[Path]:
+    infl = scores.infl
+    mem_of = dict(zip(scores.mem["idx"].to_numpy(np.int64).tolist(), scores.mem["mem"].to_numpy(np.float64).tolist()))
+    same = infl[(infl["train_label"] == infl["test_label"]) & (infl["infl"] > min_infl)].copy()
+    same["mem"] = same["train_idx"].map(mem_of)
+    same = same[same["mem"] > min_mem].sort_values(["infl", "train_idx", "test_idx"], ascending=[False, True, True])
+    pairs = same.head(n_pairs)
+    per_row = 4
+    rows = max(1, math.ceil(len(pairs) / per_row))
+    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(1.4 * 2 * per_row, 1.7 * rows + 0.9), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for n, (_, p) in enumerate(pairs.iterrows()):
+        r, c = divmod(n, per_row)
+        tr, te = int(p["train_idx"]), int(p["test_idx"])
+        for j, (img, text) in enumerate(((ds.x_train[tr].numpy(), f"train #{tr}\nmem {p['mem']:.2f}"),
+                                         (ds.x_test[te].numpy(), f"test #{te}\ninfl {p['infl']:.2f}"))):
+            ax = axes[r, 2 * c + j]
+            ax.axis("on")
+            _show(ax, img)
+            ax.set_title(text, fontsize=6)
+    if pairs.empty:
+        axes[0, 0].text(0, 0.5, f"no same-class pair with infl > {min_infl:g} and train mem > {min_mem:g}",
+                        fontsize=9, transform=axes[0, 0].transAxes)
+    fig.suptitle(f"High-influence pairs (same class, infl > {min_infl:g}, train mem > {min_mem:g}; Fig. 8): "
+                 f"{len(pairs)} of {len(same)}\n{_subtitle(scores, run_name(run_dir))}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir, "high_infl_pairs")
+
+
+def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+    run_dir = Path(run_dir)
+    for name, lo in (("per_level", 1), ("n_pairs", 1), ("bins", 1)):
+        if getattr(args, name) < lo:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {getattr(args, name)}")
+    scores = read_scores(run_dir)
+    base = run_dir.resolve().parent if run_dir.resolve().name == "scores" else run_dir
+    out_dir = args.out if args.out is not None else base / "report" / "scores"
+    ds = None
+    if not args.no_images:
+        ds = load_dataset(scores.meta["dataset"], data_root=args.data_root)
+        check_fingerprint(scores.meta, ds, what=str(scores_dir_of(run_dir)))
+        for col, split in ((scores.mem["idx"], "train"), (scores.infl["train_idx"], "train"),
+                           (scores.infl["test_idx"], "test")):
+            n = ds.images(split).shape[0]
+            if len(col) and int(col.max()) >= n:
+                raise SchemaError(f"the scores name {split} id {int(col.max())}, but {ds.name!r} has {n} {split} "
+                                  f"examples; they were made for another copy of the dataset")
+        if (scores.mem["label"] < 0).any() or (scores.infl["train_label"] < 0).any():
+            # imported pairs files carry no labels: take them from the dataset
+            ytr, yte = ds.y_train.numpy(), ds.y_test.numpy()
+            scores.mem["label"] = ytr[scores.mem["idx"].to_numpy(np.int64)]
+            scores.infl["train_label"] = ytr[scores.infl["train_idx"].to_numpy(np.int64)]
+            scores.infl["test_label"] = yte[scores.infl["test_idx"].to_numpy(np.int64)]
+        wanted = args.class_
+        if wanted is not None:
+            _pick_class(scores, ds, wanted)  # validate before writing anything
+    paths = histogram(scores, base, out_dir, args.bins)
+    if ds is not None:
+        paths += example_grid(scores, ds, base, out_dir, args.class_, args.per_level)
+        paths += pair_grid(scores, ds, base, out_dir, args.n_pairs, args.min_infl, args.min_mem)
+    return paths

@@ -1,0 +1,510 @@
+"""Training objectives: ERM, PGD-AT, TRADES, MART, GAIRAT and BAT, each in two steps.
+
+The training loop owns train/eval mode and calls, per mini-batch::
+
+    model.eval()                                   # or whatever the loop chooses for the attack
+    x_adv, aux = objective.perturb(model, x, y, idx, generator=g)
+    model.train()
+    loss, stats = objective.loss(model, x, x_adv, y, idx, aux)
+    loss.backward(); optimizer.step()
+
+and ``objective.set_epoch(epoch, total_epochs)`` at the start of every epoch (0-based ``epoch``;
+only GAIRAT uses it). ``idx`` holds the batch's example ids (positions in the dataset's canonical
+order); BAT looks its memorization scores up with it. ``stats`` is a dict of Python floats for
+logging. Attacks never change the mode and never touch parameter gradients (see ``attacks.py``).
+
+All methods share one training attack (``eps``, ``step_size``, ``steps`` of :class:`ObjectiveConfig`),
+as the paper compares them "as a fair comparison with BAT"; each keeps the random start of its
+reference code (uniform in the eps-ball for PGD-AT, GAIRAT and BAT; 0.001·N(0, 1) for TRADES and MART).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memadv.bat.attacks import kl_loss, pgd
+from memadv.config import check_range, option
+from memadv.errors import ConfigError, UnknownChoiceError
+
+# Default L-inf radius of the training and evaluation attacks, per dataset.
+DEFAULT_EPS: dict[str, float] = {
+    "cifar10": 8 / 255,            # paper, Sec. 5.1 / Table 2 (l_inf 8/255)
+    "cifar100": 8 / 255,           # paper, Sec. 5.1 / Table 2
+    "tinyimagenet": 4 / 255,       # paper, Sec. 5.1 ("bounded by l_inf-norm 4/255")
+    "digits": 64 / 255,            # memadv's choice, see ObjectiveConfig.eps
+    "synthetic-longtail": 64 / 255,  # same 8x8 [0, 1] images as digits; same choice
+}
+
+GAIRAT_WEIGHTS = ("tanh", "sigmoid", "discrete")
+GAIRAT_SCHEDULES = ("fixed", "linear")
+
+
+@dataclass
+class ObjectiveConfig:
+    """Attack and objective hyper-parameters (section ``[objective]`` of a TOML config).
+
+    ``eps`` (unset = the dataset's default, :data:`DEFAULT_EPS`): 8/255 for CIFAR-10/100 and 4/255
+    for Tiny ImageNet (the paper). For the 8x8 embedded sets (digits, pixels in 17 grey levels
+    k/16) memadv uses 64/255 ≈ 0.25, i.e. four grey levels. Measured with a 2x256 MLP (lr 0.1,
+    momentum 0.9, weight decay 5e-4, batch 64, 30 epochs) on 1400 digits, PGD-AT with 10 steps of
+    eps/4, accuracy on 397 held-out digits (ERM model: clean 0.977):
+
+    ========  ========================  ===================================
+    eps       ERM model: FGSM / PGD-20  PGD-AT model: clean / FGSM / PGD-20
+    ========  ========================  ===================================
+    8/255     0.942 / 0.942             0.990 / 0.957 / 0.957
+    16/255    0.844 / 0.841             0.990 / 0.945 / 0.945
+    32/255    0.408 / 0.343             0.982 / 0.824 / 0.793
+    48/255    0.076 / 0.020             0.972 / 0.683 / 0.589
+    64/255    0.005 / 0.000             0.932 / 0.471 / 0.335
+    80/255    0.000 / 0.000             0.854 / 0.310 / 0.204
+    ========  ========================  ===================================
+
+    At 64/255 the ERM model is broken completely, and PGD-AT costs clean accuracy (97.7 -> 93.2). Its
+    adversarial accuracy is about a third of its clean accuracy. That is the regime of the paper's
+    CIFAR-100 runs (ERM -> 0; AT clean 57, adversarial 27), with room for the clean-accuracy gain
+    that BAT claims. At 48/255 and below, PGD-AT costs less than one point of clean accuracy.
+    """
+
+    eps: float | None = option(None, "L-inf radius of training and evaluation attacks; unset = dataset default "
+                               "(8/255 CIFAR, 4/255 Tiny ImageNet, 64/255 digits)", unit="pixel in [0, 1]",
+                               source="paper Sec. 5.1; embedded sets: memadv, docs in ObjectiveConfig")
+    step_size: float | None = option(None, "PGD step size for training; unset = eps/4 (2/255 at eps 8/255)",
+                                     unit="pixel in [0, 1]", source="Madry et al. 2018; Rice et al. 2020")
+    steps: int = option(10, "PGD steps of the training attack", source="TRADES/MART/GAIRAT reference code (10)")
+    eval_steps: int = option(20, "steps of the evaluation PGD and CW attacks (PGD-20)", source="paper Sec. 5.1")
+    eval_step_size: float | None = option(None, "step size of evaluation PGD/CW; unset = eps/4",
+                                          unit="pixel in [0, 1]", source="GAIRAT reference code (eps/4)")
+    cw_confidence: float = option(50.0, "margin kappa of the CW loss used by the CW evaluation attack",
+                                  source="CW loss of MART/GAIRAT reference code")
+    # BAT (Eqs. 4-8)
+    alpha: float = option(1.0, "BAT re-weighting strength: w = exp(-alpha * q) (Eq. 5)",
+                          source="paper Table 2 (alpha = 1 or 2)")
+    beta: float = option(0.2, "BAT weight of the discrimination loss (Eq. 8)", source="paper Table 2 (beta = 0.2)")
+    sigma: float = option(0.15, "memorization threshold: atypical mem > sigma, typical mem <= sigma",
+                          source="paper Sec. 3.1 (mem > 0.15 = atypical)")
+    tau: float = option(0.1, "temperature of the discrimination loss (Eq. 7); the paper does not give it",
+                        source="memadv choice: SupCon's 0.1 (Khosla et al. 2020) for cosine similarities")
+    normalize_features: bool = option(True, "L2-normalise penultimate representations before Eq. 7 "
+                                      "(dot products become cosines); the paper does not say",
+                                      source="memadv choice, see docs of bat_discrimination_loss")
+    # baselines
+    trades_beta: float = option(5.0, "TRADES 1/lambda (weight of the KL term)",
+                                source="paper Table 2 'TRADES (1/lambda = 5)'; TRADES code default is 6")
+    mart_beta: float = option(6.0, "MART weight of the (1 - p_y)-weighted KL term", source="MART code mart.py (6.0)")
+    gairat_lambda: float = option(-1.0, "GAIRAT lambda in the tanh weight", source="GAIRAT code (--Lambda -1.0)")
+    gairat_lambda_max: float = option(float("inf"), "GAIRAT lambda before/at the start of the linear schedule",
+                                      source="GAIRAT code (--Lambda_max inf)")
+    gairat_schedule: str = option("fixed", "GAIRAT lambda schedule", choices=GAIRAT_SCHEDULES,
+                                  source="GAIRAT code (--Lambda_schedule fixed)")
+    gairat_weight: str = option("tanh", "GAIRAT weight assignment function", choices=GAIRAT_WEIGHTS,
+                                source="GAIRAT code (--weight_assignment_function Tanh)")
+    gairat_burn_in: float = option(0.5, "fraction of the epochs trained as plain PGD-AT before GAIRAT re-weights",
+                                   source="GAIRAT code (--begin_epoch 60 of 120 epochs)")
+
+    def __post_init__(self) -> None:
+        if self.eps is not None:
+            check_range("eps", self.eps, 0.0, 1.0)
+        for name in ("step_size", "eval_step_size"):
+            v = getattr(self, name)
+            if v is not None:
+                check_range(name, v, 0.0, 1.0)
+        check_range("steps", self.steps, 0)
+        check_range("eval_steps", self.eval_steps, 0)
+        check_range("cw_confidence", self.cw_confidence, 0.0)
+        check_range("alpha", self.alpha, 0.0)
+        check_range("beta", self.beta, 0.0)
+        check_range("sigma", self.sigma, 0.0, 1.0)
+        check_range("tau", self.tau, 0.0, lo_open=True)
+        check_range("trades_beta", self.trades_beta, 0.0)
+        check_range("mart_beta", self.mart_beta, 0.0)
+        check_range("gairat_burn_in", self.gairat_burn_in, 0.0, 1.0)
+        if self.gairat_lambda != self.gairat_lambda:
+            raise ConfigError(f"--gairat-lambda must be a number, got {self.gairat_lambda!r}")
+        if self.gairat_schedule not in GAIRAT_SCHEDULES:
+            raise UnknownChoiceError("GAIRAT schedule", self.gairat_schedule, GAIRAT_SCHEDULES)
+        if self.gairat_weight not in GAIRAT_WEIGHTS:
+            raise UnknownChoiceError("GAIRAT weight function", self.gairat_weight, GAIRAT_WEIGHTS)
+        if self.gairat_schedule == "linear" and not math.isfinite(self.gairat_lambda_max):
+            raise ConfigError("--gairat-lambda-max must be finite with --gairat-schedule linear")
+
+    def resolve(self, dataset: str | None = None) -> "ObjectiveConfig":
+        """A copy with ``eps``, ``step_size`` and ``eval_step_size`` filled in (dataset default eps, eps/4)."""
+        eps = self.eps
+        if eps is None:
+            if dataset is None:
+                raise ConfigError("--eps is unset and no dataset was given to take its default from")
+            if dataset not in DEFAULT_EPS:
+                raise ConfigError(f"no default --eps for dataset {dataset!r}: pass --eps")
+            eps = DEFAULT_EPS[dataset]
+        return replace(self, eps=eps,
+                       step_size=eps / 4 if self.step_size is None else self.step_size,
+                       eval_step_size=eps / 4 if self.eval_step_size is None else self.eval_step_size)
+
+
+# --------------------------------------------------------------------------- formulas (pure functions)
+
+def poisoning_score(logits: Tensor, y: Tensor) -> Tensor:
+    """Eq. 4: ``q(x_adv) = max_{t != y} F_t(x_adv)``, the largest softmax probability of a wrong class."""
+    probs = F.softmax(logits, dim=1)
+    onehot = F.one_hot(y, logits.shape[1]).to(torch.bool)
+    return probs.masked_fill(onehot, float("-inf")).amax(dim=1)
+
+
+def bat_weights(logits: Tensor, y: Tensor, mem: Tensor, alpha: float, sigma: float) -> Tensor:
+    """Eq. 5: ``w = exp(-alpha * q(x_adv))`` if ``mem > sigma`` and ``argmax_t F_t(x_adv) != y``, else 1.
+
+    Computed without gradient (the weights are constants in Eq. 6). An example with unknown
+    memorization (NaN) is never down-weighted.
+    """
+    with torch.no_grad():
+        q = poisoning_score(logits, y)
+        hit = (mem > sigma) & (logits.argmax(dim=1) != y)
+        return torch.where(hit, torch.exp(-alpha * q), torch.ones_like(q)).detach()
+
+
+def weighted_ce(logits: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    """Eq. 6: ``sum_i w_i * CE(F(x_adv_i), y_i) / sum_i w_i``."""
+    ce = F.cross_entropy(logits, y, reduction="none")
+    return (w * ce).sum() / w.sum()
+
+
+def bat_discrimination_loss(h: Tensor, y: Tensor, typical: Tensor, tau: float,
+                            normalize: bool = True) -> tuple[Tensor, int]:
+    """Eq. 7 on the typical examples of the batch; returns (loss, number of (i, j) pairs).
+
+    For every ordered pair (i, j), i != j, of typical examples with ``y_i == y_j``, with
+    ``N(i)`` = the typical examples of the batch whose label differs from ``y_i`` (footnote 3)::
+
+        l_ij = -log( exp(h_i . h_j / tau) / sum_{k in N(i)} exp(h_i . h_k / tau) )
+
+    and the loss is the mean of ``l_ij`` over all such pairs whose anchor has at least one
+    negative (0 when there is none). As written in Eq. 7 the positive is *not* in the denominator
+    (unlike InfoNCE/SupCon), so ``l_ij`` can be negative.
+
+    ``normalize`` (memadv default True; the paper does not say): ``h`` is L2-normalised first, so
+    ``h_i . h_j`` is the cosine similarity. Reasons: (1) the paper motivates Eq. 7 by the class-wise
+    *cosine* distance of representations (Sec. 3.2, Table 1, Figs. 21-23), which this then optimises
+    directly; (2) without the positive in the denominator the loss is unbounded below for raw
+    features (scaling ``h`` up drives it to -inf), while with unit vectors it lies in
+    [-2/tau - log|N(i)|, 2/tau - log|N(i)|]; (3) the usual contrastive choice (SupCon, SimCLR), whose
+    temperature 0.1 is then a sensible default.
+    """
+    typ = typical.nonzero(as_tuple=True)[0]
+    zero = h.sum() * 0.0
+    if typ.numel() < 2:
+        return zero, 0
+    z = h[typ]
+    if normalize:
+        z = F.normalize(z, dim=1)
+    lab = y[typ]
+    s = z @ z.t() / tau                                           # (T, T) similarities
+    same = lab[:, None] == lab[None, :]
+    eye = torch.eye(len(typ), dtype=torch.bool, device=h.device)
+    pos = same & ~eye                                             # positives j of anchor i
+    neg = ~same                                                   # negatives k of anchor i
+    has_neg = neg.any(dim=1)
+    pos = pos & has_neg[:, None]
+    n_pairs = int(pos.sum().item())
+    if n_pairs == 0:
+        return zero, 0
+    log_denom = torch.logsumexp(s.masked_fill(~neg, float("-inf")), dim=1)   # (T,), -inf without negatives
+    log_denom = torch.where(has_neg, log_denom, torch.zeros_like(log_denom))
+    l = log_denom[:, None] - s                                   # -log(exp(s_ij) / denom_i)
+    return l[pos].sum() / n_pairs, n_pairs
+
+
+def trades_loss_fn(logits_nat: Tensor, logits_adv: Tensor, y: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    """TRADES (Zhang et al. 2019): ``CE(F(x), y) + beta * (1/B) sum_i KL(F(x_i) || F(x_adv_i))``.
+
+    ``beta`` is 1/lambda; gradients flow through both distributions, as in the reference
+    ``trades.py`` (``KLDivLoss(sum)(log_softmax(F(x_adv)), softmax(F(x))) / batch_size``).
+    Returns (loss, natural CE, mean KL).
+    """
+    ce = F.cross_entropy(logits_nat, y)
+    p_nat = F.softmax(logits_nat, dim=1)
+    kl = (p_nat * (F.log_softmax(logits_nat, dim=1) - F.log_softmax(logits_adv, dim=1))).sum() / y.shape[0]
+    return ce + beta * kl, ce, kl
+
+
+def mart_loss_fn(logits_nat: Tensor, logits_adv: Tensor, y: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    """MART (Wang et al. 2020): ``BCE(p(x_adv), y) + beta * (1/B) sum_i KL(p(x_i) || p(x_adv_i)) (1 - p_y(x_i))``
+
+    with the boosted CE ``BCE = -log p_y(x_adv) - log(1 - max_{k != y} p_k(x_adv))`` (batch means).
+    The small constants are the reference ``mart.py``'s: ``log(1.0001 - p + 1e-12)``,
+    ``log(p_adv + 1e-12)`` inside the KL and the weight ``1.0000001 - p_y``.
+    Returns (loss, BCE, weighted KL).
+    """
+    b = y.shape[0]
+    p_adv = F.softmax(logits_adv, dim=1)
+    p_nat = F.softmax(logits_nat, dim=1)
+    onehot = F.one_hot(y, logits_adv.shape[1]).to(torch.bool)
+    new_y = p_adv.masked_fill(onehot, float("-inf")).argmax(dim=1)   # most likely wrong class
+    bce = F.cross_entropy(logits_adv, y) + F.nll_loss(torch.log(1.0001 - p_adv + 1e-12), new_y)
+    true_p = p_nat.gather(1, y[:, None]).squeeze(1)
+    kl = (torch.xlogy(p_nat, p_nat) - p_nat * torch.log(p_adv + 1e-12)).sum(dim=1)   # KLDivLoss semantics
+    robust = (kl * (1.0000001 - true_p)).sum() / b
+    return bce + beta * robust, bce, robust
+
+
+def gairat_weights(kappa: Tensor, num_steps: int, lam: float, func: str = "tanh") -> Tensor:
+    """GAIRAT (Zhang et al. 2021) normalised instance weights from ``kappa`` (steps an example stays correct).
+
+    With ``K = num_steps`` and ``h = floor(K / 2)`` (reference ``GAIR.py``)::
+
+        tanh:     w = (1 + tanh(lam + 5 (h - kappa) / h)) / 2
+        sigmoid:  w = sigmoid(lam + 5 (h - kappa) / h)
+        discrete: w = (K + 1 - kappa) / (K + 1)
+
+    normalised to ``w * B / sum(w)`` (mean 1). ``lam = +inf`` gives uniform weights.
+    """
+    k = kappa.to(torch.float32)
+    if func == "discrete":
+        w = ((num_steps + 1) - k) / (num_steps + 1)
+    else:
+        if math.isinf(lam) and lam > 0:
+            w = torch.ones_like(k)
+        else:
+            half = max(int(num_steps / 2), 1)
+            arg = lam + (half - k) * 5.0 / half
+            w = (arg.tanh() + 1.0) / 2.0 if func == "tanh" else arg.sigmoid()
+    return w * w.numel() / w.sum()
+
+
+# --------------------------------------------------------------------------- objectives
+
+class Objective:
+    """Base class. ``perturb`` returns ``(x_adv, aux)``; ``loss`` returns ``(loss, stats)``."""
+
+    name = "objective"
+    needs_mem = False
+
+    def __init__(self, cfg: ObjectiveConfig):
+        if cfg.eps is None or cfg.step_size is None:
+            cfg = cfg.resolve()  # raises the one-line ConfigError about unset eps
+        self.cfg = cfg
+
+    def set_epoch(self, epoch: int, total: int) -> None:
+        """Called by the loop at the start of each epoch (0-based); no-op unless the method is scheduled."""
+
+    def _attack(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator | None,
+                **kw: Any) -> Any:
+        c = self.cfg
+        return pgd(model, x, y, c.eps, c.step_size, c.steps, generator=generator, **kw)  # type: ignore[arg-type]
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Any]:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, idx: Tensor,
+             aux: Any = None) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+
+def _acc(logits: Tensor, y: Tensor) -> float:
+    return float((logits.argmax(dim=1) == y).float().mean().item()) if y.numel() else float("nan")
+
+
+class ERM(Objective):
+    """Empirical risk minimisation: ``mean_i CE(F(x_i), y_i)`` on clean examples (no attack)."""
+
+    name = "erm"
+
+    def perturb(self, model, x, y, idx, generator=None):
+        return x.detach(), None
+
+    def loss(self, model, x, x_adv, y, idx, aux=None):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, reduction="none").sum() / y.shape[0]
+        return loss, {"loss": loss.item(), "acc": _acc(logits, y)}
+
+
+class PGDAT(Objective):
+    """PGD adversarial training (Madry et al. 2018), Eq. 3: ``mean_i CE(F(x_adv_i), y_i)``,
+    ``x_adv`` = PGD on CE from a uniform random start in the eps-ball."""
+
+    name = "pgd"
+
+    def perturb(self, model, x, y, idx, generator=None):
+        return self._attack(model, x, y, generator, random_start="uniform", loss="ce"), None
+
+    def loss(self, model, x, x_adv, y, idx, aux=None):
+        logits = model(x_adv)
+        # sum / B rather than .mean(): the identical arithmetic to BAT's Eq. 6 when all w = 1.
+        loss = F.cross_entropy(logits, y, reduction="none").sum() / y.shape[0]
+        return loss, {"loss": loss.item(), "adv_acc": _acc(logits, y)}
+
+
+class TRADES(Objective):
+    """TRADES (Zhang et al. 2019): ``min CE(F(x), y) + beta * max_{x'} KL(F(x) || F(x'))``.
+
+    ``x_adv`` maximises the KL to the natural prediction (PGD from ``x + 0.001 N(0, 1)``), see
+    :func:`trades_loss_fn`. ``beta = cfg.trades_beta`` (1/lambda): 5 as in the paper's tables, where
+    the TRADES code defaults to 6.
+    """
+
+    name = "trades"
+
+    def perturb(self, model, x, y, idx, generator=None):
+        with torch.no_grad():
+            p_nat = F.softmax(model(x), dim=1)
+        return self._attack(model, x, y, generator, random_start="normal", loss=kl_loss(p_nat)), None
+
+    def loss(self, model, x, x_adv, y, idx, aux=None):
+        logits_nat = model(x)
+        logits_adv = model(x_adv)
+        loss, ce, kl = trades_loss_fn(logits_nat, logits_adv, y, self.cfg.trades_beta)
+        return loss, {"loss": loss.item(), "ce": ce.item(), "kl": kl.item(),
+                      "acc": _acc(logits_nat, y), "adv_acc": _acc(logits_adv, y)}
+
+
+class MART(Objective):
+    """MART (Wang et al. 2020), :func:`mart_loss_fn`; ``x_adv`` = PGD on CE from ``x + 0.001 N(0, 1)``
+    (reference ``mart.py``); ``beta = cfg.mart_beta`` = 6 (``mart.py`` default)."""
+
+    name = "mart"
+
+    def perturb(self, model, x, y, idx, generator=None):
+        return self._attack(model, x, y, generator, random_start="normal", loss="ce"), None
+
+    def loss(self, model, x, x_adv, y, idx, aux=None):
+        logits_nat = model(x)
+        logits_adv = model(x_adv)
+        loss, bce, robust = mart_loss_fn(logits_nat, logits_adv, y, self.cfg.mart_beta)
+        return loss, {"loss": loss.item(), "bce": bce.item(), "kl": robust.item(),
+                      "acc": _acc(logits_nat, y), "adv_acc": _acc(logits_adv, y)}
+
+
+class GAIRAT(Objective):
+    """GAIRAT (Zhang et al. 2021): ``mean_i w_i CE(F(x_adv_i), y_i)`` with :func:`gairat_weights` of kappa.
+
+    ``x_adv`` and ``kappa`` come from PGD on CE with a uniform start (``GA_PGD``). Schedule, as in
+    the reference ``GAIRAT.py`` (1-based epoch ``e = epoch + 1`` of ``T``, ``b = round(burn_in * T)``):
+    for ``e < b`` plain PGD-AT (lambda = +inf, weights 1); afterwards ``lambda = cfg.gairat_lambda``
+    ("fixed") or ``lambda_max - (e / T) (lambda_max - lambda)`` ("linear"). The reference's
+    "piecewise" schedule is not offered: its later branches are unreachable there, so it equals "fixed".
+    Before the first :meth:`set_epoch` call the objective is in burn-in.
+    """
+
+    name = "gairat"
+
+    def __init__(self, cfg: ObjectiveConfig):
+        super().__init__(cfg)
+        self.lam = float("inf")
+        self.active = False
+
+    def set_epoch(self, epoch: int, total: int) -> None:
+        c = self.cfg
+        e = epoch + 1
+        begin = round(c.gairat_burn_in * total)
+        self.active = e >= begin
+        if not self.active:
+            self.lam = float("inf")
+        elif c.gairat_schedule == "linear":
+            self.lam = c.gairat_lambda_max - (e / total) * (c.gairat_lambda_max - c.gairat_lambda)
+        else:
+            self.lam = c.gairat_lambda
+
+    def perturb(self, model, x, y, idx, generator=None):
+        return self._attack(model, x, y, generator, random_start="uniform", loss="ce", return_kappa=True)
+
+    def loss(self, model, x, x_adv, y, idx, aux=None):
+        logits = model(x_adv)
+        ce = F.cross_entropy(logits, y, reduction="none")
+        if self.active:
+            if aux is None:
+                raise ValueError("GAIRAT.loss needs the kappa returned by GAIRAT.perturb")
+            w = gairat_weights(aux.to(ce.device), self.cfg.steps, self.lam, self.cfg.gairat_weight).detach()
+            loss = (ce * w).mean()
+        else:
+            w = torch.ones_like(ce)
+            loss = ce.sum() / y.shape[0]
+        return loss, {"loss": loss.item(), "adv_acc": _acc(logits, y), "lambda": self.lam,
+                      "w_min": w.min().item(), "w_max": w.max().item()}
+
+
+class BAT(Objective):
+    """Benign Adversarial Training (paper Sec. 4, Algorithm 1), Eq. 8::
+
+        L_BAT = sum_i w_i CE(F(x_adv_i), y_i) / sum_i w_i  +  beta * L_DL
+
+    ``x_adv`` = PGD exactly as PGD-AT; ``w`` from Eq. 5 (:func:`bat_weights`, constants) with the
+    poisoning score of Eq. 4; ``L_DL`` = Eq. 7 (:func:`bat_discrimination_loss`) on the penultimate
+    representations ``net.embed(x_adv)`` of the batch's typical examples. Typical means
+    ``mem <= sigma`` (Algorithm 1's D_typ, the complement of Eq. 5's atypical ``mem > sigma``; Eq. 7
+    writes ``< sigma``, which differs only at equality). ``mem`` is a tensor over all training
+    examples, indexed by the batch ids ``idx``. With ``alpha = beta = 0`` this is PGD-AT exactly
+    (same attack, same arithmetic; the DL term is not even computed).
+    """
+
+    name = "bat"
+    needs_mem = True
+
+    def __init__(self, cfg: ObjectiveConfig, mem: Tensor):
+        super().__init__(cfg)
+        mem = torch.as_tensor(mem)
+        if mem.dim() != 1:
+            raise ConfigError(f"BAT needs one memorization score per training example (1-D), got shape {tuple(mem.shape)}")
+        self.mem = mem.detach().to(torch.float32)
+
+    def _mem(self, idx: Tensor, device: torch.device) -> Tensor:
+        idx = torch.as_tensor(idx).long()
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.mem.numel()):
+            raise ConfigError(f"example id out of range of the {self.mem.numel()} memorization scores "
+                              f"(got ids {int(idx.min())}..{int(idx.max())})")
+        return self.mem[idx.to(self.mem.device)].to(device)
+
+    def perturb(self, model, x, y, idx, generator=None):
+        return self._attack(model, x, y, generator, random_start="uniform", loss="ce"), None
+
+    def loss(self, model, x, x_adv, y, idx, aux=None):
+        c = self.cfg
+        mem = self._mem(idx, x_adv.device)
+        if c.beta > 0:
+            h = model.embed(x_adv)
+            logits = model.head(h)
+        else:
+            logits = model(x_adv)
+        w = bat_weights(logits, y, mem, c.alpha, c.sigma)
+        ce = weighted_ce(logits, y, w)
+        typical = mem <= c.sigma
+        if c.beta > 0:
+            dl, n_pairs = bat_discrimination_loss(h, y, typical, c.tau, c.normalize_features)
+            loss = ce + c.beta * dl
+        else:
+            dl, n_pairs = None, 0
+            loss = ce
+        return loss, {"loss": loss.item(), "ce_weighted": ce.item(),
+                      "dl": float("nan") if dl is None else dl.item(), "adv_acc": _acc(logits, y),
+                      "mean_weight": w.mean().item(), "n_downweighted": float((w < 1).sum().item()),
+                      "n_typical": float(typical.sum().item()), "n_pairs": float(n_pairs)}
+
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "erm": ERM, "pgd": PGDAT, "trades": TRADES, "mart": MART, "gairat": GAIRAT, "bat": BAT,
+}
+
+
+def build_objective(method: str, cfg: ObjectiveConfig, mem: Tensor | None = None, *,
+                    dataset: str | None = None) -> Objective:
+    """The objective named ``method`` (one of :data:`OBJECTIVES`).
+
+    ``cfg`` may leave ``eps``/``step_size`` unset if ``dataset`` names a dataset with a default eps.
+    ``mem`` (memorization score per training example, indexed by example id) is required for ``bat``
+    and ignored otherwise.
+    """
+    if method not in OBJECTIVES:
+        raise UnknownChoiceError("method", method, OBJECTIVES)
+    cfg = cfg.resolve(dataset) if (cfg.eps is None or cfg.step_size is None or cfg.eval_step_size is None) else cfg
+    cls = OBJECTIVES[method]
+    if cls.needs_mem:
+        if mem is None:
+            raise ConfigError(f"method {method!r} needs memorization scores: pass --scores")
+        return cls(cfg, mem)  # type: ignore[call-arg]
+    return cls(cfg)

@@ -1,0 +1,54 @@
+"""``memadv figures KIND RUN``: figures and tables of one kind for a run directory.
+
+Each kind is implemented in ``memadv.analysis`` by a module exposing
+``add_arguments(parser)`` and ``make_figures(run_dir: Path, args) -> list[Path]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from memadv.errors import MemadvError
+
+# kind -> (module, one-line description)
+KINDS: dict[str, tuple[str, str]] = {
+    "scores": ("memadv.analysis.score_figures", "memorization histogram (Fig. 7), example grids (Fig. 6), high-influence pairs (Fig. 8)"),
+    "bat": ("memadv.analysis.bat_tables", "Table 2 and Table 4 (Markdown + CSV), Fig. 4 accuracy curves"),
+    "ablation": ("memadv.analysis.ablation", "Fig. 5: alpha x beta grid of BAT"),
+    "sec31": ("memadv.analysis.sec31", "Section 3.1: accuracy on atypical sets (Figs. 1, 9-14)"),
+    "sec32": ("memadv.analysis.sec32", "Section 3.2: typical-set accuracy, cosine distance (Figs. 2, 15-23, Table 1)"),
+}
+
+
+def _available() -> dict[str, object]:
+    mods = {}
+    for kind, (module, _) in KINDS.items():
+        try:
+            mods[kind] = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    return mods
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    mods = _available()
+    p = sub.add_parser("figures", help="figures and tables of a run",
+                       description="Make figures (PNG + PDF) and tables (Markdown + CSV) for a run directory.")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind, mod in mods.items():
+        kp = kinds.add_parser(kind, help=KINDS[kind][1], description=KINDS[kind][1])
+        kp.add_argument("run", type=Path, help="run directory (runs/<name> or a folder inside it, as the kind says)")
+        mod.add_arguments(kp)  # type: ignore[attr-defined]
+        kp.set_defaults(func=run, module=mod)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.run.exists():
+        raise MemadvError(f"run directory {str(args.run)!r} does not exist")
+    paths = args.module.make_figures(args.run, args)
+    for path in paths:
+        print(path)
+    return 0

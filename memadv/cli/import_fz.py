@@ -1,0 +1,41 @@
+"""``memadv import-fz FILE --dataset NAME --out RUN``: released Feldman & Zhang estimates -> memadv scores."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memadv.data.fz_interop import dataset_choices, import_fz
+from memadv.data.registry import load_dataset
+
+DESCRIPTION = """\
+Import estimates released by Feldman & Zhang (pluskid.github.io/influence-memorization) into memadv's score
+schema, written to OUT/scores/ (all or nothing). Recognised layouts (NumPy .npz):
+  cifar100_infl_matrix.npz        tr_mem, tr_labels, tt_labels, infl_matrix_class{K}, tr_classidx_{K}, tt_classidx_{K}
+  *_high_infl_pairs_infl0.15_mem0.25.npz   tr_idx, tt_idx, infl, mem (high-influence pairs only)
+  imagenet_index.npz              tr_filenames, tr_labels, tt_filenames, tt_labels, tr_mem
+The released files carry no standard errors: imported scores have source "feldman-zhang", se_known false and
+NaN standard errors and test accuracies. The fingerprint is computed from the labels in the file; with
+--data-root the labels are also checked against the local copy of the dataset. A file with missing or misshapen
+keys, or labels that disagree with --data-root, is refused and nothing is written."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-fz", help="import released Feldman & Zhang estimates (.npz) as memadv scores",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", type=Path, help="released .npz file")
+    p.add_argument("--dataset", required=True, choices=dataset_choices(),
+                   help="dataset the file describes (ids are positions in its original order)")
+    p.add_argument("--out", type=Path, required=True, help="run directory to create; scores go to OUT/scores/")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder holding the dataset's files; when given, labels and ids are checked against it "
+                        "(and the pairs files, which carry no labels, get labels and fingerprints from it)")
+    p.add_argument("--overwrite", action="store_true", help="replace scores already in OUT/scores/")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.dataset, data_root=args.data_root) if args.data_root is not None else None
+    target = import_fz(args.file, args.out, args.dataset, dataset=dataset, overwrite=args.overwrite)
+    print(f"wrote {target}")
+    return 0

@@ -1,0 +1,84 @@
+"""``memadv splits RUN``: atypical/typical split files from a run's scores (paper Secs. 3.1-3.2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from memadv.config import add_config_arguments, build_config
+from memadv.data.scores import read_scores, scores_dir_of
+from memadv.data.splits import SET_KEYS, SplitConfig, compute_splits, split_meta, write_splits
+from memadv.errors import SchemaError
+
+DESCRIPTION = """\
+Make the atypical/typical split files of a run from its scores (RUN/scores/), as the paper defines them:
+  D_atyp  = {i in D : mem(i) > 0.15}              D_typ = {i in D : mem(i) < 0.02}
+  D'_atyp = {j in D' : infl(i, j) > 0.15 for some i in D_atyp}
+  D'_typ  = D' - {j : infl(i, j) > 0.02 for some i in D_atyp} - {j : P(F(x'_j) = y'_j) < 0.8}
+Influence conditions use same-class pairs by default (the paper's definition of a high-influence pair);
+--pairs any-class uses every stored pair. Prints each set's size, size per class, the examples each rule
+removed and how each threshold compares with the run's standard errors (the noise floor).
+Writes RUN/splits/: splits.parquet, one CSV of ids per set, summary.md (all or nothing)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("splits", help="atypical/typical split files from a run's scores (Secs. 3.1-3.2)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="run directory holding scores/ (runs/<name>)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/splits)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file with these options (top-level keys or a [splits] table); command line wins")
+    add_config_arguments(p, SplitConfig)
+    p.add_argument("--allow-partial", dest="allow_partial", action="store_true", default=argparse.SUPPRESS,
+                   help="accept scores aggregated from an unfinished estimate (missing shards); refused by default")
+    p.set_defaults(func=run)
+
+
+def _print_report(result, out: Path) -> None:  # type: ignore[no-untyped-def]
+    print(f"{'set':<16}{'size':>8}  per class")
+    for key in SET_KEYS:
+        pc = result.per_class.loc[key]
+        if len(pc) <= 20:
+            per = " ".join(f"{c}:{int(v)}" for c, v in pc.items())
+        else:
+            per = f"min {int(pc.min())}, median {float(pc.median()):g}, max {int(pc.max())} over {len(pc)} classes"
+        print(f"{key:<16}{result.sets[key].size:>8}  {per}")
+    print("rules:")
+    for r in result.rules:
+        print(f"  {r['set']:<15} {r['rule']}: removed {r['removed']} of {r['considered']}"
+              + ("" if r["kept"] is None else f", kept {r['kept']}"))
+    print("noise floor:")
+    for r in result.noise:
+        if r["se"] is None:
+            print(f"  {r['rule']:<32} threshold {r['threshold']}: SE {r['note'] or 'n/a'}"
+                  + (f" ({r['zero_se']:.0%} with SE 0)" if r.get("zero_se") else ""))
+            continue
+        line = f"  {r['rule']:<32} threshold {r['threshold']}: median SE {r['se']:.3g}"
+        if r["ratio"] is not None:
+            line += f", threshold = {r['ratio']:.2f} SE"
+        if r.get("zero_se"):
+            line += f" ({r['zero_se']:.0%} with SE 0)"
+        if r["p_noise"] is not None:
+            line += (f"; {r['comparisons']:.3g} comparisons per test example, noise alone would cross it for "
+                     f"{r['p_noise']:.1%} of them")
+        print(line)
+    for w in result.warnings:
+        print(f"memadv: warning: {w}", file=sys.stderr)
+    print(f"wrote {out}")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = build_config(SplitConfig, args, args.config, section="splits")
+    if not args.run.is_dir():
+        raise SchemaError(f"run directory {str(args.run)!r} does not exist")
+    scores = read_scores(args.run)
+    result = compute_splits(scores, cfg)
+    run_dir = args.run.resolve()
+    if run_dir.name == "scores":
+        run_dir = run_dir.parent
+    out = args.out if args.out is not None else run_dir / "splits"
+    meta = split_meta(scores, cfg, result, str(scores_dir_of(args.run)))
+    write_splits(out, result, meta, title=f"run `{run_dir.name}`")
+    _print_report(result, out)
+    return 0

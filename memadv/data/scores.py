@@ -1,0 +1,105 @@
+"""Schemas and I/O of score files (``runs/<name>/scores/``), tied to a dataset by fingerprint.
+
+* ``mem.parquet``: one row per training example — ``idx, label, mem, mem_se, p_in, p_out, n_in, n_out``.
+* ``infl.parquet``: one row per (train, test) pair kept — ``train_idx, test_idx, train_label,
+  test_label, infl, infl_se``: every same-class pair, plus cross-class pairs whose |infl| is above
+  the run's ``cross_class_threshold``.
+* ``test_acc.parquet``: one row per test example — ``idx, label, p_correct, n_models``.
+
+Metadata (parquet key-value ``memadv``) of every file: ``dataset``, ``fingerprint_train``,
+``fingerprint_test``, ``n_models``, ``source`` ("memadv" or "feldman-zhang"), ``se_known``
+(False for imported estimates, whose files carry no standard errors), ``complete`` (False for
+scores aggregated from an unfinished run with ``--allow-partial``) and the estimator spec.
+
+Undefined estimates: where an example was in (or out of) no model's subset, ``p_in`` (or
+``p_out``), the difference and its standard error are NaN in that row only; every comparison with
+NaN is false, so such an example falls in neither the atypical nor the typical set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from memadv.data.dataset import Dataset
+from memadv.data.tables import read_table, write_table
+from memadv.errors import FingerprintMismatchError, SchemaError
+
+MEM_COLUMNS = ["idx", "label", "mem", "mem_se", "p_in", "p_out", "n_in", "n_out"]
+INFL_COLUMNS = ["train_idx", "test_idx", "train_label", "test_label", "infl", "infl_se"]
+TEST_ACC_COLUMNS = ["idx", "label", "p_correct", "n_models"]
+SCORE_FILES = {"mem": ("mem.parquet", MEM_COLUMNS), "infl": ("infl.parquet", INFL_COLUMNS),
+               "test_acc": ("test_acc.parquet", TEST_ACC_COLUMNS)}
+
+
+@dataclass
+class Scores:
+    mem: pd.DataFrame
+    infl: pd.DataFrame
+    test_acc: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.meta.get("dataset"))
+
+    @property
+    def se_known(self) -> bool:
+        return bool(self.meta.get("se_known", True))
+
+
+def scores_dir_of(path: str | Path) -> Path:
+    """Accept a run directory or its ``scores/`` folder."""
+    p = Path(path)
+    return p if (p / "mem.parquet").exists() or p.name == "scores" else p / "scores"
+
+
+def write_scores(scores_dir: str | Path, scores: Scores) -> None:
+    """Write the three files; ``mem.parquet`` last, so its presence means the set is complete."""
+    d = Path(scores_dir)
+    for key in ("infl", "test_acc", "mem"):
+        name, cols = SCORE_FILES[key]
+        df = getattr(scores, key)
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise SchemaError(f"{key} table lacks columns {missing}")
+        write_table(d / name, df[cols], scores.meta)
+
+
+def read_scores(path: str | Path, dataset: Dataset | None = None, *, need_infl: bool = True) -> Scores:
+    """Read a score folder (or run folder); with ``dataset``, refuse scores of another dataset."""
+    d = scores_dir_of(path)
+    if not (d / "mem.parquet").exists():
+        raise SchemaError(f"no scores in {d} (mem.parquet missing); run `memadv aggregate` or `memadv estimate` first")
+    mem, meta = read_table(d / "mem.parquet", required=MEM_COLUMNS)
+    test_acc, _ = read_table(d / "test_acc.parquet", required=TEST_ACC_COLUMNS) if (d / "test_acc.parquet").exists() \
+        else (pd.DataFrame(columns=TEST_ACC_COLUMNS), meta)
+    infl = (read_table(d / "infl.parquet", required=INFL_COLUMNS)[0] if need_infl and (d / "infl.parquet").exists()
+            else pd.DataFrame(columns=INFL_COLUMNS))
+    scores = Scores(mem=mem, infl=infl, test_acc=test_acc, meta=meta)
+    if dataset is not None:
+        check_fingerprint(meta, dataset, what=str(d))
+    return scores
+
+
+def check_fingerprint(meta: dict[str, Any], dataset: Dataset, what: str = "file",
+                      splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Raise FingerprintMismatchError unless ``meta`` was made for exactly this dataset."""
+    for split in splits:
+        key = f"fingerprint_{split}"
+        if key not in meta:
+            continue
+        if meta[key] != dataset.fingerprint(split):
+            raise FingerprintMismatchError(
+                f"{what} was made for dataset {meta.get('dataset')!r} ({split} fingerprint {meta[key]}), "
+                f"not for {dataset.name!r} as loaded ({dataset.fingerprint(split)}); use the dataset it was made for")
+
+
+def dataset_meta(dataset: Dataset) -> dict[str, Any]:
+    """The metadata every file about ``dataset`` carries."""
+    return {"dataset": dataset.name, "fingerprint_train": dataset.fingerprint("train"),
+            "fingerprint_test": dataset.fingerprint("test"), "n_train": int(dataset.x_train.shape[0]),
+            "n_test": int(dataset.x_test.shape[0]), "num_classes": int(dataset.num_classes)}

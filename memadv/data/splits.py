@@ -1,0 +1,480 @@
+"""Atypical / typical split files (paper Sections 3.1 and 3.2), computed from score files.
+
+Definitions (thresholds are :class:`SplitConfig` options; defaults are the paper's)::
+
+    D_atyp  = {i in D  : mem(i) > 0.15}                                   (Sec. 3.1)
+    D_typ   = {i in D  : mem(i) < 0.02}                                   (Sec. 3.2)
+    D'_atyp = {j in D' : infl(i, j) > 0.15 for some i in D_atyp}          (Sec. 3.1)
+    D'_typ  = D' - {j : infl(i, j) > 0.02 for some i in D_atyp}
+                 - {j : P(F(x'_j) = y'_j) < 0.8}                          (Sec. 3.2)
+
+The influence conditions use same-class pairs only by default (the paper calls (i, j) a
+high-influence pair only when both share a class, Sec. 2.1); ``pairs="any-class"`` uses every
+pair stored in ``infl.parquet``. With ``significance=z`` every memorization and influence
+condition compares the estimate shifted by z standard errors against the noise:
+"x > t" becomes "x - z*SE > t" and "x < t" becomes "x + z*SE < t". The accuracy rule is never
+shifted. NaN estimates compare false, so an example with an undefined estimate is in no set; a test
+example with unknown accuracy is not typical while the accuracy rule is active (``min_test_acc > 0``).
+
+Output folder ``splits/`` (written all at once: a temporary folder renamed into place):
+
+* ``splits.parquet``: one row per example and set, columns ``split`` ("train"/"test"), ``idx``
+  (int64), ``label`` (int64), ``set`` ("atypical"/"typical"); metadata: thresholds, dataset,
+  fingerprints, source scores, set sizes.
+* ``train_atypical.csv``, ``train_typical.csv``, ``test_atypical.csv``, ``test_typical.csv``:
+  columns ``idx,label``, one row per example, sorted by id.
+* ``summary.md``: set sizes, sizes per class, examples each rule removed, noise-floor report, warnings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from memadv import __version__
+from memadv.config import check_range, config_to_dict, option
+from memadv.data.atomic import write_text_atomic
+from memadv.data.dataset import Dataset
+from memadv.data.scores import Scores, check_fingerprint
+from memadv.data.tables import read_table, write_table
+from memadv.errors import (ConfigError, FingerprintMismatchError, IncompleteRunError, SchemaError,
+                           UnknownChoiceError)
+
+SPLIT_COLUMNS = ["split", "idx", "label", "set"]
+SET_KEYS = ("train/atypical", "train/typical", "test/atypical", "test/typical")
+PAIRS_CHOICES = ("same-class", "any-class")
+SPLITS_FILE = "splits.parquet"
+
+
+@dataclass
+class SplitConfig:
+    mem_atypical: float = option(0.15, "training example is atypical when mem > this", unit="probability difference",
+                                 source="paper Sec. 3.1")
+    mem_typical: float = option(0.02, "training example is typical when mem < this", unit="probability difference",
+                                source="paper Sec. 3.2")
+    infl_atypical: float = option(0.15, "test example is atypical when infl(i, j) > this for some atypical training "
+                                        "example i", unit="probability difference", source="paper Sec. 3.1")
+    infl_typical: float = option(0.02, "test example is NOT typical when infl(i, j) > this for some atypical training "
+                                       "example i", unit="probability difference", source="paper Sec. 3.2")
+    min_test_acc: float = option(0.8, "test example is NOT typical when the ERM models' success rate on it is below "
+                                      "this; 0 switches the rule off", unit="probability", source="paper Sec. 3.2")
+    pairs: str = option("same-class", "which (train, test) pairs the influence conditions use: same-class is the "
+                                      "paper's definition of a high-influence pair (Sec. 2.1) and the default; "
+                                      "any-class also uses the cross-class pairs stored in infl.parquet",
+                        choices=PAIRS_CHOICES)
+    significance: float | None = option(None, "z: every mem/infl condition becomes 'estimate - z*SE above the "
+                                              "threshold' (and 'estimate + z*SE below' for mem < typical); "
+                                              "unset: compare the estimates themselves as the paper does",
+                                        unit="standard errors")
+    allow_partial: bool = option(False, "accept scores aggregated from an unfinished estimate", cli=False)
+
+    def __post_init__(self) -> None:
+        for name in ("mem_atypical", "mem_typical", "infl_atypical", "infl_typical", "min_test_acc"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a number, got {value!r}")
+            check_range(name, float(value), 0.0, 1.0)
+        if self.pairs not in PAIRS_CHOICES:
+            raise UnknownChoiceError("pairs", self.pairs, PAIRS_CHOICES)
+        if self.mem_typical >= self.mem_atypical:
+            raise ConfigError(f"--mem-typical ({self.mem_typical}) must be below --mem-atypical ({self.mem_atypical})")
+        if self.infl_typical >= self.infl_atypical:
+            raise ConfigError(f"--infl-typical ({self.infl_typical}) must be below --infl-atypical "
+                              f"({self.infl_atypical})")
+        if self.significance is not None:
+            check_range("significance", float(self.significance), 0.0, 10.0, lo_open=True)
+
+
+@dataclass
+class SplitResult:
+    """Everything ``memadv splits`` computes: the sets, the rule counts, the noise report, warnings."""
+    rows: pd.DataFrame                       # SPLIT_COLUMNS
+    sets: dict[str, np.ndarray]              # SET_KEYS -> sorted int64 ids
+    per_class: pd.DataFrame                  # index: SET_KEYS, columns: class labels
+    rules: list[dict[str, Any]]              # set, rule, considered, removed, kept
+    noise: list[dict[str, Any]]              # rule, threshold, se, ratio, comparisons, p_noise, zero_se, note
+    warnings: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# definitions
+
+def _norm_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _above(est: np.ndarray, se: np.ndarray, t: float, z: float | None) -> np.ndarray:
+    return (est - z * se) > t if z else est > t
+
+
+def _below(est: np.ndarray, se: np.ndarray, t: float, z: float | None) -> np.ndarray:
+    return (est + z * se) < t if z else est < t
+
+
+def _median(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if x.size else float("nan")
+
+
+def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
+    """Apply the four set definitions to ``scores``; raises before anything is written."""
+    meta = scores.meta
+    warnings: list[str] = []
+    if meta.get("coverage") == "high-influence-pairs":
+        raise SchemaError("these scores were imported from a high-influence-pairs file, which holds only pairs above "
+                          "its thresholds (no typical examples, no test accuracy); import the full estimate "
+                          "(e.g. cifar100_infl_matrix.npz) to make split files")
+    if meta.get("complete", True) is False:
+        if not cfg.allow_partial:
+            raise IncompleteRunError("scores were aggregated from an unfinished estimate (missing shards); finish it "
+                                     "with `memadv estimate`, or pass --allow-partial to make splits anyway")
+        warnings.append("scores come from an unfinished estimate (--allow-partial): fewer models, more noise")
+    z = cfg.significance
+    se_known = scores.se_known
+    if z is not None and not se_known:
+        raise ConfigError(f"--significance needs standard errors, but these scores (source "
+                          f"{meta.get('source', '?')!r}) carry none")
+
+    mem = scores.mem
+    if mem.empty:
+        raise SchemaError("mem.parquet has no rows")
+    tr_idx = mem["idx"].to_numpy(np.int64)
+    tr_lab = mem["label"].to_numpy(np.int64)
+    m = mem["mem"].to_numpy(np.float64)
+    m_se = mem["mem_se"].to_numpy(np.float64)
+    if len(np.unique(tr_idx)) != len(tr_idx):
+        raise SchemaError("mem.parquet has repeated training ids")
+    atyp = _above(m, m_se, cfg.mem_atypical, z)
+    typ = _below(m, m_se, cfg.mem_typical, z)
+    n_undefined = int(np.isnan(m).sum())
+    atyp_ids = tr_idx[atyp]
+
+    ta = scores.test_acc
+    if ta.empty:
+        raise SchemaError("the scores have no test accuracy rows (test_acc.parquet missing or empty); "
+                          "the test sets need one row per test example")
+    te_idx = ta["idx"].to_numpy(np.int64)
+    te_lab = ta["label"].to_numpy(np.int64)
+    p_ok = ta["p_correct"].to_numpy(np.float64)
+
+    infl = scores.infl
+    if cfg.pairs == "same-class":
+        infl = infl[infl["train_label"].to_numpy(np.int64) == infl["test_label"].to_numpy(np.int64)]
+    else:
+        cross = _cross_class_threshold(meta)
+        for t, what in ((cfg.infl_typical, "typical-test"), (cfg.infl_atypical, "atypical-test")):
+            if cross is not None and cross > t:
+                warnings.append(f"--pairs any-class: the run kept cross-class pairs only at |infl| >= {cross}, so "
+                                f"the {what} rule (infl > {t}) misses cross-class pairs between {t} and {cross}")
+    considered = infl[np.isin(infl["train_idx"].to_numpy(np.int64), atyp_ids)]
+    c_test = considered["test_idx"].to_numpy(np.int64)
+    c_infl = considered["infl"].to_numpy(np.float64)
+    c_se = considered["infl_se"].to_numpy(np.float64)
+    unknown_test = np.setdiff1d(np.unique(c_test), te_idx)
+    if unknown_test.size:
+        raise SchemaError(f"infl.parquet names {unknown_test.size} test ids missing from test_acc.parquet "
+                          f"(first: {int(unknown_test[0])})")
+    te_atyp_ids = np.unique(c_test[_above(c_infl, c_se, cfg.infl_atypical, z)])
+    infl_excl = np.isin(te_idx, np.unique(c_test[_above(c_infl, c_se, cfg.infl_typical, z)]))
+    te_atyp = np.isin(te_idx, te_atyp_ids)
+    if cfg.min_test_acc > 0:
+        acc_unknown = np.isnan(p_ok)
+        acc_excl = (p_ok < cfg.min_test_acc) | acc_unknown
+    else:
+        acc_unknown = np.zeros(len(te_idx), bool)
+        acc_excl = np.zeros(len(te_idx), bool)
+    te_typ = ~infl_excl & ~acc_excl
+
+    sets = {"train/atypical": np.sort(tr_idx[atyp]), "train/typical": np.sort(tr_idx[typ]),
+            "test/atypical": np.sort(te_idx[te_atyp]), "test/typical": np.sort(te_idx[te_typ])}
+    frames = []
+    for key, (ids, labs, mask) in {"train/atypical": (tr_idx, tr_lab, atyp), "train/typical": (tr_idx, tr_lab, typ),
+                                   "test/atypical": (te_idx, te_lab, te_atyp),
+                                   "test/typical": (te_idx, te_lab, te_typ)}.items():
+        split, kind = key.split("/")
+        order = np.argsort(ids[mask], kind="stable")
+        frames.append(pd.DataFrame({"split": split, "idx": ids[mask][order].astype(np.int64),
+                                    "label": labs[mask][order].astype(np.int64), "set": kind}))
+    rows = pd.concat(frames, ignore_index=True)[SPLIT_COLUMNS]
+    all_labels = np.union1d(tr_lab, te_lab)
+    per_class = pd.DataFrame(0, index=list(SET_KEYS), columns=all_labels, dtype=np.int64)
+    for key in SET_KEYS:
+        split, kind = key.split("/")
+        labs = rows.loc[(rows["split"] == split) & (rows["set"] == kind), "label"].to_numpy(np.int64)
+        u, c = np.unique(labs, return_counts=True)
+        per_class.loc[key, u] = c
+    per_class.index.name, per_class.columns.name = "set", "class"
+
+    pairs_word = "same-class pairs" if cfg.pairs == "same-class" else "any-class pairs"
+    zs = f" - {z}*SE" if z else ""
+    zb = f" + {z}*SE" if z else ""
+    n_tr, n_te = len(tr_idx), len(te_idx)
+    rules = [
+        {"set": "train/atypical", "rule": f"keep mem{zs} > {cfg.mem_atypical}", "considered": n_tr,
+         "removed": int(n_tr - atyp.sum()), "kept": int(atyp.sum())},
+        {"set": "train/typical", "rule": f"keep mem{zb} < {cfg.mem_typical}", "considered": n_tr,
+         "removed": int(n_tr - typ.sum()), "kept": int(typ.sum())},
+        {"set": "test/atypical", "rule": f"keep infl{zs} > {cfg.infl_atypical} for some i in D_atyp ({pairs_word})",
+         "considered": n_te, "removed": int(n_te - te_atyp.sum()), "kept": int(te_atyp.sum())},
+        {"set": "test/typical", "rule": f"remove infl{zs} > {cfg.infl_typical} for some i in D_atyp ({pairs_word})",
+         "considered": n_te, "removed": int(infl_excl.sum()), "kept": None},
+        {"set": "test/typical", "rule": (f"remove P(correct) < {cfg.min_test_acc} (or unknown)" if cfg.min_test_acc > 0
+                                         else "accuracy rule off (--min-test-acc 0)"),
+         "considered": n_te, "removed": int(acc_excl.sum()), "kept": None},
+        {"set": "test/typical", "rule": "removed by both rules", "considered": n_te,
+         "removed": int((infl_excl & acc_excl).sum()), "kept": int(te_typ.sum())},
+    ]
+    if scores.infl.empty:
+        warnings.append("the scores hold no influence estimates (infl.parquet missing or empty): D'_atyp is empty and "
+                        "the influence rule removes nothing from D'_typ")
+    if n_undefined:
+        warnings.append(f"{n_undefined} training examples have an undefined mem estimate (NaN) and are in no set")
+    if cfg.min_test_acc > 0 and acc_unknown.any():
+        what = "all" if acc_unknown.all() else str(int(acc_unknown.sum()))
+        warnings.append(f"test accuracy is unknown for {what} of {n_te} test examples, which therefore are not typical"
+                        + (" (imported scores carry none); pass --min-test-acc 0 to skip the accuracy rule"
+                           if acc_unknown.all() else ""))
+
+    noise, noise_warn = _noise_report(cfg, m_se, c_test, c_se, te_idx, se_known)
+    warnings.extend(noise_warn)
+    for key in SET_KEYS:
+        if sets[key].size == 0:
+            warnings.append(f"{key} is empty")
+    return SplitResult(rows=rows, sets=sets, per_class=per_class, rules=rules, noise=noise, warnings=warnings)
+
+
+def _cross_class_threshold(meta: dict[str, Any]) -> float | None:
+    for d in (meta, meta.get("spec") if isinstance(meta.get("spec"), dict) else {}):
+        v = d.get("cross_class_threshold")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def _noise_report(cfg: SplitConfig, m_se: np.ndarray, c_test: np.ndarray, c_se: np.ndarray, te_idx: np.ndarray,
+                  se_known: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    """Compare each threshold with the run's standard errors.
+
+    For the test rules test example j is compared with every atypical training example it is paired
+    with (m_j comparisons, counting pairs with a non-zero SE); if all its true influences were 0, noise
+    alone would cross threshold t at least once with probability 1 - Phi(t/SE + z)^m_j (normal
+    approximation, independent pairs, the median SE). ``p_noise`` is the mean of that over the test
+    set: the expected share of test examples the rule would hit by noise alone; ``comparisons`` is
+    the mean m_j.
+    """
+    z = cfg.significance or 0.0
+    if not se_known:
+        note = "unknown: the scores carry no standard errors (imported Feldman & Zhang estimates)"
+        return ([{"rule": r, "threshold": t, "se": None, "ratio": None, "comparisons": None, "p_noise": None,
+                  "zero_se": None, "note": note}
+                 for r, t in (("mem > atypical", cfg.mem_atypical), ("mem < typical", cfg.mem_typical),
+                              ("infl > atypical (test)", cfg.infl_atypical),
+                              ("infl > typical (test exclusion)", cfg.infl_typical))],
+                ["noise floor unknown: the scores carry no standard errors, so no threshold can be compared with "
+                 "the noise of the estimate"])
+    # An estimate whose models all agree (p_in, p_out in {0, 1}) has a plug-in SE of 0 and cannot cross
+    # a threshold by noise; summarise the noise of the others and report how many are degenerate.
+    m_fin = m_se[np.isfinite(m_se)]
+    c_fin = np.isfinite(c_se)
+    mem_se = _median(m_fin[m_fin > 0])
+    infl_se = _median(c_se[c_fin & (c_se > 0)])
+    zero = {"mem": float((m_fin == 0).mean()) if m_fin.size else None,
+            "infl": float((c_se[c_fin] == 0).mean()) if c_fin.any() else None}
+    noisy_test = c_test[c_fin & (c_se > 0)]
+    sorted_te = np.sort(te_idx)
+    per_test = (np.bincount(np.searchsorted(sorted_te, noisy_test), minlength=len(te_idx)) if noisy_test.size
+                else np.zeros(len(te_idx), np.int64))
+    comps = float(per_test.mean()) if per_test.size else 0.0
+    rows, warns = [], []
+    for rule, t, se, k, zs in (("mem > atypical", cfg.mem_atypical, mem_se, None, zero["mem"]),
+                               ("mem < typical", cfg.mem_typical, mem_se, None, zero["mem"]),
+                               ("infl > atypical (test)", cfg.infl_atypical, infl_se, comps, zero["infl"]),
+                               ("infl > typical (test exclusion)", cfg.infl_typical, infl_se, comps, zero["infl"])):
+        ratio = t / se if se and np.isfinite(se) and se > 0 else float("nan")
+        p_noise = None
+        if k is not None and np.isfinite(ratio):
+            p_noise = float(np.mean(1.0 - _norm_cdf(ratio + z) ** per_test)) if per_test.size else 0.0
+        note = ""
+        if np.isfinite(ratio) and ratio < 2.0:
+            note = "within 2 SE of zero"
+            warns.append(f"threshold {t} of '{rule}' is within 2 standard errors of zero (median SE {se:.3g}): "
+                         f"noise alone decides many memberships; use more models or --significance"
+                         + (f"; were all true influences zero, noise alone would cross it for {p_noise:.0%} of the "
+                            f"test examples ({k:.3g} comparisons each on average)" if p_noise is not None else ""))
+        elif not np.isfinite(ratio):
+            note = "no estimate with a non-zero SE"
+        if p_noise is not None and p_noise > 0.1 and not note:
+            note = "multiple comparisons: noise crosses it often"
+            warns.append(f"'{rule}' compares each test example with {k:.3g} atypical training examples on "
+                         f"average; with median SE {se:.3g}, were all true influences zero, noise alone would cross "
+                         f"threshold {t} for {p_noise:.0%} of the test examples, which can empty the set; use more "
+                         f"models or --significance")
+        rows.append({"rule": rule, "threshold": t, "se": None if not np.isfinite(se) else se,
+                     "ratio": None if not np.isfinite(ratio) else ratio, "comparisons": k, "p_noise": p_noise,
+                     "zero_se": zs, "note": note})
+    return rows, warns
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on success it replaces ``target`` (old contents removed)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old.rmdir()
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def split_meta(scores: Scores, cfg: SplitConfig, result: SplitResult, source: str) -> dict[str, Any]:
+    m = scores.meta
+    keep = ("dataset", "fingerprint_train", "fingerprint_test", "n_train", "n_test", "num_classes")
+    return {**{k: m[k] for k in keep if k in m},
+            "thresholds": config_to_dict(cfg),
+            "source_scores": {"path": source, "source": m.get("source"), "se_known": scores.se_known,
+                              "complete": m.get("complete", True), "n_models": m.get("n_models")},
+            "sizes": {k: int(v.size) for k, v in result.sets.items()},
+            "memadv_version": __version__}
+
+
+def render_summary(result: SplitResult, meta: dict[str, Any], title: str) -> str:
+    th = meta["thresholds"]
+    src = meta["source_scores"]
+    out = [f"# Splits of {title}", "",
+           f"Dataset `{meta.get('dataset')}`, scores `{src['path']}` (source {src['source']}, "
+           f"{src['n_models']} models, standard errors {'known' if src['se_known'] else 'unknown'}"
+           f"{'' if src['complete'] else ', UNFINISHED estimate'}).", "",
+           f"Thresholds: mem atypical > {th['mem_atypical']}, mem typical < {th['mem_typical']}, "
+           f"infl atypical > {th['infl_atypical']}, infl typical > {th['infl_typical']} excludes, "
+           f"min test accuracy {th['min_test_acc']}, pairs {th['pairs']}, significance "
+           f"{th['significance'] if th['significance'] is not None else 'off'}.", "",
+           "## Sets", "", "| set | size |", "|---|---:|"]
+    out += [f"| {k} | {v.size} |" for k, v in result.sets.items()]
+    out += ["", "## Rules", "", "| set | rule | considered | removed | kept |", "|---|---|---:|---:|---:|"]
+    out += [f"| {r['set']} | {r['rule']} | {r['considered']} | {r['removed']} | "
+            f"{'' if r['kept'] is None else r['kept']} |" for r in result.rules]
+    out += ["", "## Noise floor", "",
+            "Median standard error of the estimates each rule compares (over those with a non-zero SE; the share "
+            "with SE 0, where all models agree, is listed), threshold / SE, and for the test rules the median "
+            "number of atypical training examples (non-zero SE) a test example is compared with on average and the "
+            "expected share of test examples for which noise alone would cross the threshold if all their true "
+            "influences were zero.", "",
+            "| rule | threshold | median SE | threshold / SE | share SE = 0 | comparisons | share crossed by noise | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---|"]
+
+    def f(x: Any, spec: str = ".3g") -> str:
+        return "" if x is None else format(x, spec)
+    out += [f"| {r['rule']} | {r['threshold']} | {f(r['se'])} | {f(r['ratio'], '.2f')} | {f(r['zero_se'], '.1%')} "
+            f"| {f(r['comparisons'], '.3g')} | {f(r['p_noise'], '.3f')} | {r['note']} |" for r in result.noise]
+    out += ["", "## Size per class", ""]
+    pc = result.per_class
+    out += ["| class | " + " | ".join(SET_KEYS) + " |", "|---|" + "---:|" * len(SET_KEYS)]
+    out += [f"| {c} | " + " | ".join(str(int(pc.loc[k, c])) for k in SET_KEYS) + " |" for c in pc.columns]
+    if result.warnings:
+        out += ["", "## Warnings", ""] + [f"* {w}" for w in result.warnings]
+    out += ["", "## Files", "",
+            "`splits.parquet` (columns split, idx, label, set; thresholds and fingerprints in its metadata), "
+            "`train_atypical.csv`, `train_typical.csv`, `test_atypical.csv`, `test_typical.csv` (columns idx, label).",
+            ""]
+    return "\n".join(out)
+
+
+def write_splits(out_dir: str | Path, result: SplitResult, meta: dict[str, Any], title: str) -> Path:
+    """Write the split folder all at once; returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    summary = render_summary(result, meta, title)
+    with atomic_dir(out_dir) as tmp:
+        write_table(tmp / SPLITS_FILE, result.rows, meta)
+        for key in SET_KEYS:
+            split, kind = key.split("/")
+            part = result.rows[(result.rows["split"] == split) & (result.rows["set"] == kind)]
+            text = part[["idx", "label"]].to_csv(index=False)
+            write_text_atomic(tmp / f"{split}_{kind}.csv", text)
+        write_text_atomic(tmp / "summary.md", summary)
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+def splits_file_of(path: str | Path) -> Path:
+    """Accept a run directory, its ``splits/`` folder or the parquet file itself."""
+    p = Path(path)
+    for cand in (p, p / SPLITS_FILE, p / "splits" / SPLITS_FILE):
+        if cand.is_file():
+            return cand
+    raise SchemaError(f"no split file at {str(p)!r}: expected a run directory holding splits/{SPLITS_FILE}, a splits "
+                      f"folder or the parquet file; run `memadv splits RUN` first")
+
+
+def read_splits(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows of a split file (checked against the schema) and its metadata."""
+    f = splits_file_of(path)
+    df, meta = read_table(f, required=SPLIT_COLUMNS)
+    bad_split = set(df["split"].unique()) - {"train", "test"}
+    bad_set = set(df["set"].unique()) - {"atypical", "typical"}
+    if bad_split or bad_set:
+        raise SchemaError(f"{f} has unknown values in column split {sorted(bad_split)} or set {sorted(bad_set)}")
+    for col in ("idx", "label"):
+        if not pd.api.types.is_integer_dtype(df[col]):
+            raise SchemaError(f"{f}: column {col} must hold integers, got {df[col].dtype}")
+    if (df["idx"] < 0).any():
+        raise SchemaError(f"{f}: negative example ids")
+    return df, meta
+
+
+def read_split_sets(path: str | Path, dataset: Dataset | None = None) -> dict[str, np.ndarray]:
+    """Sorted int64 ids of the four sets, keyed "train/atypical", "train/typical", "test/atypical", "test/typical".
+
+    ``path`` is a run directory, a splits folder or the parquet file. With ``dataset``, a split
+    file made for another dataset raises FingerprintMismatchError and ids the dataset lacks raise
+    SchemaError.
+    """
+    df, meta = read_splits(path)
+    where = str(splits_file_of(path))
+    if dataset is not None:
+        if meta.get("dataset") is not None and meta["dataset"] != dataset.name:
+            raise FingerprintMismatchError(f"{where} was made for dataset {meta['dataset']!r}, not for "
+                                           f"{dataset.name!r}; use the dataset it was made for")
+        check_fingerprint(meta, dataset, what=where)
+    out: dict[str, np.ndarray] = {}
+    for key in SET_KEYS:
+        split, kind = key.split("/")
+        part = df[(df["split"] == split) & (df["set"] == kind)]
+        ids = part["idx"].to_numpy(np.int64)
+        if dataset is not None and ids.size:
+            labels = dataset.labels(split).numpy()
+            if int(ids.max()) >= labels.shape[0]:
+                raise SchemaError(f"{where}: {key} names id {int(ids.max())}, but {dataset.name!r} has only "
+                                  f"{labels.shape[0]} {split} examples")
+            lab = part["label"].to_numpy(np.int64)
+            known = lab >= 0
+            if (labels[ids[known]] != lab[known]).any():
+                raise FingerprintMismatchError(f"{where}: labels of {key} disagree with {dataset.name!r} as loaded; "
+                                               f"the split file was made for another copy of the dataset")
+        out[key] = np.sort(ids).astype(np.int64)
+    return out
+

@@ -1,0 +1,48 @@
+"""Parquet tables with memadv metadata (dataset, fingerprints, run parameters) in the file's
+key-value metadata under the key ``memadv``; written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from memadv.data.atomic import atomic_path
+from memadv.errors import SchemaError
+
+META_KEY = b"memadv"
+
+
+def write_table(path: str | Path, df: pd.DataFrame, meta: dict[str, Any]) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    existing = table.schema.metadata or {}
+    table = table.replace_schema_metadata({**existing, META_KEY: json.dumps(meta, default=str).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    md = pq.read_schema(path).metadata or {}
+    if META_KEY not in md:
+        raise SchemaError(f"{path} has no memadv metadata; it was not written by memadv")
+    return json.loads(md[META_KEY])
+
+
+def read_table(path: str | Path, columns: list[str] | None = None,
+               required: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"{path} does not exist")
+    try:
+        df = pq.read_table(path, columns=columns).to_pandas()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SchemaError(f"{path} is not a readable parquet file: {e}") from None
+    if required:
+        missing = [c for c in required if c not in df.columns]
+        if missing:
+            raise SchemaError(f"{path} lacks columns {missing}; expected {required}")
+    return df, read_meta(path)

@@ -1,0 +1,86 @@
+"""Configuration of the subset-sampling estimator, with per-dataset defaults in one table.
+
+Sources of the defaults:
+* subset ratio 0.7 and the number of models: Feldman & Zhang 2020 ("What neural networks
+  memorize and why"), Sec. 3: 70% subsets; 2,000 models for ImageNet, 4,000 for CIFAR-100.
+* CIFAR / Tiny ImageNet training recipe: the paper's Appendix D (SGD, lr 0.1, momentum 0.9,
+  weight decay 5e-4, lr x0.1 at 50% and 75% of the epochs: its 160/80/120 schedule); nets as in
+  the paper's Sec. 5 (ResNet-18 for CIFAR, ResNet-32 for Tiny ImageNet).
+* digits / synthetic-longtail: chosen here so that 2,000 models train in a few minutes on two CPU
+  cores while each model still fits (nearly) all of its training subset — the estimator needs
+  models that memorize (measured in docs/estimator.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from memadv.config import check_range, option
+from memadv.data.registry import DATASETS
+from memadv.errors import UnknownChoiceError
+from memadv.nets.registry import NETS
+
+# dataset -> defaults for every field left as None in EstimateConfig.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    #                     net         models  per shard  epochs  lr     batch  augment
+    "digits":             dict(net="mlp", models=2000, models_per_shard=100, epochs=25, lr=0.05, batch_size=64, augment=False),
+    "synthetic-longtail": dict(net="mlp", models=2000, models_per_shard=100, epochs=25, lr=0.05, batch_size=64, augment=False),
+    "cifar10":            dict(net="resnet18", models=4000, models_per_shard=8, epochs=160, lr=0.1, batch_size=128, augment=True),
+    "cifar100":           dict(net="resnet18", models=4000, models_per_shard=8, epochs=160, lr=0.1, batch_size=128, augment=True),
+    "tinyimagenet":       dict(net="resnet32", models=2000, models_per_shard=8, epochs=160, lr=0.1, batch_size=128, augment=True),
+}
+
+
+@dataclass
+class EstimateConfig:
+    dataset: str = option("digits", "dataset to estimate", choices=tuple(DATASETS))
+    data_root: str | None = option(None, "folder holding the dataset files (torchvision layouts); not needed for digits/synthetic-longtail")
+    classes: int | None = option(None, "tinyimagenet only: keep the first N classes", source="paper Sec. 5.1 uses 50")
+    net: str | None = option(None, "architecture (default per dataset)", choices=tuple(NETS))
+    models: int | None = option(None, "number of models M", unit="models", source="Feldman & Zhang: 4000 CIFAR-100, 2000 ImageNet")
+    models_per_shard: int | None = option(None, "models trained together (packed) in one shard = one task", unit="models")
+    subset_ratio: float = option(0.7, "fraction of the training set in each model's subset", source="Feldman & Zhang 2020")
+    epochs: int | None = option(None, "training epochs per model", unit="epochs")
+    lr: float | None = option(None, "initial SGD learning rate; x0.1 at 50% and 75% of the epochs", source="paper App. D")
+    batch_size: int | None = option(None, "mini-batch size per model", unit="examples")
+    momentum: float = option(0.9, "SGD momentum", source="paper App. D")
+    weight_decay: float = option(5e-4, "SGD weight decay", source="paper App. D")
+    augment: bool | None = option(None, "random crop (pad 4) + horizontal flip")
+    seed: int = option(0, "run seed; model m's subset, init and batch order derive from (seed, m)")
+    cross_class_threshold: float = option(0.15, "also keep cross-class (train, test) pairs with |infl| >= this in infl.parquet")
+    device: str = option("cpu", "torch device for training, e.g. cpu, cuda, cuda:1")
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASET_DEFAULTS:
+            raise UnknownChoiceError("dataset", self.dataset, DATASET_DEFAULTS)
+        for key, value in DATASET_DEFAULTS[self.dataset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.net not in NETS:
+            raise UnknownChoiceError("net", self.net, NETS)
+        check_range("subset_ratio", self.subset_ratio, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range("models", self.models, 2)
+        check_range("models_per_shard", self.models_per_shard, 1)
+        check_range("epochs", self.epochs, 1)
+        check_range("lr", self.lr, 0.0, lo_open=True)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("cross_class_threshold", self.cross_class_threshold, 0.0, 1.0)
+        if self.classes is not None:
+            check_range("classes", self.classes, 2)
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.models // self.models_per_shard)
+
+    def shard_models(self, shard: int) -> range:
+        return range(shard * self.models_per_shard, min((shard + 1) * self.models_per_shard, self.models))
+
+    def dataset_options(self) -> dict[str, Any]:
+        return {"classes": self.classes} if self.dataset == "tinyimagenet" and self.classes else {}
+
+    # Fields that define the estimate: a run directory refuses a spec that differs in any of them.
+    IDENTITY = ("dataset", "classes", "net", "models", "models_per_shard", "subset_ratio", "epochs", "lr",
+                "batch_size", "momentum", "weight_decay", "augment", "seed")

@@ -1,0 +1,57 @@
+"""``memadv estimate``: write the spec, run the unfinished shards on an executor, aggregate."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memadv.data.scores import Scores
+from memadv.estimate.aggregate import aggregate
+from memadv.estimate.config import EstimateConfig
+from memadv.estimate.shards import (ShardTask, dataset_for, finished_shards, read_shard, read_spec, shard_path,
+                                    write_or_check_spec)
+from memadv.slurm.executors import ExecutorConfig, job_states, run_tasks
+
+
+def jobs_folder(run_dir: Path) -> Path:
+    return Path(run_dir) / "estimate" / "jobs"
+
+
+def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig | None = None, *,
+             progress: bool = True, scheduler: Any = None) -> Scores:
+    executor = executor or ExecutorConfig()
+    run_dir = Path(run_dir)
+    dataset = dataset_for(cfg)  # fails before anything is written if the data is missing or malformed
+    write_or_check_spec(run_dir, cfg, dataset)
+    todo = [s for s in range(cfg.n_shards) if not shard_path(run_dir, s).exists()]
+    threads = max(1, (os.cpu_count() or 1) // executor.workers) if executor.executor == "local" else None
+    run_tasks(ShardTask(run_dir, threads=threads), todo, executor, jobs_folder(run_dir), desc="shards",
+              progress=progress)
+    return aggregate(run_dir, scheduler=scheduler)
+
+
+def estimate_status(run_dir: str | Path) -> dict[str, Any]:
+    """Shards done / running / failed, and an ETA from the finished shards' training time."""
+    run_dir = Path(run_dir)
+    spec = read_spec(run_dir)
+    n = spec["n_shards"]
+    done = finished_shards(run_dir, n)
+    states = job_states(jobs_folder(run_dir))
+    todo = [s for s in range(n) if s not in set(done)]
+    running = [s for s in todo if states.get(s) in ("RUNNING", "COMPLETING", "CONFIGURING")]
+    failed = [s for s in todo if states.get(s) in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")]
+    eta = None
+    if done and todo:
+        per_shard = float(np.median([read_shard(shard_path(run_dir, s), spec["n_train"], spec["n_test"])["seconds"].sum()
+                                     for s in done[-5:]]))
+        parallel = max(1, len(running))
+        eta = per_shard * len(todo) / parallel
+    scores = run_dir / "scores" / "mem.parquet"
+    return {"run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"], "shards": n,
+            "done": len(done), "running": running, "failed": failed, "pending": len(todo) - len(running) - len(failed),
+            "eta_seconds": eta, "scores": scores.exists(),
+            "scores_age_seconds": time.time() - scores.stat().st_mtime if scores.exists() else None}

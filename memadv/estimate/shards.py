@@ -1,0 +1,146 @@
+"""Shards: the unit of work and the source of truth of an estimate.
+
+Contract (any scheduler can drive it): ``ShardTask(run_dir)(s)`` trains the models of shard s,
+writes ``estimate/shards/shard-{s:05d}.parquet`` atomically, and returns; if that file already
+exists it returns at once. One row per model: ``model_id, seed, train_acc, test_acc,
+subset_train_acc, final_loss, seconds`` and bit-packed ``mask``, ``train_correct``,
+``test_correct`` (``numpy.packbits``, little bit order not used: big-endian as numpy's default).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memadv import __version__
+from memadv.data.atomic import write_json_atomic
+from memadv.data.dataset import Dataset
+from memadv.data.registry import load_dataset
+from memadv.data.scores import dataset_meta
+from memadv.data.tables import read_table, write_table
+from memadv.estimate.config import EstimateConfig
+from memadv.estimate.seeds import model_seed
+from memadv.estimate.train import train_models
+from memadv.errors import ConfigError, FingerprintMismatchError, SchemaError
+
+SHARD_COLUMNS = ["model_id", "seed", "train_acc", "test_acc", "subset_train_acc", "final_loss", "seconds",
+                 "mask", "train_correct", "test_correct"]
+
+
+def spec_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "estimate" / "spec.json"
+
+
+def shard_path(run_dir: Path, shard: int) -> Path:
+    return Path(run_dir) / "estimate" / "shards" / f"shard-{shard:05d}.parquet"
+
+
+def make_spec(cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any]:
+    return {"config": asdict(cfg), "n_shards": cfg.n_shards, **dataset_meta(dataset), "code_version": __version__}
+
+
+def write_or_check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any]:
+    """Write spec.json for a new run; for an existing run, refuse a spec that defines another estimate."""
+    spec = make_spec(cfg, dataset)
+    path = spec_path(run_dir)
+    if path.exists():
+        old = read_spec(run_dir)
+        diff = [k for k in EstimateConfig.IDENTITY if old["config"].get(k) != spec["config"].get(k)]
+        if old.get("fingerprint_train") != spec["fingerprint_train"]:
+            diff.append("dataset fingerprint")
+        if diff:
+            raise ConfigError(f"{run_dir} holds an estimate with different {', '.join(diff)}; "
+                              f"re-run with the same settings to resume, or choose another --out")
+        return old
+    write_json_atomic(path, spec)
+    return spec
+
+
+def read_spec(run_dir: Path) -> dict[str, Any]:
+    path = spec_path(run_dir)
+    if not path.exists():
+        raise SchemaError(f"{run_dir} is not an estimate run (no estimate/spec.json); run `memadv estimate --out {run_dir}`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"{path} is not valid JSON: {e}") from None
+
+
+def config_from_spec(spec: dict[str, Any]) -> EstimateConfig:
+    return EstimateConfig(**spec["config"])
+
+
+@lru_cache(maxsize=2)
+def _load(name: str, data_root: str | None, options: tuple) -> Dataset:
+    return load_dataset(name, data_root, **dict(options))
+
+
+def dataset_for(cfg: EstimateConfig, spec: dict[str, Any] | None = None) -> Dataset:
+    ds = _load(cfg.dataset, cfg.data_root, tuple(sorted(cfg.dataset_options().items())))
+    if spec is not None and spec.get("fingerprint_train") != ds.fingerprint("train"):
+        raise FingerprintMismatchError(f"dataset {cfg.dataset!r} under {cfg.data_root!r} is not the one this run was "
+                                       f"started on (train fingerprint {ds.fingerprint('train')} != {spec['fingerprint_train']})")
+    return ds
+
+
+class ShardTask:
+    """Do shard s: train its models, write its file, mark it done (the file's existence)."""
+
+    def __init__(self, run_dir: str | Path, threads: int | None = None):
+        self.run_dir = str(run_dir)
+        self.threads = threads
+
+    def __call__(self, shard: int) -> str:
+        run_dir = Path(self.run_dir)
+        out = shard_path(run_dir, shard)
+        if out.exists():
+            return str(out)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        spec = read_spec(run_dir)
+        cfg = config_from_spec(spec)
+        dataset = dataset_for(cfg, spec)
+        start = time.time()
+        result = train_models(cfg, dataset, cfg.shard_models(shard))
+        seconds = time.time() - start
+        masks = result.masks
+        rows = {
+            "model_id": result.model_ids,
+            "seed": [model_seed(cfg.seed, m, "init") for m in result.model_ids],
+            "train_acc": result.train_correct.mean(1),
+            "test_acc": result.test_correct.mean(1),
+            "subset_train_acc": (result.train_correct & masks).sum(1) / masks.sum(1),
+            "final_loss": result.final_loss,
+            "seconds": [seconds / len(result.model_ids)] * len(result.model_ids),
+            "mask": [np.packbits(r).tobytes() for r in masks],
+            "train_correct": [np.packbits(r).tobytes() for r in result.train_correct],
+            "test_correct": [np.packbits(r).tobytes() for r in result.test_correct],
+        }
+        meta = {"shard": shard, "fingerprint_train": spec["fingerprint_train"],
+                "fingerprint_test": spec["fingerprint_test"], "n_train": spec["n_train"], "n_test": spec["n_test"]}
+        write_table(out, pd.DataFrame(rows)[SHARD_COLUMNS], meta)
+        return str(out)
+
+
+def finished_shards(run_dir: Path, n_shards: int) -> list[int]:
+    return [s for s in range(n_shards) if shard_path(run_dir, s).exists()]
+
+
+def read_shard(path: Path, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    df, _ = read_table(path, required=SHARD_COLUMNS)
+
+    def unpack(col: str, n: int) -> np.ndarray:
+        return np.stack([np.unpackbits(np.frombuffer(b, np.uint8), count=n).astype(bool) for b in df[col]])
+
+    return {"model_id": df["model_id"].to_numpy(), "mask": unpack("mask", n_train),
+            "train_correct": unpack("train_correct", n_train), "test_correct": unpack("test_correct", n_test),
+            "seconds": df["seconds"].to_numpy(), "test_acc": df["test_acc"].to_numpy(),
+            "subset_train_acc": df["subset_train_acc"].to_numpy()}
