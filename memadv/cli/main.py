@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from memadv import __version__
 from memadv.errors import MemadvError
@@ -25,8 +25,15 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors in one line (no usage dump), exit status 2, as for every other bad input."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="memadv",
         description="Memorization scores, atypical/typical splits and benign adversarial training "
                     "(Feldman & Zhang subset-sampling estimator; BAT).",

@@ -28,7 +28,9 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     dataset = dataset_for(cfg)  # fails before anything is written if the data is missing or malformed
     write_or_check_spec(run_dir, cfg, dataset)
     todo = [s for s in range(cfg.n_shards) if not shard_path(run_dir, s).exists()]
-    threads = max(1, (os.cpu_count() or 1) // executor.workers) if executor.executor == "local" else None
+    # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
+    threads = {"local": max(1, (os.cpu_count() or 1) // executor.workers),
+               "slurm": executor.cpus_per_task}.get(executor.executor)
     run_tasks(ShardTask(run_dir, threads=threads), todo, executor, jobs_folder(run_dir), desc="shards",
               progress=progress)
     return aggregate(run_dir, scheduler=scheduler)

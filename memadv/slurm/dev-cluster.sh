@@ -140,6 +140,8 @@ SlurmUser=root
 SlurmdUser=root
 MailProg=/bin/true
 AuthType=auth/munge
+# cred_expire is also how long a requeued job waits before it may start again (default 120 s)
+AuthInfo=cred_expire=30
 CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
