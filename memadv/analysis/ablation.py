@@ -96,7 +96,9 @@ def fig5(df: pd.DataFrame, out: Path) -> list[Path]:
                     continue
                 hit = df[(df["alpha"] == a) & (df["beta"] == b)]
                 star = "*" if (len(hit) and hit["source"].iloc[0] == "pgd") else ""
-                ax.text(j, i, f"{grid[i, j]:.1f}{star}", ha="center", va="center", color="w", fontsize=8)
+                light = im.norm(grid[i, j]) > 0.6  # dark text on the bright end of viridis
+                ax.text(j, i, f"{grid[i, j]:.1f}{star}", ha="center", va="center", fontsize=8,
+                        color="k" if light else "w")
         ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
         ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
         ax.set_xlabel("β (discrimination loss)")

@@ -107,14 +107,13 @@ def subset_accuracy(model: nn.Module, dataset: Dataset, subsets: Mapping[str, np
         by_split.setdefault(split, {})[key] = ids
     for split, named in by_split.items():
         union = np.unique(np.concatenate([ids for ids in named.values()])) if named else np.zeros(0, np.int64)
-        pos = {int(i): p for p, i in enumerate(union)}
         index = torch.from_numpy(union)
         images, labels = dataset.images(split)[index], dataset.labels(split)[index]
         for spec in specs:
             gen = torch.Generator().manual_seed(seed)
             ok = correct(model, images, labels, spec, batch_size=batch_size, device=device, generator=gen).numpy()
             for key, ids in named.items():
-                members = np.fromiter((pos[int(i)] for i in ids), dtype=np.int64, count=ids.size)
+                members = np.searchsorted(union, ids)  # positions of the subset's ids in the sorted union
                 results[f"{key}/{spec.label}"] = float(ok[members].mean()) if ids.size else float("nan")
         for key, ids in named.items():
             results[f"{key}/n"] = float(ids.size)

@@ -31,13 +31,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memadv.config import _base_type, read_toml
+from memadv.config import _base_type
 from memadv.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 SWEEP_KEYS = ("seeds", "out", "runs")
 # options that describe the machine: taken from the command line, never from the sweep file's runs
@@ -85,11 +91,6 @@ def expand_sweep(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {str(path)!r} does not exist")
-    import sys
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -124,7 +125,7 @@ def expand_sweep(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
 
 def build_run_configs(values: dict[str, Any], overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(TrainConfig, objective config) from one flat option dict; ``overrides`` (machine options) win."""
-    from memadv.bat.train import TrainConfig, make_configs
+    from memadv.bat.train import make_configs
     return make_configs({**values, **(overrides or {})})
 
 

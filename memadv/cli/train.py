@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     given = vars(args)
     if args.sweep is not None:
         return _run_sweep(args, given)
+    _check_toml_keys(args.config)
     cfg = build_config(TrainConfig, given, args.config, section="train")
     ocfg = build_config(ObjectiveConfig, given, args.config, section="objective")
     out = args.out if args.out is not None else Path("runs") / cfg.dataset / "train"
@@ -57,13 +58,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_toml_keys(path: Path | None) -> None:
+    """Refuse keys of a --config file that no option of `memadv train` knows (typos would be silent)."""
+    if path is None:
+        return
+    import dataclasses
+
+    from memadv.config import read_toml
+    from memadv.slurm.executors import ExecutorConfig
+
+    known = {f.name for cls in (TrainConfig, ObjectiveConfig, ExecutorConfig) for f in dataclasses.fields(cls)}
+    keys = set()
+    for section in (None, "train", "objective", "executor"):
+        keys |= {k.replace("-", "_") for k in read_toml(path, section)}
+    unknown = sorted(keys - known)
+    if unknown:
+        raise ConfigError(f"config file {str(path)!r}: unknown option(s) {', '.join(unknown)}")
+
+
 def _run_sweep(args: argparse.Namespace, given: dict) -> int:
     import dataclasses
 
     from memadv.bat.sweep import run_sweep
     from memadv.slurm.executors import ExecutorConfig
 
-    run_options = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(ObjectiveConfig)}
+    run_options = {f.name for cls in (TrainConfig, ObjectiveConfig) for f in dataclasses.fields(cls)}
     extra = sorted(k for k in given if k in run_options and k not in SWEEP_OVERRIDES)
     if extra:
         flags = ", ".join("--" + k.replace("_", "-") for k in extra)

@@ -43,7 +43,8 @@ MARKER="# written by memadv/slurm/dev-cluster.sh"
 DB_NAME=slurm_acct_db
 DB_USER=slurm
 SYS_CONF=/etc/slurm/slurm.conf
-CONF_CHANGED=0
+CONF_CHANGED=0      # slurm.conf rewritten: running slurmctld/slurmd are restarted
+DBD_CONF_CHANGED=0  # slurmdbd.conf rewritten: a running slurmdbd is restarted
 
 ETC=$DIR/etc
 STATE=$DIR/state
@@ -107,17 +108,16 @@ install_packages() {
     fi
 }
 
-write_if_changed() {  # write_if_changed FILE MODE: stdin -> FILE, untouched when the content is equal
+write_if_changed() {  # write_if_changed FILE MODE: stdin -> FILE, untouched when equal; returns 0 if changed
     local tmp
     tmp=$(mktemp "$1.XXXXXX")
     cat >"$tmp"
     chmod "$2" "$tmp"
     if [[ -f $1 ]] && cmp -s "$tmp" "$1"; then
         rm -f "$tmp"
-    else
-        mv -f "$tmp" "$1"
-        CONF_CHANGED=1
+        return 1
     fi
+    mv -f "$tmp" "$1"
 }
 
 write_configs() {
@@ -132,7 +132,7 @@ write_configs() {
         (umask 077 && head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$ETC/db.pass")
     fi
 
-    write_if_changed "$ETC/slurm.conf" 644 <<EOF
+    write_if_changed "$ETC/slurm.conf" 644 <<EOF && CONF_CHANGED=1
 $MARKER
 ClusterName=$CLUSTER
 SlurmctldHost=$NODE(127.0.0.1)
@@ -151,6 +151,8 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
+# schedule every 5 s (defaults 60 s / 30 s) so requeued and released jobs start promptly
+SchedulerParameters=sched_interval=5,bf_interval=5
 SlurmdParameters=config_overrides
 JobRequeue=1
 MaxArraySize=10001
@@ -176,7 +178,7 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mem State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 
-    write_if_changed "$ETC/slurmdbd.conf" 600 <<EOF
+    write_if_changed "$ETC/slurmdbd.conf" 600 <<EOF && DBD_CONF_CHANGED=1
 $MARKER
 AuthType=auth/munge
 DbdHost=localhost
@@ -263,6 +265,10 @@ EOF
 dbd_ok() { sacctmgr -n -P show cluster format=cluster; }
 
 start_slurmdbd() {
+    if ((DBD_CONF_CHANGED)) && pid_alive "$RUN/slurmdbd.pid"; then
+        say "slurmdbd.conf changed; restarting slurmdbd"
+        stop_pidfile slurmdbd "$RUN/slurmdbd.pid"
+    fi
     if ! pid_alive "$RUN/slurmdbd.pid"; then
         say "starting slurmdbd"
         slurmdbd || fail "slurmdbd did not start"
@@ -275,17 +281,15 @@ start_slurmdbd() {
 }
 
 start_slurm() {
+    if ((CONF_CHANGED)) && { pid_alive "$RUN/slurmctld.pid" || pid_alive "$RUN/slurmd.pid"; }; then
+        # A restart, not `scontrol reconfigure`: node changes and AuthInfo need one. Running jobs survive.
+        say "slurm.conf changed; restarting slurmctld and slurmd"
+        stop_pidfile slurmd "$RUN/slurmd.pid"
+        stop_pidfile slurmctld "$RUN/slurmctld.pid"
+    fi
     if ! pid_alive "$RUN/slurmctld.pid"; then
         say "starting slurmctld"
         slurmctld || fail "slurmctld did not start"
-    elif ((CONF_CHANGED)); then
-        say "configuration changed; scontrol reconfigure"
-        if ! scontrol reconfigure; then  # node changes (CPUs, memory) need a restart
-            say "restarting slurmctld and slurmd for the new node configuration"
-            stop_pidfile slurmd "$RUN/slurmd.pid"
-            stop_pidfile slurmctld "$RUN/slurmctld.pid"
-            slurmctld || fail "slurmctld did not start"
-        fi
     fi
     wait_for "$WAIT_S" "slurmctld to answer scontrol ping" bash -c 'scontrol ping | grep -q UP'
     if ! pid_alive "$RUN/slurmd.pid"; then

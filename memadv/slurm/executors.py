@@ -35,7 +35,6 @@ Executors:
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -101,10 +100,11 @@ class ExecutorConfig:
                                   "partition's default", unit="GB")
     array_parallelism: int = option(64, "slurm: at most this many array tasks run at once (sbatch --array=...%N)",
                                     unit="tasks")
-    sbatch_extra: list[str] = option([], "slurm: extra sbatch options, each KEY=VALUE or a bare FLAG, "
-                                     "with or without leading '--' or '#SBATCH ' (e.g. qos=high "
-                                     "constraint=a100 exclusive); passed as submitit's "
-                                     "slurm_additional_parameters, and they win over the options above")
+    sbatch_extra: list[str] = option([], "slurm: extra sbatch long options, each KEY=VALUE or a bare FLAG, "
+                                     "e.g. --sbatch-extra qos=high constraint=a100 exclusive (in TOML "
+                                     "a leading '--' or '#SBATCH --' is also accepted); passed as "
+                                     "submitit's slurm_additional_parameters, so they win over the "
+                                     "options above; array/output/error are refused")
     max_timeouts: int = option(3, "slurm: how many times one array task may time out and requeue "
                                "before it counts as failed (pre-emptions always requeue)", unit="requeues")
 

@@ -72,7 +72,8 @@ def test_table2_equals_metrics(train_dir):
             assert t2.loc[label, f"{name} Adv."] == pytest.approx(np.mean([100 * r[f"test/{s}/adv"] for r in rows]))
         assert t2.loc[label, "epochs"] == " ".join(str(int(r["epoch"])) for r in rows)
     bat = [_m(train_dir / f"bat-alpha1-beta0.2-seed{s}").iloc[-1] for s in (0, 1)]  # BAT: last epoch
-    assert t2.loc["BAT (α = 1, β = 0.2)", "Atyp. Adv."] == pytest.approx(np.mean([100 * r["test/atypical/adv"] for r in bat]))
+    expected = np.mean([100 * r["test/atypical/adv"] for r in bat])
+    assert t2.loc["BAT (α = 1, β = 0.2)", "Atyp. Adv."] == pytest.approx(expected)
     trades = _m(train_dir / "trades-seed0").iloc[-1]
     assert t2.loc["TRADES (1/λ = 5)", "All Acc."] == pytest.approx(100 * trades["test/all/clean"])
     assert np.isnan(t2.loc["TRADES (1/λ = 5)", "All Acc. std"])  # one seed: no std
@@ -90,7 +91,8 @@ def test_table4_equals_final(train_dir):
             vals = [100 * f[(f["checkpoint"] == ck) & (f["attack"] == attack)]["acc"].iloc[0] for f in finals]
             assert t4.loc[label, col] == pytest.approx(np.mean(vals))
     f = pd.read_parquet(train_dir / "trades-seed0" / "final.parquet")
-    assert t4.loc["TRADES (1/λ = 5)", "CW"] == pytest.approx(100 * f[(f["checkpoint"] == "last") & (f["attack"] == "cw")]["acc"].iloc[0])
+    cw = f[(f["checkpoint"] == "last") & (f["attack"] == "cw")]["acc"].iloc[0]
+    assert t4.loc["TRADES (1/λ = 5)", "CW"] == pytest.approx(100 * cw)
 
 
 def test_cli_writes_tables_and_figures(train_dir, capsys):

@@ -102,6 +102,6 @@ seed = [0, 1]
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/last.pt")} == before
 
 
-def test_plan_rejects_nothing_valid(tmp_path):
+def test_missing_sweep_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         expand_sweep(tmp_path / "missing.toml")

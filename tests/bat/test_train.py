@@ -60,7 +60,8 @@ def _metrics(run_dir: Path) -> pd.DataFrame:
 
 def test_bat_with_zero_alpha_beta_trains_exactly_like_pgd_at(tmp_path, digits):
     scores = write_run_inputs(tmp_path, digits)
-    pgd = train(TrainConfig(method="pgd", scores=str(scores), **FAST), tmp_path / "out", ObjectiveConfig(), dataset=digits)
+    pgd = train(TrainConfig(method="pgd", scores=str(scores), **FAST), tmp_path / "out", ObjectiveConfig(),
+                dataset=digits)
     bat = train(TrainConfig(method="bat", scores=str(scores), **FAST), tmp_path / "out",
                 ObjectiveConfig(alpha=0.0, beta=0.0), dataset=digits)
     assert pgd.name == "pgd-seed0" and bat.name == "bat-alpha0-beta0-seed0"
@@ -87,6 +88,10 @@ def test_outputs_subsets_and_best_checkpoints(tmp_path, digits):
         for s in ("all", "typical", "atypical"):
             assert {f"{split}/{s}/clean", f"{split}/{s}/adv", f"{split}/{s}/n"} <= set(m.columns)
     assert m["test/atypical/n"].iloc[0] == len(range(0, digits.x_test.shape[0], 3))
+    for split in ("train", "test"):  # typical + atypical partition the split here: accuracies must add up
+        for kind in ("clean", "adv"):
+            parts = sum(m[f"{split}/{s}/{kind}"] * m[f"{split}/{s}/n"] for s in ("typical", "atypical"))
+            np.testing.assert_allclose(m[f"{split}/all/{kind}"] * m[f"{split}/all/n"], parts, atol=1e-6)
     conf = json.loads((run / "config.json").read_text())
     assert conf["train"]["splits"].endswith("splits.parquet")  # found beside --scores
     assert conf["objective"]["eps"] == pytest.approx(64 / 255)
@@ -108,7 +113,7 @@ class Killed(Exception):
 
 def test_resume_after_kill_ends_with_identical_metrics(tmp_path, digits, monkeypatch):
     scores = write_run_inputs(tmp_path, digits)
-    cfg = TrainConfig(method="bat", scores=str(scores), **{**FAST, "epochs": 3})
+    cfg = TrainConfig(method="bat", scores=str(scores), crop_pad=1, **{**FAST, "epochs": 3})  # augmentation on
     ocfg = ObjectiveConfig(alpha=1.0, beta=0.2)
     ref = train(cfg, tmp_path / "ref", ocfg, dataset=digits)
 
@@ -188,6 +193,8 @@ def test_nan_loss_stops_with_epoch_and_batch_named(tmp_path, monkeypatch, capsys
     (["--eps", "1.5"], "--eps must be in"),
     (["--eps", "-0.01"], "--eps must be in"),
     (["--lr", "0"], "--lr must be in"),
+    (["--net", "vgg"], "unknown net 'vgg'"),
+    (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "nonsense"], "--device"),
     (["--method", "bat"], "needs memorization scores"),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path, capsys, args, message):
@@ -211,3 +218,19 @@ def test_scores_of_another_dataset_and_bad_split_ids_exit_2(tmp_path, capsys, di
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "1000000" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_config_toml_sections_and_typos(tmp_path, capsys, digits):
+    scores = write_run_inputs(tmp_path, digits)
+    conf = tmp_path / "bat.toml"
+    conf.write_text(f'method = "bat"\nepochs = 1\nscores = "{scores}"\nfinal_attacks = ["clean"]\n'
+                    f'[objective]\nalpha = 2.0\nbeta = 0.1\n')
+    out = tmp_path / "out"
+    # the command line wins over the file
+    assert main(["train", "--config", str(conf), "--beta", "0.3", "--out", str(out), "--progress", "false"]) == 0
+    run = out / "bat-alpha2-beta0.3-seed0"
+    assert json.loads((run / "config.json").read_text())["objective"]["alpha"] == 2.0
+    conf.write_text('method = "bat"\n[objective]\nalfa = 2.0\n')
+    capsys.readouterr()
+    assert main(["train", "--config", str(conf), "--out", str(out)]) == 2
+    assert "unknown option(s) alfa" in capsys.readouterr().err

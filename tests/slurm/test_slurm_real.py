@@ -136,3 +136,17 @@ def test_preempted_task_requeues_and_resumes(slurm_cluster, slurm_tmp, toy_path)
     assert computed.count(0) == 1 and computed.count(1) == 1  # finished units were not redone
     assert len(computed) <= 7  # at most the interrupted unit twice
     assert job_states(folder) == {0: "COMPLETED", 1: "COMPLETED"}
+
+
+@pytest.mark.slow
+def test_real_time_limit_requeues_and_resumes(slurm_cluster, slurm_tmp, toy_path):
+    """A 2-minute limit: Slurm sends USR2 90 s before it (within Slurm's ~30 s check period), submitit
+    requeues the task, and the next run resumes at the next unfinished unit. Takes 2-3 minutes."""
+    root, folder = slurm_tmp / "run", slurm_tmp / "jobs"
+    task = UnitsTask(root, units=35, unit_s=2.0)  # 70 s of work > the ~30-60 s before the signal
+    cfg = ExecutorConfig(executor="slurm", cpus_per_task=1, timeout_min=2, max_timeouts=5)
+    assert run_tasks(task, [0], cfg, folder, desc="units", progress=False) == [35]
+    assert len(_lines(root / "starts" / "0.log")) >= 2  # it was requeued at least once
+    computed = [int(u) for u in _lines(root / "computed" / "0.log")]
+    assert sorted(set(computed)) == list(range(35))
+    assert len(computed) <= 35 + len(_lines(root / "starts" / "0.log")) - 1  # only interrupted units redone

@@ -1,0 +1,153 @@
+"""Fig. 3 of the paper: poisoning atypical examples beside typical examples of the class they are pushed toward.
+
+Under the Section 3.1 PGD-AT model (``RUN/sec31/train/pgd-seed<s>``), every atypical training example
+x (D_atyp) is attacked with the run's training attack (PGD, its eps / step size / steps, seeded) and
+gets the poisoning score of Eq. 4, q(x_adv) = max_{t != y} softmax(F(x_adv))_t, and the wrong class t
+that attains it. Examples with q > ``threshold`` (0.8 as in the paper) are shown, highest first, each
+beside the typical training examples (D_typ) of class t nearest to it in penultimate representation.
+
+Which weights: the last epoch and the best-adversarial epoch are both scored and the one with more
+examples above the threshold is shown (the paper computes the score during training, when few
+atypical examples are fitted yet; a model at its last epoch has fitted many of them). When no example
+passes the threshold, the highest-scoring ones are shown and the title says so.
+
+Outputs (beside the Section 3.2 figures): ``fig3_poisoning.png/.pdf`` and ``poisoning.csv`` (every
+atypical training example: idx, label, q, target class, checkpoint).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memadv.analysis.sec31 import pyplot, save_figure, sec31_train_dir, write_csv
+from memadv.errors import MemadvError
+
+THRESHOLD = 0.8
+
+
+def find_pgd_run(run_dir: Path) -> Path | None:
+    base = sec31_train_dir(Path(run_dir))
+    cands = sorted(base.glob("pgd-seed*/last.pt")) if base.is_dir() else []
+    return cands[0].parent if cands else None
+
+
+def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ocfg: Any, seed: int = 0,
+                     device: str | torch.device = "cpu", batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(q, t): Eq. 4's poisoning score of each PGD-attacked example and the wrong class attaining it."""
+    from memadv.bat import attacks
+    gen = torch.Generator().manual_seed(int(seed))
+    qs, ts = [], []
+    model.eval()
+    for s in range(0, images.shape[0], batch_size):
+        x = images[s:s + batch_size].to(device).float().div_(255.0)
+        y = labels[s:s + batch_size].to(device)
+        x_adv = attacks.pgd(model, x, y, ocfg.eps, ocfg.step_size, ocfg.steps, random_start=True, generator=gen)
+        with torch.no_grad():
+            prob = torch.softmax(model(x_adv), dim=1)
+        prob = prob.scatter(1, y[:, None], -1.0)
+        q, t = prob.max(dim=1)
+        qs.append(q.cpu().numpy())
+        ts.append(t.cpu().numpy())
+    if not qs:
+        return np.zeros(0), np.zeros(0, np.int64)
+    return np.concatenate(qs).astype(float), np.concatenate(ts).astype(np.int64)
+
+
+def _load_model(run: Path, file: str, ds: Any, conf: dict[str, Any]) -> tuple[torch.nn.Module, int]:
+    from memadv.bat.train import load_checkpoint
+    from memadv.nets import build_net
+    ck = load_checkpoint(run / file)
+    torch.manual_seed(0)
+    model = build_net(conf["train"]["net"], ds.num_classes, ds.image_shape, ds.mean, ds.std)
+    model.load_state_dict(ck["model"])
+    return model.eval(), int(ck["epoch"])
+
+
+def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_show: int = 6,
+                     n_neighbours: int = 4) -> list[Path]:
+    from memadv.bat.train import objective_config_class, read_config
+    from memadv.data.registry import load_dataset
+    from memadv.data.splits import read_split_sets
+    from memadv.analysis.sec32 import representations
+
+    run_dir = Path(run_dir)
+    run = find_pgd_run(run_dir)
+    if run is None:
+        raise MemadvError(f"Fig. 3 needs the Section 3.1 PGD-AT run under {sec31_train_dir(run_dir)}; run the pipeline")
+    conf = read_config(run)
+    ds = load_dataset(conf["train"]["dataset"], conf["train"].get("data_root"))
+    sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
+    atyp, typ = sets["train/atypical"], sets["train/typical"]
+    ocfg = objective_config_class()(**{k: v for k, v in conf["objective"].items()})
+    seed = int(conf["train"]["seed"])
+    best: tuple[int, str, int, np.ndarray, np.ndarray, torch.nn.Module] | None = None
+    for file in ("last.pt", "best_adv.pt"):
+        if not (run / file).is_file():
+            continue
+        model, epoch = _load_model(run, file, ds, conf)
+        ids = torch.from_numpy(atyp)
+        q, t = poisoning_scores(model, ds.x_train[ids], ds.y_train[ids], ocfg, seed)
+        n_above = int((q > threshold).sum())
+        if best is None or n_above > best[0]:
+            best = (n_above, file[:-3], epoch, q, t, model)
+    if best is None:
+        raise MemadvError(f"{run} has no checkpoint (last.pt / best_adv.pt)")
+    n_above, ck_name, epoch, q, t, model = best
+    table = pd.DataFrame({"idx": atyp, "label": ds.y_train[torch.from_numpy(atyp)].numpy() if atyp.size else [],
+                          "q": q, "target": t, "checkpoint": ck_name, "epoch": epoch})
+    table = table.sort_values("q", ascending=False).reset_index(drop=True)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_csv(out / "poisoning.csv", table)]
+
+    shown = table[table["q"] > threshold].head(n_show)
+    note = f"{n_above} of {len(table)} atypical examples have q > {threshold:g}"
+    if shown.empty:
+        shown = table.head(n_show)
+        note += "; none pass, the highest-scoring are shown"
+    plt = pyplot()
+    rows = max(len(shown), 1)
+    fig, axes = plt.subplots(rows, 1 + n_neighbours, figsize=(1.5 * (1 + n_neighbours), 1.6 * rows + 0.6),
+                             squeeze=False)
+    typ_t = torch.from_numpy(typ)
+    h_typ = representations(model, ds.x_train[typ_t]) if typ.size else torch.zeros(0, 1)
+    names = ds.class_names
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (_, row) in enumerate(shown.iterrows()):
+        i, target = int(row["idx"]), int(row["target"])
+        img = ds.x_train[i]
+        _show(axes[r, 0], img)
+        axes[r, 0].set_title(f"atypical '{names[int(row['label'])]}'\nq={row['q']:.2f}", fontsize=7)
+        cand = np.flatnonzero(ds.y_train[typ_t].numpy() == target) if typ.size else np.zeros(0, np.int64)
+        if cand.size:
+            h = representations(model, img[None])
+            hn = torch.nn.functional.normalize(h, dim=1)
+            cn = torch.nn.functional.normalize(h_typ[torch.from_numpy(cand)], dim=1)
+            order = cand[torch.argsort(-(cn @ hn.T).squeeze(1)).numpy()][:n_neighbours]
+            for k, j in enumerate(order):
+                _show(axes[r, 1 + k], ds.x_train[int(typ[j])])
+                axes[r, 1 + k].set_title(f"typical '{names[target]}'", fontsize=7)
+    fig.suptitle(f"Fig. 3: poisoning atypical examples (PGD-AT, {ck_name} epoch {epoch}; {note})", fontsize=8)
+    fig.tight_layout()
+    paths += save_figure(fig, out / "fig3_poisoning", {"figure": "fig3_poisoning", "checkpoint": ck_name,
+                                                       "n_above": n_above, "n_atypical": int(len(table)),
+                                                       "rows": int(len(shown))})
+    plt.close(fig)
+    return paths
+
+
+def _show(ax: Any, img: torch.Tensor) -> None:
+    a = img.numpy()
+    if a.shape[0] == 1:
+        ax.imshow(a[0], cmap="gray_r" if a.max() > 0 else "gray", interpolation="nearest")
+    else:
+        ax.imshow(np.transpose(a, (1, 2, 0)), interpolation="nearest")
+    ax.axis("off")
+
+
+__all__ = ["poisoning_scores", "poisoning_figure", "find_pgd_run", "THRESHOLD"]

@@ -1,0 +1,297 @@
+"""Section 3.1 of the paper: ERM and PGD-AT on the whole training set, accuracy on atypical sets.
+
+Two training runs (``erm`` and ``pgd``) of :func:`memadv.bat.train.train` on the full training set,
+each evaluated every epoch on the split file's sets (``train/atypical`` = D_atyp, ``test/atypical`` =
+D'_atyp), clean and PGD-20. They live in ``RUN/sec31/train/<method>-seed<seed>/`` and run as tasks
+of :func:`memadv.slurm.executors.run_tasks` (in-process by default, Slurm on request); a re-run
+resumes unfinished runs and returns at once for finished ones.
+
+Figures (``RUN/report/sec31/``), clean accuracy left, PGD-20 accuracy right, one curve per set:
+
+* ``fig1_pgd_atypical.png`` — PGD-AT (paper Figs. 1, 12-14);
+* ``fig9_erm_atypical.png`` — ERM (paper Figs. 9-11; the paper shows clean only, the adversarial
+  panel is kept for comparison);
+* ``sec31.md`` / ``sec31.csv`` — last-epoch accuracy and the early/late means that claim C2 uses.
+
+This module also holds what the Section 3 experiments share: their settings, the task that runs
+them, and a figure writer that stores each figure's panel titles in the PNG's metadata (key
+``memadv``) so tests can check panels without looking at pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from memadv.data.atomic import atomic_path, write_text_atomic
+from memadv.errors import MemadvError
+
+METHODS = ("erm", "pgd")
+METHOD_LABELS = {"erm": "ERM", "pgd": "PGD-AT"}
+# attacks of the final evaluation of the Section 3 runs (final.parquet marks a run finished; the
+# Section 3 figures only use the per-epoch metrics, so the costly attacks are left out)
+SEC3_FINAL_ATTACKS = ["clean", "pgd"]
+
+
+# --------------------------------------------------------------------------- settings and tasks
+
+@dataclass
+class Sec3Settings:
+    """What the Section 3 runs share; ``None`` fields take :mod:`memadv.bat.train`'s per-dataset defaults."""
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    net: str | None = None
+    epochs: int | None = None
+    seed: int = 0
+    eval_max: int | None = None
+    final_max: int | None = None
+    device: str = "auto"
+    ps: list[int] = field(default_factory=lambda: [0, 20, 100])
+
+    def train_values(self, method: str) -> dict[str, Any]:
+        return {"method": method, "dataset": self.dataset, "data_root": self.data_root, "net": self.net,
+                "epochs": self.epochs, "seed": self.seed, "eval_max": self.eval_max, "final_max": self.final_max,
+                "device": self.device, "final_attacks": list(SEC3_FINAL_ATTACKS), "progress": False}
+
+    def stamp(self) -> dict[str, Any]:
+        """The settings that decide results (for the pipeline's up-to-date check)."""
+        d = dataclasses.asdict(self)
+        d.pop("device", None)
+        d.pop("data_root", None)
+        return d
+
+
+def sec31_train_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "sec31" / "train"
+
+
+def sec31_run_names(settings: Sec3Settings) -> list[str]:
+    return [f"{m}-seed{settings.seed}" for m in METHODS]
+
+
+@dataclass
+class Sec31Task:
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) method ``METHODS[i]``."""
+
+    run_dir: str
+    settings: Sec3Settings
+
+    def __call__(self, i: int) -> str:
+        from memadv.bat.train import TrainConfig, objective_config_class, train
+        splits = Path(self.run_dir) / "splits" / "splits.parquet"
+        if not splits.is_file():
+            raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
+        values = self.settings.train_values(METHODS[i])
+        cfg = TrainConfig(**values, splits=str(splits), name=f"{METHODS[i]}-seed{self.settings.seed}")
+        return str(train(cfg, sec31_train_dir(Path(self.run_dir)), objective_config_class()()))
+
+
+def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
+              desc: str = "sec31 training") -> list[Path]:
+    """Train (or resume) the Section 3.1 runs through ``run_tasks``; returns their folders."""
+    from memadv.slurm.executors import ExecutorConfig, run_tasks
+    run_dir = Path(run_dir)
+    task = Sec31Task(str(run_dir), settings)
+    out = run_tasks(task, list(range(len(METHODS))), executor or ExecutorConfig(), run_dir / "sec31" / "jobs",
+                    desc=desc, progress=progress)
+    return [Path(p) for p in out]
+
+
+# --------------------------------------------------------------------------- reading runs
+
+def read_run(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from memadv.bat.train import read_config, read_metrics
+    if not (folder / "metrics.parquet").is_file():
+        raise MemadvError(f"{folder} has no metrics.parquet; run `memadv pipeline` (or its sec3 stages) first")
+    return read_metrics(folder).sort_values("epoch").reset_index(drop=True), read_config(folder)
+
+
+def load_sec31(run_dir: Path, seed: int | None = None) -> dict[str, pd.DataFrame]:
+    """method -> metrics of the Section 3.1 runs present (``seed``: that seed; default the lowest)."""
+    base = sec31_train_dir(run_dir)
+    out: dict[str, pd.DataFrame] = {}
+    for m in METHODS:
+        cands = sorted(base.glob(f"{m}-seed*/metrics.parquet")) if base.is_dir() else []
+        if seed is not None:
+            cands = [c for c in cands if c.parent.name == f"{m}-seed{seed}"]
+        if cands:
+            out[m] = read_run(cands[0].parent)[0]
+    if not out:
+        raise MemadvError(f"no Section 3.1 runs under {base}; run `memadv pipeline --out {run_dir}` first")
+    return out
+
+
+# --------------------------------------------------------------------------- numbers
+
+EARLY_FRACTION = 0.2  # early window: the first 20% of the epochs (at least one epoch)
+LATE_FRACTION = 0.2   # late window: the last 20% of the epochs (at least one epoch)
+
+
+def windows(epochs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the early and late windows over the evaluated epochs."""
+    e = np.asarray(epochs, dtype=float)
+    n = e.size
+    k_early = max(1, int(round(EARLY_FRACTION * n)))
+    k_late = max(1, int(round(LATE_FRACTION * n)))
+    order = np.argsort(e)
+    early = np.zeros(n, bool)
+    late = np.zeros(n, bool)
+    early[order[:k_early]] = True
+    late[order[n - k_late:]] = True
+    return early, late
+
+
+def early_late(metrics: pd.DataFrame, col: str) -> tuple[float, float]:
+    """Mean of ``col`` over the early and the late window (fractions, not percent)."""
+    if col not in metrics:
+        return float("nan"), float("nan")
+    early, late = windows(metrics["epoch"].to_numpy())
+    v = metrics[col].to_numpy(dtype=float)
+    return float(np.nanmean(v[early])), float(np.nanmean(v[late]))
+
+
+def sec31_table(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per method: last-epoch accuracy on the atypical sets and early/late test-atypical means (%)."""
+    rows = []
+    for m, df in runs.items():
+        last = df.iloc[-1]
+        row: dict[str, Any] = {"method": METHOD_LABELS.get(m, m), "epoch": int(last["epoch"])}
+        for split in ("train", "test"):
+            for kind in ("clean", "adv"):
+                col = f"{split}/atypical/{kind}"
+                row[f"{split} atyp. {kind}"] = 100.0 * float(last[col]) if col in last.index else float("nan")
+        for kind in ("clean", "adv"):
+            e, l_ = early_late(df, f"test/atypical/{kind}")
+            row[f"test atyp. {kind} early"] = 100.0 * e
+            row[f"test atyp. {kind} late"] = 100.0 * l_
+        n = last.get("test/atypical/n", float("nan"))
+        row["n test atyp."] = int(n) if pd.notna(n) else -1
+        n = last.get("train/atypical/n", float("nan"))
+        row["n train atyp."] = int(n) if pd.notna(n) else -1
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def df_to_markdown(df: pd.DataFrame, title: str, note: str = "", fmt: str = "{:.1f}") -> str:
+    """A plain Markdown table (floats formatted with ``fmt``; NaN as an en dash)."""
+    cols = list(df.columns)
+    lines = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            if isinstance(v, (float, np.floating)):
+                cells.append("–" if np.isnan(v) else fmt.format(float(v)))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    if note:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+# --------------------------------------------------------------------------- figures
+
+def save_figure(fig: Any, base: Path, info: dict[str, Any] | None = None) -> list[Path]:
+    """PNG + PDF, written atomically; the PNG carries ``info`` plus the panel titles and figure size
+    as JSON in its text metadata (key ``memadv``)."""
+    meta = {"panels": [ax.get_title() for ax in fig.axes if ax.get_visible()],
+            "n_axes": len(fig.axes), "size_in": [float(v) for v in fig.get_size_inches()], **(info or {})}
+    paths = []
+    for ext in ("png", "pdf"):
+        path = base.with_suffix(f".{ext}")
+        with atomic_path(path) as tmp:
+            kwargs: dict[str, Any] = {"format": ext, "dpi": 110}
+            if ext == "png":
+                kwargs["metadata"] = {"memadv": json.dumps(meta)}
+            fig.savefig(tmp, **kwargs)
+        paths.append(path)
+    return paths
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def curves_figure(curves: dict[str, pd.DataFrame | None], columns: Callable[[str], str], base: Path, title: str,
+                  series: list[tuple[str, str]], info: dict[str, Any] | None = None) -> list[Path]:
+    """Clean (left) and PGD-20 (right) accuracy per epoch; one line per (label, key) in ``series``.
+
+    ``curves[key]`` is a metrics frame; ``columns(kind)`` (``kind`` clean/adv) names the column, or
+    a format with ``{key}``.
+    """
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, kind, name in zip(axes, ("clean", "adv"), ("Clean Acc. (%)", "Adv. Acc., PGD-20 (%)")):
+        for label, key in series:
+            df = curves.get(key)
+            col = columns(kind).format(key=key)
+            if df is None or col not in df:
+                continue
+            ax.plot(df["epoch"], 100.0 * df[col].to_numpy(dtype=float), label=label,
+                    marker="." if len(df) < 40 else None)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    paths = save_figure(fig, base, info)
+    plt.close(fig)
+    return paths
+
+
+def sec31_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Path]:
+    runs = load_sec31(run_dir, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    series = [("train atypical (D_atyp)", "train"), ("test atypical (D'_atyp)", "test")]
+    for m, stem, fig_name in (("pgd", "fig1_pgd_atypical", "Fig. 1 / 12"), ("erm", "fig9_erm_atypical", "Fig. 9")):
+        if m not in runs:
+            continue
+        df = runs[m]
+        curves = {"train": df, "test": df}
+        paths += curves_figure(curves, lambda kind: "{key}/atypical/" + kind, out / stem,
+                               f"{fig_name}: {METHOD_LABELS[m]} on the whole training set, atypical sets",
+                               series, {"figure": stem, "method": m})
+    table = sec31_table(runs)
+    note = ("Accuracy (%) at the last epoch on D_atyp (train) and D'_atyp (test), clean and PGD-20; "
+            f"early / late: mean over the first / last {int(EARLY_FRACTION * 100)}% of the epochs.")
+    write_text_atomic(out / "sec31.md", df_to_markdown(table, "Section 3.1: accuracy on the atypical sets", note))
+    paths += [out / "sec31.md", write_csv(out / "sec31.csv", table)]
+    return paths
+
+
+# --------------------------------------------------------------------------- CLI entry point
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/sec31)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the runs to plot (default: the lowest)")
+
+
+def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+    run_dir = Path(run_dir)
+    out = getattr(args, "out", None) or run_dir / "report" / "sec31"
+    return sec31_figures(run_dir, Path(out), getattr(args, "seed", None))
+
+
+__all__ = ["Sec3Settings", "Sec31Task", "run_sec31", "load_sec31", "sec31_table", "sec31_figures", "early_late",
+           "windows", "save_figure", "curves_figure", "add_arguments", "make_figures"]

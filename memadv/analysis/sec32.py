@@ -1,0 +1,377 @@
+"""Section 3.2 of the paper: typical-set accuracy and class-wise cosine measure vs. atypical share.
+
+For every p in ``Sec3Settings.ps`` (default 0, 20, 100) and method in (ERM, PGD-AT), one run of
+:func:`memadv.bat.train.train` on D_typ ∪ (p% of D_atyp) — the p% is the first p% of one fixed
+random order of D_atyp (seeded by the run seed), so the 20% set lies inside the 100% set. Runs go
+through :func:`memadv.slurm.executors.run_tasks` and resume like any training run.
+
+How the subset is trained with the unchanged training loop: the task builds a :class:`Dataset`
+holding only the chosen training examples (ids listed in ``RUN/sec32/subsets/p<p>.json``) and, as
+its test split, only D'_typ — so in these runs' ``metrics.parquet`` the columns ``test/all/*`` are
+D'_typ accuracy (clean and PGD-20) and ``train/all/*`` the accuracy on the run's own training set.
+
+The class-wise cosine measure (paper Sec. 3.2, footnote 2; Figs. 21-23, Table 1): with h(x) the
+penultimate representation (``model.embed``) of a clean typical training example, the mean cosine
+similarity over all pairs (x1, x2) of D_typ from different classes::
+
+    S = sum_{c != c'} sum_{i in c, j in c'} <u_i, u_j>  /  (n^2 - sum_c n_c^2),   u_i = h_i / ||h_i||
+
+computed exactly from per-class sums (``||sum u||^2 - sum_c ||sum_{i in c} u||^2``); a zero
+representation counts as similarity 0 with everything. It is measured after every epoch by a hook
+around the loop's per-epoch evaluation (see :func:`cosine_hook`) and stored in
+``RUN/sec32/cosine/<run>.parquet`` (``epoch, cos_sim, cos_dist, n``), with ``cos_dist = 1 - cos_sim``.
+
+The paper's footnote defines its "Cosine Distance" as S while its text reads a smaller value as less
+separated classes; :func:`cosine_reading` decides which of S and 1 - S the paper's Table 1 matches on
+this run (see ``docs/report.md``) and the figures use that reading.
+
+Outputs (``RUN/report/sec32/``): ``fig2_pgd_typical.png`` (PGD-AT, Figs. 2, 18-20),
+``fig15_erm_typical.png`` (ERM, Figs. 15-17), ``fig21_cosine.png`` (ERM left, PGD-AT right,
+Figs. 21-23), ``table1.md/.csv`` (last epoch: both readings and the D'_typ accuracies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memadv.analysis.sec31 import (METHOD_LABELS, METHODS, Sec3Settings, curves_figure, df_to_markdown, pyplot,
+                                   read_run, save_figure, write_csv)
+from memadv.data.atomic import write_json_atomic, write_text_atomic
+from memadv.data.dataset import Dataset
+from memadv.data.tables import read_table, write_table
+from memadv.errors import MemadvError
+
+# The paper's Table 1 (CIFAR-100, PGD-AT), "Cosine Distance" at 0 / 20 / 100 % atypical examples.
+PAPER_TABLE1 = {"ResNet18": {0: 0.66, 20: 0.62, 100: 0.59}, "WRN28": {0: 0.64, 20: 0.61, 100: 0.57}}
+READINGS = ("similarity", "1 - similarity")
+
+
+# --------------------------------------------------------------------------- the measure
+
+def class_cosine(h: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
+    """Mean cosine similarity of the representations ``h`` (n, d) over all pairs of different labels."""
+    h = torch.as_tensor(h, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    if h.ndim != 2 or y.shape != (h.shape[0],):
+        raise ValueError(f"class_cosine: h must be (n, d) and labels (n,), got {tuple(h.shape)} and {tuple(y.shape)}")
+    norm = h.norm(dim=1, keepdim=True)
+    u = torch.where(norm > 0, h / norm.clamp_min(1e-300), torch.zeros_like(h))
+    total = u.sum(dim=0).square().sum()
+    same = torch.zeros((), dtype=torch.float64)
+    n = h.shape[0]
+    counts_sq = 0
+    for c in torch.unique(y):
+        sel = y == c
+        same = same + u[sel].sum(dim=0).square().sum()
+        counts_sq += int(sel.sum()) ** 2
+    pairs = n * n - counts_sq
+    if pairs == 0:
+        return float("nan")
+    return float((total - same) / pairs)
+
+
+def representations(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                    batch_size: int = 512) -> torch.Tensor:
+    """``model.embed`` of uint8 images (eval mode, no grad), on the CPU."""
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for s in range(0, images.shape[0], batch_size):
+                x = images[s:s + batch_size].to(device).float().div_(255.0)
+                out.append(model.embed(x).flatten(1).double().cpu())
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)
+
+
+def _write_cosine_row(path: Path, row: dict[str, Any], meta: dict[str, Any]) -> None:
+    old = read_table(path)[0] if path.is_file() else pd.DataFrame(columns=list(row))
+    old = old[old["epoch"] != row["epoch"]] if len(old) else old
+    df = pd.concat([old, pd.DataFrame([row])], ignore_index=True) if len(old) else pd.DataFrame([row])
+    write_table(path, df.sort_values("epoch").reset_index(drop=True), meta)
+
+
+@contextlib.contextmanager
+def cosine_hook(path: Path, images: torch.Tensor, labels: torch.Tensor, start_epoch: int,
+                meta: dict[str, Any]) -> Iterator[None]:
+    """While active, every per-epoch evaluation of :func:`memadv.bat.train.train` (the call of
+    ``evaluate.subset_accuracy`` whose subsets include ``train/all``) also writes the class-wise
+    cosine measure of ``images`` (clean typical training examples) to ``path``; epochs count from
+    ``start_epoch`` (the loop evaluates every epoch). The final evaluation (test subsets only) is
+    left alone. Restores the evaluation function on exit."""
+    from memadv.bat import evaluate as ev
+    original = ev.subset_accuracy
+    state = {"epoch": start_epoch}
+
+    def hooked(model, dataset, subsets, specs, **kw):
+        result = original(model, dataset, subsets, specs, **kw)
+        if "train/all" in subsets:
+            h = representations(model, images, kw.get("device", "cpu"), kw.get("batch_size", 512))
+            s = class_cosine(h, labels)
+            _write_cosine_row(path, {"epoch": state["epoch"], "cos_sim": s, "cos_dist": 1.0 - s,
+                                     "n": int(images.shape[0])}, meta)
+            state["epoch"] += 1
+        return result
+
+    ev.subset_accuracy = hooked
+    try:
+        yield
+    finally:
+        ev.subset_accuracy = original
+
+
+# --------------------------------------------------------------------------- subsets and tasks
+
+def sec32_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "sec32"
+
+
+def run_label(p: int, method: str, seed: int) -> str:
+    return f"p{p}-{method}-seed{seed}"
+
+
+def sec32_plan(settings: Sec3Settings) -> list[tuple[int, str]]:
+    return [(int(p), m) for p in settings.ps for m in METHODS]
+
+
+def subset_ids(sets: dict[str, np.ndarray], p: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training ids D_typ ∪ first p% of a seeded order of D_atyp, test ids D'_typ), sorted."""
+    if not 0 <= p <= 100:
+        raise MemadvError(f"sec32: atypical percentage {p} is outside 0..100")
+    atyp = np.asarray(sets["train/atypical"], np.int64)
+    order = np.random.default_rng(int(seed)).permutation(atyp)
+    k = int(round(p / 100.0 * atyp.size))
+    train = np.union1d(np.asarray(sets["train/typical"], np.int64), order[:k])
+    return train.astype(np.int64), np.asarray(sets["test/typical"], np.int64)
+
+
+def subset_dataset(ds: Dataset, train_ids: np.ndarray, test_ids: np.ndarray) -> Dataset:
+    """The dataset restricted to ``train_ids`` / ``test_ids`` (same name, normalisation and classes)."""
+    tr, te = torch.from_numpy(np.asarray(train_ids, np.int64)), torch.from_numpy(np.asarray(test_ids, np.int64))
+    return Dataset(ds.name, ds.x_train[tr].clone(), ds.y_train[tr].clone(), ds.x_test[te].clone(),
+                   ds.y_test[te].clone(), ds.num_classes, ds.mean, ds.std, list(ds.class_names))
+
+
+@dataclass
+class Sec32Task:
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (p, method) of the plan."""
+
+    run_dir: str
+    settings: Sec3Settings
+
+    def __call__(self, i: int) -> str:
+        from memadv.bat.train import TrainConfig, load_checkpoint, objective_config_class, train
+        from memadv.data.registry import load_dataset
+        from memadv.data.splits import read_split_sets
+        run_dir = Path(self.run_dir)
+        p, method = sec32_plan(self.settings)[i]
+        s = self.settings
+        ds = load_dataset(s.dataset, s.data_root)
+        sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
+        train_ids, test_ids = subset_ids(sets, p, s.seed)
+        typ = np.asarray(sets["train/typical"], np.int64)
+        if typ.size == 0 or test_ids.size == 0:
+            raise MemadvError(f"sec32 needs non-empty D_typ and D'_typ; the split file has {typ.size} and "
+                              f"{test_ids.size}: use more estimator models or other thresholds")
+        write_json_atomic(sec32_dir(run_dir) / "subsets" / f"p{p}.json",
+                          {"p": p, "seed": s.seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
+                           "n_atypical_kept": int(train_ids.size - typ.size), "n_test_typical": int(test_ids.size),
+                           "train_ids": train_ids.tolist(), "test_ids": test_ids.tolist()})
+        sub = subset_dataset(ds, train_ids, test_ids)
+        name = run_label(p, method, s.seed)
+        out = sec32_dir(run_dir) / "train"
+        cfg = TrainConfig(**s.train_values(method), name=name)
+        last = out / name / "last.pt"
+        start = int(load_checkpoint(last)["epoch"]) + 1 if last.is_file() else 1
+        t_typ = torch.from_numpy(typ)
+        meta = {"run": name, "p": p, "method": method, "measure": "mean cross-class cosine similarity of embed(x), "
+                "clean typical training examples"}
+        with cosine_hook(sec32_dir(run_dir) / "cosine" / f"{name}.parquet", ds.x_train[t_typ], ds.y_train[t_typ],
+                         start, meta):
+            return str(train(cfg, out, objective_config_class()(), dataset=sub))
+
+
+def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
+              desc: str = "sec32 training") -> list[Path]:
+    from memadv.slurm.executors import ExecutorConfig, run_tasks
+    run_dir = Path(run_dir)
+    plan = sec32_plan(settings)
+    out = run_tasks(Sec32Task(str(run_dir), settings), list(range(len(plan))), executor or ExecutorConfig(),
+                    sec32_dir(run_dir) / "jobs", desc=desc, progress=progress)
+    return [Path(p) for p in out]
+
+
+def sec32_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
+    return [sec32_dir(run_dir) / "train" / run_label(p, m, settings.seed) for p, m in sec32_plan(settings)]
+
+
+# --------------------------------------------------------------------------- reading back
+
+@dataclass
+class Sec32Run:
+    p: int
+    method: str
+    metrics: pd.DataFrame
+    cosine: pd.DataFrame
+
+
+def load_sec32(run_dir: Path, seed: int | None = None) -> list[Sec32Run]:
+    """Every Section 3.2 run under ``RUN/sec32/train`` (one seed: ``seed`` or the lowest present)."""
+    base = sec32_dir(run_dir) / "train"
+    found: list[tuple[int, int, str, Path]] = []
+    for d in sorted(base.glob("p*-*-seed*")) if base.is_dir() else []:
+        try:
+            ptxt, method, stxt = d.name.split("-")
+            found.append((int(stxt[4:]), int(ptxt[1:]), method, d))
+        except ValueError:
+            continue
+    found = [f for f in found if (f[3] / "metrics.parquet").is_file()]
+    if not found:
+        raise MemadvError(f"no Section 3.2 runs under {base}; run `memadv pipeline --out {run_dir}` first")
+    use_seed = seed if seed is not None else min(f[0] for f in found)
+    runs = []
+    for s, p, method, d in sorted(found, key=lambda f: (f[1], METHODS.index(f[2]) if f[2] in METHODS else 9)):
+        if s != use_seed:
+            continue
+        cpath = sec32_dir(run_dir) / "cosine" / f"{d.name}.parquet"
+        cos = read_table(cpath)[0].sort_values("epoch").reset_index(drop=True) if cpath.is_file() else \
+            pd.DataFrame(columns=["epoch", "cos_sim", "cos_dist", "n"])
+        runs.append(Sec32Run(p, method, read_run(d)[0], cos))
+    return runs
+
+
+def last_value(df: pd.DataFrame, col: str) -> float:
+    return float(df[col].iloc[-1]) if col in df and len(df) else float("nan")
+
+
+def table1(runs: list[Sec32Run]) -> pd.DataFrame:
+    """One row per (method, p) at the last epoch: cosine similarity, 1 - similarity, D'_typ accuracy (%)."""
+    rows = []
+    for r in runs:
+        rows.append({"method": METHOD_LABELS.get(r.method, r.method), "p": r.p,
+                     "epoch": int(r.metrics["epoch"].iloc[-1]),
+                     "cos_sim": last_value(r.cosine, "cos_sim"), "1 - cos_sim": last_value(r.cosine, "cos_dist"),
+                     "cos_epoch": int(r.cosine["epoch"].iloc[-1]) if len(r.cosine) else -1,
+                     "typ. test clean": 100.0 * last_value(r.metrics, "test/all/clean"),
+                     "typ. test adv": 100.0 * last_value(r.metrics, "test/all/adv"),
+                     "n train": int(last_value(r.metrics, "train/all/n")) if "train/all/n" in r.metrics else -1,
+                     "n typ. test": int(last_value(r.metrics, "test/all/n")) if "test/all/n" in r.metrics else -1})
+    return pd.DataFrame(rows)
+
+
+def _strictly_decreasing(values: list[float]) -> bool:
+    return len(values) >= 2 and all(np.isfinite(values)) and all(a > b for a, b in zip(values, values[1:]))
+
+
+def cosine_reading(t1: pd.DataFrame, method_label: str = "PGD-AT") -> dict[str, Any]:
+    """Which reading of the paper's "Cosine Distance" its Table 1 matches on this run.
+
+    Table 1 decreases from 0% to 100% atypical examples (0.66, 0.62, 0.59 for ResNet18). The reading
+    whose values (PGD-AT, last epoch, p ascending) also strictly decrease is the match; when neither
+    or both do, the reading closer in magnitude (mean absolute difference to the ResNet18 row at the
+    p's the paper has) decides. Returns the reading and the numbers behind it.
+    """
+    rows = t1[t1["method"] == method_label].sort_values("p")
+    sims = [float(v) for v in rows["cos_sim"]]
+    dists = [float(v) for v in rows["1 - cos_sim"]]
+    ps = [int(p) for p in rows["p"]]
+    trend = {"similarity": _strictly_decreasing(sims), "1 - similarity": _strictly_decreasing(dists)}
+    paper = PAPER_TABLE1["ResNet18"]
+    common = [(i, paper[p]) for i, p in enumerate(ps) if p in paper]
+
+    def gap(vals: list[float]) -> float:
+        return float(np.mean([abs(vals[i] - v) for i, v in common])) if common else float("nan")
+
+    magnitude = {"similarity": gap(sims), "1 - similarity": gap(dists)}
+    if trend["similarity"] != trend["1 - similarity"]:
+        reading = "similarity" if trend["similarity"] else "1 - similarity"
+        why = "trend"
+    else:
+        ok = {k: v for k, v in magnitude.items() if np.isfinite(v)}
+        reading = min(ok, key=ok.get) if ok else "1 - similarity"
+        why = "magnitude" if ok else "default"
+    return {"reading": reading, "decided_by": why, "p": ps, "similarity": sims, "1 - similarity": dists,
+            "trend_matches": trend, "magnitude_gap": magnitude, "paper": [paper.get(p) for p in ps]}
+
+
+# --------------------------------------------------------------------------- figures
+
+def sec32_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Path]:
+    runs = load_sec32(run_dir, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for m, stem, fig_name in (("pgd", "fig2_pgd_typical", "Fig. 2 / 18"), ("erm", "fig15_erm_typical", "Fig. 15")):
+        mine = [r for r in runs if r.method == m]
+        if not mine:
+            continue
+        curves = {f"p{r.p}": r.metrics for r in mine}
+        series = [(f"Atypical {r.p}%", f"p{r.p}") for r in mine]
+        paths += curves_figure(curves, lambda kind: "test/all/" + kind, out / stem,
+                               f"{fig_name}: {METHOD_LABELS[m]} trained on D_typ + p% of D_atyp; accuracy on D'_typ",
+                               series, {"figure": stem, "method": m, "ps": [r.p for r in mine]})
+    t1 = table1(runs)
+    reading = cosine_reading(t1)
+    col = "cos_sim" if reading["reading"] == "similarity" else "cos_dist"
+    ylabel = ("mean cosine similarity" if col == "cos_sim" else "1 - mean cosine similarity")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, m in zip(axes, METHODS):
+        for r in (r for r in runs if r.method == m):
+            if len(r.cosine):
+                ax.plot(r.cosine["epoch"], r.cosine[col].to_numpy(dtype=float), label=f"Atypical {r.p}%",
+                        marker="." if len(r.cosine) < 40 else None)
+        ax.set_title(f"{METHOD_LABELS[m]}: class-wise cosine ({ylabel})")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("Fig. 21: class-wise cosine measure of typical training examples' representations", fontsize=10)
+    fig.tight_layout()
+    paths += save_figure(fig, out / "fig21_cosine", {"figure": "fig21_cosine", "reading": reading["reading"]})
+    plt.close(fig)
+    shown = t1.copy()
+    note = (f"Last epoch. cos_sim: mean cosine similarity of penultimate representations over pairs of typical "
+            f"training examples of different classes; 1 - cos_sim its complement. Typical-test accuracy (%) on "
+            f"D'_typ, clean and PGD-20. The paper's Table 1 (ResNet18: 0.66, 0.62, 0.59) matches the "
+            f"**{reading['reading']}** reading on this run (decided by {reading['decided_by']}).")
+    write_text_atomic(out / "table1.md", df_to_markdown(shown, "Table 1: class-wise cosine measure of typical "
+                                                        "examples (last epoch)", note, fmt="{:.3f}"))
+    paths += [out / "table1.md", write_csv(out / "table1.csv", shown)]
+    write_json_atomic(out / "cosine_reading.json", reading)
+    paths.append(out / "cosine_reading.json")
+    return paths
+
+
+# --------------------------------------------------------------------------- CLI entry point
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/sec32)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the runs to plot (default: the lowest)")
+    parser.add_argument("--no-fig3", dest="fig3", action="store_false",
+                        help="skip Fig. 3 (poisoning atypical examples; needs the Section 3.1 PGD-AT run)")
+
+
+def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+    run_dir = Path(run_dir)
+    out = Path(getattr(args, "out", None) or run_dir / "report" / "sec32")
+    paths = sec32_figures(run_dir, out, getattr(args, "seed", None))
+    if getattr(args, "fig3", True):
+        from memadv.analysis import poisoning
+        if poisoning.find_pgd_run(run_dir) is not None:
+            paths += poisoning.poisoning_figure(run_dir, out)
+    return paths
+
+
+__all__ = ["class_cosine", "cosine_hook", "subset_ids", "subset_dataset", "Sec32Task", "run_sec32", "load_sec32",
+           "table1", "cosine_reading", "sec32_figures", "add_arguments", "make_figures", "json"]
