@@ -6,14 +6,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= runs/digits
 
-.PHONY: venv pipeline test test-fast slurm bench clean-venv
+.PHONY: venv pipeline test test-all test-fast slurm bench clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch 2.14.1 / torchvision 0.29.1 install from this machine's disk (see README)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -25,6 +25,9 @@ slurm:
 	bash memadv/slurm/dev-cluster.sh start
 
 test: venv slurm
+	MEMADV_REQUIRE_SLURM=1 $(PY) -m pytest -q -m "not slow"
+
+test-all: venv slurm
 	MEMADV_REQUIRE_SLURM=1 $(PY) -m pytest -q
 
 test-fast: venv

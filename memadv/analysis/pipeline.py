@@ -1,25 +1,140 @@
-"""``memadv pipeline``: the whole chain on one dataset, each stage skipped when its outputs are
-complete and newer than its inputs.
+"""``memadv pipeline``: the whole chain on one dataset, each stage skipped when it is up to date.
 
-Stages so far: estimate (shards + scores) -> splits -> score figures. A stage's outputs are written
-atomically, so a killed pipeline re-run with the same command finishes the stage in flight and
-skips the rest.
+Stages, in order::
+
+    estimate      subset-sampling estimator (shards -> scores/)
+    splits        atypical / typical split files (splits/)
+    score figures memorization histogram, example grids, pairs (report/scores/)
+    sec31         ERM + PGD-AT on the whole training set (sec31/train/), Figs. 1, 9 (report/sec31/)
+    sec32         ERM + PGD-AT on D_typ + p% D_atyp (sec32/train/), Figs. 2, 15, 21, Table 1, Fig. 3
+    bat table     PGD-AT, TRADES, MART, GAIRAT, BAT (alpha 1 and 2, beta 0.2) (train/), Table 2/4, Fig. 4
+    ablation      BAT alpha x beta grid (ablation/train/, sharing the table's runs), Fig. 5 (report/ablation/)
+    report        report/report.md and report/report.html (always rewritten: it is cheap)
+
+A stage is up to date when all its outputs exist, are newer than its inputs, and the settings it
+ran with (``pipeline/<stage>.json``) equal the current ones. Every training job is one task of
+:func:`memadv.slurm.executors.run_tasks` calling :func:`memadv.bat.train.train`, which resumes a
+killed run from its last epoch, so re-running after a kill in any stage finishes with the same
+results. The plan (stage -> job folders) is written to ``pipeline/plan.json`` for ``memadv status``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from memadv.config import check_range, option
+from memadv.data.atomic import write_json_atomic
 from memadv.data.scores import read_scores
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
 from memadv.estimate.shards import read_spec
 from memadv.slurm.executors import ExecutorConfig
 
+ALL_FINAL_ATTACKS = ["clean", "fgsm", "pgd", "cw", "aa"]
+# AutoAttack on digits takes ~2 minutes per checkpoint on two CPU cores (3 checkpoints per run):
+# the embedded datasets leave it out of the default final evaluation (pass --final-attacks to add it).
+DEFAULT_FINAL_ATTACKS = {"digits": ["clean", "fgsm", "pgd", "cw"],
+                         "synthetic-longtail": ["clean", "fgsm", "pgd", "cw"]}
+# the BAT table's runs (paper Table 2): method + objective options
+TABLE_RUNS: list[dict[str, Any]] = [{"method": "pgd"}, {"method": "trades"}, {"method": "mart"},
+                                    {"method": "gairat"}, {"method": "bat", "alpha": 1.0, "beta": 0.2},
+                                    {"method": "bat", "alpha": 2.0, "beta": 0.2}]
+# --quick: every stage with tiny sizes (tests)
+QUICK_ESTIMATE = dict(models=48, models_per_shard=24, epochs=8)
+QUICK_TRAIN = dict(train_epochs=2, eval_max=120, final_max=60, final_attacks=["clean", "fgsm", "pgd"])
+
+
+@dataclass
+class PipelineConfig:
+    """The pipeline's own options (the estimator's and the executor's come with their own configs)."""
+
+    quick: bool = option(False, "tiny sizes for every stage (few models, 2 training epochs): a smoke test")
+    train_epochs: int | None = option(None, "epochs of every training run (default: memadv.bat.train's "
+                                      "per-dataset table; digits 30)", unit="epochs")
+    train_seed: int = option(0, "seed of every training run")
+    train_device: str = option("auto", "torch device of the training runs")
+    sec32_p: list[int] = option([0, 20, 100], "Section 3.2: percentages of D_atyp added to D_typ",
+                                source="paper Sec. 3.2")
+    eval_max: int | None = option(None, "per-epoch evaluation on at most this many examples per split "
+                                  "(default: all)", unit="examples")
+    final_max: int | None = option(None, "final evaluation on at most this many test examples", unit="examples")
+    final_attacks: list[str] | None = option(None, "final attacks of the BAT table runs (Table 4); default: "
+                                             "all but AutoAttack on digits/synthetic-longtail, all elsewhere")
+    ablation_alpha: list[float] = option([0.0, 1.0, 2.0], "ablation grid: BAT alpha values (paper: 0 1 2 3)",
+                                         source="paper Sec. 5.2")
+    ablation_beta: list[float] = option([0.0, 0.2], "ablation grid: BAT beta values (paper: 0 0.1 0.2 0.3)",
+                                        source="paper Sec. 5.2")
+    ablation: bool = option(True, "run the ablation grid stage")
+
+    def __post_init__(self) -> None:
+        if self.train_epochs is not None:
+            check_range("train_epochs", self.train_epochs, 1)
+        for p in self.sec32_p:
+            check_range("sec32_p", p, 0, 100)
+        self.sec32_p = sorted({int(p) for p in self.sec32_p})
+        for a in self.ablation_alpha + self.ablation_beta:
+            check_range("ablation_alpha/beta", a, 0)
+        if self.quick:
+            for k, v in QUICK_TRAIN.items():
+                if getattr(self, k) in (None, ALL_FINAL_ATTACKS):
+                    setattr(self, k, v)
+
+    def estimate_config(self, cfg: EstimateConfig) -> EstimateConfig:
+        return dataclasses.replace(cfg, **QUICK_ESTIMATE) if self.quick else cfg
+
+    def final_attacks_for(self, dataset: str) -> list[str]:
+        if self.final_attacks is not None:
+            return list(self.final_attacks)
+        return list(DEFAULT_FINAL_ATTACKS.get(dataset, ALL_FINAL_ATTACKS))
+
+    def sec3_settings(self, cfg: EstimateConfig):
+        from memadv.analysis.sec31 import Sec3Settings
+        return Sec3Settings(dataset=cfg.dataset, data_root=cfg.data_root, epochs=self.train_epochs,
+                            seed=self.train_seed, eval_max=self.eval_max, final_max=self.final_max,
+                            device=self.train_device, ps=list(self.sec32_p))
+
+    def table_runs(self, cfg: EstimateConfig, run_dir: Path) -> list[dict[str, Any]]:
+        return [self._train_values(cfg, run_dir, r) for r in TABLE_RUNS]
+
+    def ablation_runs(self, cfg: EstimateConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(runs to train in ablation/train, table runs to link there): every (alpha, beta) of the grid
+        except (0, 0), which PGD-AT fills (BAT with alpha = beta = 0 is PGD-AT)."""
+        table = {(r.get("alpha"), r.get("beta")): r for r in TABLE_RUNS if r["method"] == "bat"}
+        new, shared = [], [self._train_values(cfg, run_dir, {"method": "pgd"})]
+        for a in self.ablation_alpha:
+            for b in self.ablation_beta:
+                if a == 0 and b == 0:
+                    continue
+                r = {"method": "bat", "alpha": float(a), "beta": float(b)}
+                (shared if (float(a), float(b)) in table else new).append(self._train_values(cfg, run_dir, r))
+        return new, shared
+
+    def _train_values(self, cfg: EstimateConfig, run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
+        values = {"dataset": cfg.dataset, "data_root": cfg.data_root, "scores": str(Path(run_dir) / "scores"),
+                  "splits": str(Path(run_dir) / "splits" / "splits.parquet"), "seed": self.train_seed,
+                  "epochs": self.train_epochs, "eval_max": self.eval_max, "final_max": self.final_max,
+                  "final_attacks": self.final_attacks_for(cfg.dataset), "device": self.train_device, **run}
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def run_names(runs: list[dict[str, Any]]) -> list[str]:
+    from memadv.bat.sweep import build_run_configs
+    from memadv.bat.train import run_name
+    out = []
+    for r in runs:
+        c, o = build_run_configs(r)
+        out.append(run_name(c.resolved(), o))
+    return out
+
+
+# --------------------------------------------------------------------------- stages
 
 @dataclass
 class Stage:
@@ -27,13 +142,32 @@ class Stage:
     outputs: Callable[[Path], list[Path]]
     inputs: Callable[[Path], list[Path]]
     run: Callable[[Path], None]
+    stamp: dict[str, Any] | None = None      # settings that decide the stage's results
+    jobs: Callable[[Path], list[Path]] = field(default=lambda d: [])  # training job folders (progress/status)
+    always: bool = False                     # run every time (the report)
+
+    def stamp_path(self, run_dir: Path) -> Path:
+        return run_dir / "pipeline" / f"{self.name.replace(' ', '_')}.json"
 
     def is_done(self, run_dir: Path) -> bool:
+        if self.always:
+            return False
         outs, ins = self.outputs(run_dir), self.inputs(run_dir)
         if not outs or not all(p.exists() for p in outs):
             return False
+        if self.stamp is not None:
+            sp = self.stamp_path(run_dir)
+            try:
+                if json.loads(sp.read_text()) != json.loads(json.dumps(self.stamp, default=str)):
+                    return False
+            except (OSError, ValueError):
+                return False
         newest_in = max((p.stat().st_mtime for p in ins if p.exists()), default=0.0)
         return min(p.stat().st_mtime for p in outs) >= newest_in
+
+    def mark_done(self, run_dir: Path) -> None:
+        if self.stamp is not None:
+            write_json_atomic(self.stamp_path(run_dir), self.stamp)
 
 
 def _scores_complete(run_dir: Path, cfg: EstimateConfig) -> bool:
@@ -46,7 +180,30 @@ def _scores_complete(run_dir: Path, cfg: EstimateConfig) -> bool:
     return same and bool(meta.get("complete"))
 
 
-def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool) -> list[Stage]:
+def _link_runs(src_dir: Path, dst_dir: Path, names: list[str]) -> None:
+    """Relative symlinks ``dst_dir/<name>`` -> ``src_dir/<name>`` (runs shared by two grids)."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        link = dst_dir / n
+        target = os.path.relpath(src_dir / n, dst_dir)
+        if link.is_symlink() and os.readlink(link) == target:
+            continue
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            continue  # a real run folder of that name (trained here): keep it
+        link.symlink_to(target, target_is_directory=True)
+
+
+def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
+           pcfg: PipelineConfig | None = None) -> list[Stage]:
+    from memadv.analysis import sec31 as s31
+    from memadv.analysis import sec32 as s32
+
+    pcfg = pcfg or PipelineConfig()
+    cfg = pcfg.estimate_config(cfg)
+    settings = pcfg.sec3_settings(cfg)
+
     def run_estimate(run_dir: Path) -> None:
         estimate(cfg, run_dir, executor, progress=progress)
 
@@ -68,30 +225,145 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool) -> lis
         args = parser.parse_args(["--data-root", cfg.data_root] if cfg.data_root else [])
         score_figures.make_figures(run_dir, args)
 
+    def run_sec31(run_dir: Path) -> None:
+        s31.run_sec31(run_dir, settings, executor, progress=progress)
+        s31.sec31_figures(run_dir, run_dir / "report" / "sec31", settings.seed)
+
+    def run_sec32(run_dir: Path) -> None:
+        from memadv.analysis import poisoning
+        s32.run_sec32(run_dir, settings, executor, progress=progress)
+        s32.sec32_figures(run_dir, run_dir / "report" / "sec32", settings.seed)
+        poisoning.poisoning_figure(run_dir, run_dir / "report" / "sec32")
+
+    def run_table(run_dir: Path) -> None:
+        from memadv.analysis import bat_tables
+        from memadv.bat.sweep import TrainTask
+        from memadv.slurm.executors import run_tasks
+        runs = pcfg.table_runs(cfg, run_dir)
+        task = TrainTask(runs=runs, out_dir=str(run_dir / "train"), overrides={})
+        run_tasks(task, list(range(len(runs))), executor, run_dir / "train" / ".sweep" / "bat-table",
+                  desc="bat table training", progress=progress)
+        bat_tables.make_figures(run_dir / "train", argparse.Namespace(out=run_dir / "report", select="last"))
+
+    def run_ablation(run_dir: Path) -> None:
+        from memadv.analysis import ablation
+        from memadv.bat.sweep import TrainTask
+        from memadv.slurm.executors import run_tasks
+        new, shared = pcfg.ablation_runs(cfg, run_dir)
+        _link_runs(run_dir / "train", run_dir / "ablation" / "train", run_names(shared))
+        task = TrainTask(runs=new, out_dir=str(run_dir / "ablation" / "train"), overrides={})
+        run_tasks(task, list(range(len(new))), executor, run_dir / "ablation" / "jobs",
+                  desc="ablation training", progress=progress)
+        ablation.make_figures(run_dir / "ablation" / "train",
+                              argparse.Namespace(out=run_dir / "report" / "ablation", select="last"))
+
+    def run_report(run_dir: Path) -> None:
+        from memadv.analysis import report
+        report.write_report(run_dir)
+
     scores = lambda d: [d / "scores" / "mem.parquet"]  # noqa: E731
-    return [
+    splits = lambda d: [d / "splits" / "splits.parquet"]  # noqa: E731
+    sec31_jobs = lambda d: [s31.sec31_train_dir(d) / n for n in s31.sec31_run_names(settings)]  # noqa: E731
+    sec32_jobs = lambda d: s32.sec32_run_dirs(d, settings)  # noqa: E731
+    table_jobs = lambda d: [d / "train" / n for n in run_names(pcfg.table_runs(cfg, d))]  # noqa: E731
+    abl_jobs = lambda d: [d / "ablation" / "train" / n for n in run_names(pcfg.ablation_runs(cfg, d)[0])]  # noqa: E731
+    finals = lambda jobs: (lambda d: [j / "final.parquet" for j in jobs(d)])  # noqa: E731
+    train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items() if k not in ("train_device", "quick")}
+
+    out = [
         Stage("estimate", outputs=lambda d: scores(d) if _scores_complete(d, cfg) else [],
               inputs=lambda d: [], run=run_estimate),
-        Stage("splits", outputs=lambda d: [d / "splits" / "splits.parquet"], inputs=scores, run=run_splits),
+        Stage("splits", outputs=splits, inputs=scores, run=run_splits),
         Stage("score figures", outputs=lambda d: [d / "report" / "scores" / "mem_histogram.png"], inputs=scores,
               run=run_score_figures),
+        Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [d / "report" / "sec31" / "fig1_pgd_atypical.png",
+                                                                   d / "report" / "sec31" / "sec31.csv"],
+              inputs=splits, run=run_sec31, stamp={"settings": settings.stamp()}, jobs=sec31_jobs),
+        Stage("sec32", outputs=lambda d: finals(sec32_jobs)(d) + [d / "report" / "sec32" / n for n in
+                                                                   ("fig2_pgd_typical.png", "fig21_cosine.png",
+                                                                    "table1.csv", "fig3_poisoning.png")],
+              inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_sec32,
+              stamp={"settings": settings.stamp()}, jobs=sec32_jobs),
+        Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + [d / "report" / "table2.csv",
+                                                                       d / "report" / "fig4_curves.png"],
+              inputs=splits, run=run_table, stamp={"train": train_stamp, "runs": TABLE_RUNS}, jobs=table_jobs),
     ]
+    if pcfg.ablation:
+        out.append(Stage("ablation", outputs=lambda d: finals(abl_jobs)(d) + [d / "report" / "ablation" /
+                                                                               "fig5_ablation.png"],
+                         inputs=lambda d: splits(d) + finals(table_jobs)(d), run=run_ablation,
+                         stamp={"train": train_stamp}, jobs=abl_jobs))
+    out.append(Stage("report", outputs=lambda d: [d / "report" / "report.html"], inputs=lambda d: [],
+                     run=run_report, always=True))
+    return out
+
+
+# --------------------------------------------------------------------------- progress
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s"
+
+
+def write_plan(run_dir: Path, todo: list[Stage], cfg: EstimateConfig, pcfg: PipelineConfig,
+               state: dict[str, str]) -> None:
+    """``pipeline/plan.json``: stage -> state and job folders (read by ``memadv status``); written
+    only when it changes."""
+    plan = {"dataset": cfg.dataset, "quick": pcfg.quick,
+            "stages": [{"name": s.name, "state": "done" if s.always else state.get(s.name, "pending"),
+                        "jobs": [str(j.relative_to(run_dir)) for j in s.jobs(run_dir)]} for s in todo]}
+    path = run_dir / "pipeline" / "plan.json"
+    try:
+        if json.loads(path.read_text()) == plan:
+            return
+    except (OSError, ValueError):
+        pass
+    write_json_atomic(path, plan)
 
 
 def run_pipeline(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig | None = None, *,
-                 progress: bool = True, log: Callable[[str], None] = print) -> dict[str, str]:
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 pcfg: PipelineConfig | None = None) -> dict[str, str]:
+    """Run every stage that is not up to date; returns stage -> "ran" / "skipped"."""
     run_dir = Path(run_dir)
     executor = executor or ExecutorConfig()
+    pcfg = pcfg or PipelineConfig()
+    todo = stages(cfg, executor, progress, pcfg)
     outcome: dict[str, str] = {}
-    todo = stages(cfg, executor, progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done_flags = {s.name: s.is_done(run_dir) for s in todo}
+    write_plan(run_dir, todo, pcfg.estimate_config(cfg), pcfg,
+               {n: ("done" if f else "pending") for n, f in done_flags.items()})
+    total_jobs = sum(len(s.jobs(run_dir)) for s in todo)
+    jobs_done = sum(sum((j / "final.parquet").exists() for j in s.jobs(run_dir)) for s in todo)
+    job_time: list[float] = []
+    start_all = time.time()
     for n, stage in enumerate(todo, 1):
+        head = f"[{n}/{len(todo)}] {stage.name}"
         if stage.is_done(run_dir):
-            log(f"[{n}/{len(todo)}] {stage.name}: up to date, skipped")
+            log(f"{head}: up to date, skipped")
             outcome[stage.name] = "skipped"
             continue
-        log(f"[{n}/{len(todo)}] {stage.name} ...")
+        jobs = stage.jobs(run_dir)
+        left = [j for j in jobs if not (j / "final.parquet").exists()]
+        eta = (sum(job_time) / len(job_time) * (total_jobs - jobs_done)) if job_time else None
+        extra = (f": {len(left)} of {len(jobs)} training jobs to run; all stages {jobs_done}/{total_jobs} jobs "
+                 f"done, ETA {_fmt_s(eta)}") if jobs else ""
+        log(f"{head} ...{extra}")
+        write_plan(run_dir, todo, pcfg.estimate_config(cfg), pcfg,
+                   {s.name: ("done" if outcome.get(s.name) or done_flags[s.name] else "pending") for s in todo}
+                   | {stage.name: "running"})
         start = time.time()
         stage.run(run_dir)
-        log(f"[{n}/{len(todo)}] {stage.name}: done in {time.time() - start:.0f} s")
+        took = time.time() - start
+        if left:
+            job_time += [took / len(left)] * len(left)
+            jobs_done += len(left)
+        stage.mark_done(run_dir)
         outcome[stage.name] = "ran"
+        log(f"{head}: done in {took:.0f} s" + (f" ({jobs_done}/{total_jobs} jobs done)" if jobs else ""))
+    write_plan(run_dir, todo, pcfg.estimate_config(cfg), pcfg, {s.name: "done" for s in todo})
+    log(f"pipeline finished in {time.time() - start_all:.0f} s; report: {run_dir / 'report' / 'report.html'}")
     return outcome

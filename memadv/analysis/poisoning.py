@@ -17,6 +17,7 @@ atypical training example: idx, label, q, target class, checkpoint).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     ds = load_dataset(conf["train"]["dataset"], conf["train"].get("data_root"))
     sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
     atyp, typ = sets["train/atypical"], sets["train/typical"]
-    ocfg = objective_config_class()(**{k: v for k, v in conf["objective"].items()})
+    ocls = objective_config_class()
+    names = {f.name for f in dataclasses.fields(ocls)}
+    ocfg = ocls(**{k: v for k, v in conf["objective"].items() if k in names})
     seed = int(conf["train"]["seed"])
     best: tuple[int, str, int, np.ndarray, np.ndarray, torch.nn.Module] | None = None
     for file in ("last.pt", "best_adv.pt"):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -374,4 +373,4 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
 
 
 __all__ = ["class_cosine", "cosine_hook", "subset_ids", "subset_dataset", "Sec32Task", "run_sec32", "load_sec32",
-           "table1", "cosine_reading", "sec32_figures", "add_arguments", "make_figures", "json"]
+           "table1", "cosine_reading", "sec32_figures", "add_arguments", "make_figures"]

@@ -11,22 +11,29 @@ from memadv.slurm.executors import ExecutorConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pipeline", help="the whole chain on one dataset: estimate, splits, figures",
-                       description="Run every stage on one dataset with its defaults: estimate (scores), "
-                                   "splits, score figures. Each stage is skipped when its outputs are complete "
-                                   "and newer than its inputs; re-running after a kill finishes the work.")
+    from memadv.analysis.pipeline import PipelineConfig
+
+    p = sub.add_parser("pipeline", help="the whole chain on one dataset: estimate, splits, Sec. 3.1/3.2, BAT, report",
+                       description="Run every stage on one dataset with its defaults: estimate (scores), splits, "
+                                   "score figures, Section 3.1, Section 3.2 (+ Fig. 3), the BAT table, the ablation "
+                                   "grid and the report (RUN/report/report.md and report.html). Each stage is "
+                                   "skipped when its outputs are complete, newer than its inputs and made with the "
+                                   "same settings; re-running after a kill finishes the work. Training jobs run on "
+                                   "the chosen executor (in-process by default, --executor slurm for a cluster).")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     add_config_file(p)
     add_progress(p)
+    add_config_arguments(p, PipelineConfig)
     add_config_arguments(p, EstimateConfig)
     add_config_arguments(p, ExecutorConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from memadv.analysis.pipeline import run_pipeline
+    from memadv.analysis.pipeline import PipelineConfig, run_pipeline
 
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")
-    run_pipeline(cfg, args.out, executor, progress=args.progress)
+    pcfg = config_from_args(PipelineConfig, args, "pipeline")
+    run_pipeline(cfg, args.out, executor, progress=args.progress, pcfg=pcfg)
     return 0

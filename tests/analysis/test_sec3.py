@@ -1,0 +1,161 @@
+"""Section 3 pieces on hand-computable inputs: the cosine measure, subsets, readings, claims, HTML."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from memadv.analysis import report, sec32
+from memadv.analysis.sec31 import early_late, windows
+
+
+# --------------------------------------------------------------------------- cosine measure
+
+def test_class_cosine_by_hand():
+    # pairs of different classes: (0,1): cos 0, (0,2): cos 1  -> mean 0.5 (ordered or not)
+    h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    assert sec32.class_cosine(h, torch.tensor([0, 1, 1])) == pytest.approx(0.5)
+    # three classes, 45-degree vectors: cos(a,b)=1/sqrt2, cos(a,c)=0, cos(b,c)=1/sqrt2
+    h = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 3.0]])
+    assert sec32.class_cosine(h, [0, 1, 2]) == pytest.approx((2 / math.sqrt(2)) / 3)
+
+
+def test_class_cosine_matches_brute_force_and_zero_vectors():
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(30, 5, generator=g, dtype=torch.float64).relu()
+    h[3] = 0.0  # a dead representation counts as similarity 0 with everything
+    y = torch.randint(0, 4, (30,), generator=g)
+    vals = []
+    for i in range(30):
+        for j in range(30):
+            if y[i] != y[j]:
+                ni, nj = h[i].norm(), h[j].norm()
+                vals.append(0.0 if ni == 0 or nj == 0 else float(h[i] @ h[j] / (ni * nj)))
+    assert sec32.class_cosine(h, y) == pytest.approx(np.mean(vals), abs=1e-9)
+    assert math.isnan(sec32.class_cosine(h, torch.zeros(30, dtype=torch.int64)))  # one class: no pairs
+
+
+def test_subset_ids_nested_and_typical_kept():
+    sets = {"train/typical": np.arange(0, 50), "train/atypical": np.arange(100, 120),
+            "test/typical": np.array([3, 1, 2]), "test/atypical": np.array([7])}
+    t0, te = sec32.subset_ids(sets, 0, seed=1)
+    t20, _ = sec32.subset_ids(sets, 20, seed=1)
+    t100, _ = sec32.subset_ids(sets, 100, seed=1)
+    assert np.array_equal(t0, np.arange(50)) and np.array_equal(te, [3, 1, 2])
+    assert t20.size == 54 and set(t0) <= set(t20) <= set(t100) and t100.size == 70
+
+
+def test_cosine_hook_records_each_epoch(tmp_path):
+    from memadv.bat import evaluate as ev
+    from memadv.nets import build_net
+    torch.manual_seed(0)
+    model = build_net("mlp", 3, (1, 2, 2), (0.5,), (0.25,))
+    imgs = torch.randint(0, 255, (6, 1, 2, 2), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    from memadv.data.dataset import Dataset
+    ds = Dataset("digits", imgs, labels, imgs, labels, 3, (0.5,), (0.25,))
+    path = tmp_path / "cos.parquet"
+    spec = [ev.AttackSpec("clean")]
+    with sec32.cosine_hook(path, imgs, labels, start_epoch=4, meta={}):
+        ev.subset_accuracy(model, ds, {"train/all": np.arange(6), "test/all": np.arange(6)}, spec)
+        ev.subset_accuracy(model, ds, {"test/all": np.arange(6)}, spec)  # final evaluation: ignored
+        ev.subset_accuracy(model, ds, {"train/all": np.arange(6), "test/all": np.arange(6)}, spec)
+    assert ev.subset_accuracy.__name__ == "subset_accuracy"  # restored
+    df = pd.read_parquet(path)
+    assert df["epoch"].tolist() == [4, 5]
+    expect = sec32.class_cosine(sec32.representations(model, imgs), labels)
+    assert df["cos_sim"].iloc[-1] == pytest.approx(expect)
+    assert (df["cos_dist"] + df["cos_sim"]).to_numpy() == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- readings and claims
+
+def _t1(pgd_sim, erm_sim=(0.3, 0.3, 0.3), pgd_clean=(90, 85, 80), pgd_adv=(50, 45, 40), erm_clean=(95, 95, 96)):
+    rows = []
+    for m, sims, clean, adv in (("ERM", erm_sim, erm_clean, (0, 0, 0)), ("PGD-AT", pgd_sim, pgd_clean, pgd_adv)):
+        for p, s, c, a in zip((0, 20, 100), sims, clean, adv):
+            rows.append({"method": m, "p": p, "cos_sim": s, "1 - cos_sim": 1 - s, "typ. test clean": c,
+                         "typ. test adv": a})
+    return pd.DataFrame(rows)
+
+
+def test_cosine_reading_trend_and_magnitude():
+    r = sec32.cosine_reading(_t1((0.30, 0.35, 0.40)))  # similarity rises: 1 - sim falls like Table 1
+    assert r["reading"] == "1 - similarity" and r["decided_by"] == "trend"
+    r = sec32.cosine_reading(_t1((0.70, 0.65, 0.60)))  # similarity falls like Table 1
+    assert r["reading"] == "similarity" and r["decided_by"] == "trend"
+    r = sec32.cosine_reading(_t1((0.36, 0.30, 0.38)))  # neither monotone: 1 - sim ~0.65 is closer to 0.66..0.59
+    assert r["reading"] == "1 - similarity" and r["decided_by"] == "magnitude"
+
+
+def _metrics(epochs, **cols):
+    return pd.DataFrame({"epoch": np.arange(1, epochs + 1), **{k.replace("__", "/"): v for k, v in cols.items()}})
+
+
+def test_claims_c1_c2():
+    n = 10
+    pgd = _metrics(n, train__atypical__clean=np.linspace(0.2, 0.96, n), train__atypical__adv=np.full(n, 0.5),
+                   test__atypical__clean=np.linspace(0.1, 0.4, n), test__atypical__adv=np.full(n, 0.1),
+                   test__atypical__n=np.full(n, 40.0))
+    assert report.claim_c1(pgd).holds is True
+    c2 = report.claim_c2(pgd)
+    # early window = epochs 1-2 (mean 0.1167), late = epochs 9-10 (mean 0.3833): rise 26.7 pts
+    assert c2.holds is True and "+26.7 pts" in c2.numbers
+    pgd["train/atypical/clean"] = 0.949
+    assert report.claim_c1(pgd).holds is False
+    pgd["test/atypical/adv"] = np.linspace(0.1, 0.2, n)  # adversarial accuracy rises 8.3 pts: not flat
+    assert report.claim_c2(pgd).holds is False
+    assert report.claim_c1(None).holds is None and report.claim_c1(None).verdict.startswith("not decided")
+
+
+def test_early_late_windows():
+    early, late = windows(np.arange(1, 11))
+    assert early.tolist() == [True, True] + [False] * 8 and late.tolist() == [False] * 8 + [True, True]
+    df = _metrics(3, x=[0.0, 0.5, 1.0])
+    assert early_late(df, "x") == (0.0, 1.0)  # windows of one epoch
+
+
+def test_claims_c3_c4_c5():
+    t1 = _t1((0.30, 0.35, 0.40))
+    assert report.claim_c3(t1).holds is True
+    assert report.claim_c4(t1).holds is True
+    assert report.claim_c5(t1).holds is True  # 1 - sim: 0.70 > 0.65 > 0.60
+    t1 = _t1((0.30, 0.35, 0.40), pgd_clean=(90, 91, 80))  # not strictly ordered
+    assert report.claim_c3(t1).holds is False
+    t1 = _t1((0.30, 0.35, 0.40), pgd_clean=(90, 89.5, 89.2))  # ordered, drop 0.8 pt < 1 pt
+    assert report.claim_c3(t1).holds is False
+    t1 = _t1((0.40, 0.35, 0.30), erm_clean=(95, 94, 93.5))  # ERM drops 1.5 pts; separation grows
+    assert report.claim_c4(t1).holds is False
+    assert report.claim_c5(t1).holds is False
+
+
+def test_claim_c6():
+    def t2(bat_clean, bat_adv):
+        return pd.DataFrame([
+            {"method": "PGD-AT (Best Adv.)", "checkpoint": "best_adv", "All Acc.": 80.0, "All Adv.": 40.0},
+            {"method": "PGD-AT (Best Clean)", "checkpoint": "best_clean", "All Acc.": 85.0, "All Adv.": 30.0},
+            {"method": "BAT (α = 1, β = 0.2)", "checkpoint": "last", "All Acc.": bat_clean, "All Adv.": bat_adv}])
+    assert report.claim_c6(t2(82.0, 39.0)).holds is True
+    assert report.claim_c6(t2(82.0, 38.9)).holds is False
+    assert report.claim_c6(t2(80.0, 45.0)).holds is False
+    assert report.claim_c6(None).holds is None
+
+
+# --------------------------------------------------------------------------- HTML
+
+def test_markdown_to_html_embeds_images_and_tables():
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 3), "red").save(buf, format="PNG")
+    b64 = base64.b64encode(buf.getvalue()).decode()
+    md = "# T\n\n| a | b |\n|---|---:|\n| 1 | **x** |\n\n* item `c`\n\n![f.png](f.png)\n"
+    out = report.markdown_to_html(md, {"f.png": b64})
+    assert "<h1>T</h1>" in out and "<td>1</td><td><strong>x</strong></td>" in out
+    assert "<li>item <code>c</code></li>" in out
+    assert f"data:image/png;base64,{b64}" in out
