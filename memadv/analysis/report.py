@@ -232,7 +232,29 @@ def settings_section(run_dir: Path) -> str:
                          f"seed {t.get('seed')}; attack eps {o.get('eps'):.4g} (= {255 * o.get('eps'):.0f}/255), "
                          f"{o.get('steps')} PGD steps of {o.get('step_size'):.4g} for training, PGD-"
                          f"{o.get('eval_steps')} for evaluation; per-epoch evaluation on "
-                         f"{t.get('eval_max') or 'all'} examples per split; final attacks {t.get('final_attacks')}.")
+                         f"{t.get('eval_max') or 'all'} examples per split; final attacks {t.get('final_attacks')}"
+                         + ("" if "aa" in (t.get("final_attacks") or []) or label != "BAT table runs" else
+                            " (AutoAttack left out: about 2 minutes per checkpoint for digits on two CPU cores; "
+                            "add it with --final-attacks clean fgsm pgd cw aa)") + ".")
+    abl = run_dir / "ablation" / "train"
+    if abl.is_dir():
+        cells = set()
+        for c in abl.glob("*/config.json"):
+            conf = json.loads(c.read_text())
+            if conf["train"].get("method") == "bat":
+                cells.add((conf["objective"].get("alpha"), conf["objective"].get("beta")))
+        if cells:
+            alphas = sorted({a for a, _ in cells} | {0.0})
+            betas = sorted({b for _, b in cells} | {0.0})
+            lines.append(f"* Ablation grid: alpha {[float(a) for a in alphas]} x beta {[float(b) for b in betas]} "
+                         f"(alpha = beta = 0 is PGD-AT; the paper's grid is 0..3 x 0..0.3).")
+    timing = run_dir / "pipeline" / "timing.json"
+    if timing.is_file():
+        t = json.loads(timing.read_text())
+        total = sum(v["seconds"] for v in t.values())
+        lines.append("* Wall time of the last run of each stage: " + ", ".join(
+            f"{k} {v['seconds']:.0f} s" + (f" ({v['jobs']} jobs)" if v.get("jobs") else "") for k, v in t.items())
+            + f"; sum {total / 60:.1f} min.")
     sets = run_dir / "splits" / "splits.parquet"
     if sets.is_file():
         from memadv.data.splits import read_splits
@@ -249,10 +271,12 @@ def noise_section(run_dir: Path) -> str:
         se = df["mem_se"].to_numpy(float) if "mem_se" in df else np.array([])
         se = se[np.isfinite(se)]
         if se.size:
-            parts.append(f"Memorization estimates: median standard error {np.median(se):.3f} over all "
-                         f"{se.size} examples ({np.median(se[se > 0]) if (se > 0).any() else float('nan'):.3f} "
-                         f"over those with a non-zero SE; {100 * (se == 0).mean():.0f}% have SE 0 because all "
-                         f"models agree). The thresholds 0.15 and 0.02 should be compared with it.")
+            nz = se[se > 0]
+            parts.append(f"Memorization estimates of {se.size} training examples: {100 * (se == 0).mean():.0f}% have "
+                         f"standard error 0 (all models agree on them); the others have median standard error "
+                         f"{np.median(nz) if nz.size else float('nan'):.3f} (90th percentile "
+                         f"{np.percentile(nz, 90) if nz.size else float('nan'):.3f}), to compare with the "
+                         f"thresholds 0.15 (atypical) and 0.02 (typical).")
     summary = _read_text(run_dir / "splits" / "summary.md")
     if summary:
         m = re.search(r"## Noise floor\n(.*?)(?=\n## |\Z)", summary, re.S)

@@ -330,7 +330,7 @@ def sec32_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Pat
             if len(r.cosine):
                 ax.plot(r.cosine["epoch"], r.cosine[col].to_numpy(dtype=float), label=f"Atypical {r.p}%",
                         marker="." if len(r.cosine) < 40 else None)
-        ax.set_title(f"{METHOD_LABELS[m]}: class-wise cosine ({ylabel})")
+        ax.set_title(METHOD_LABELS[m])
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)

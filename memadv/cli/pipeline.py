@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory")
     add_config_file(p)
     add_progress(p)
-    add_config_arguments(p, PipelineConfig)
+    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
+                   help="tiny sizes for every stage (48 estimator models, 2 training epochs, small evaluations): "
+                        "a smoke test of the whole chain in well under two minutes")
+    add_config_arguments(p, PipelineConfig, skip=("quick",))
     add_config_arguments(p, EstimateConfig)
     add_config_arguments(p, ExecutorConfig)
     p.set_defaults(func=run)

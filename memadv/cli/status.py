@@ -58,21 +58,23 @@ def training_status(run_dir: Path) -> list[dict[str, Any]]:
     plan_path = run_dir / "pipeline" / "plan.json"
     if plan_path.is_file():
         plan = json.loads(plan_path.read_text())
-        stages = [(s["name"], s.get("state"), [run_dir / j for j in s["jobs"]]) for s in plan["stages"]]
+        stages = [(s["name"], s.get("state"), [run_dir / j for j in s["jobs"]]) for s in plan["stages"] if s["jobs"]]
     else:
         found = {"sec31": run_dir / "sec31" / "train", "sec32": run_dir / "sec32" / "train",
                  "bat table": run_dir / "train", "ablation": run_dir / "ablation" / "train"}
         stages = [(n, None, sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")))
                   for n, d in found.items() if d.is_dir()]
+    per_stage = [(name, state, [_job_state(j) for j in jobs]) for name, state, jobs in stages]
+    every = [j for _, _, js in per_stage for j in js]
+    # one mean time per epoch and one epoch count over every job seen: pending stages get an ETA too
+    per_epoch = [j["seconds"] / j["epoch"] for j in every if j["seconds"] and j["epoch"]]
+    mean = sum(per_epoch) / len(per_epoch) if per_epoch else None
+    default_epochs = max((j["epochs"] or 0 for j in every), default=0)
     out = []
-    for name, state, jobs in stages:
-        js = [_job_state(j) for j in jobs]
+    for name, state, js in per_stage:
         done = [j for j in js if j["state"] == "finished"]
-        per_epoch = [j["seconds"] / j["epoch"] for j in js if j["seconds"] and j["epoch"]]
         eta = None
-        if per_epoch and len(done) < len(js):
-            mean = sum(per_epoch) / len(per_epoch)
-            default_epochs = max((j["epochs"] or 0 for j in js), default=0)
+        if mean is not None and default_epochs and len(done) < len(js):
             eta = sum(mean * max((j["epochs"] or default_epochs) - j["epoch"], 0) for j in js
                       if j["state"] != "finished")
         out.append({"stage": name, "state": state, "jobs": len(js), "finished": len(done),
@@ -94,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
               "score_figures": (rd / "report" / "scores" / "mem_histogram.png").exists(),
               "training": training_status(rd),
               "report": (rd / "report" / "report.html").exists()}
+    plan = rd / "pipeline" / "plan.json"
+    status["pipeline"] = ({s["name"]: s.get("state") for s in json.loads(plan.read_text())["stages"]}
+                          if plan.is_file() else None)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
@@ -119,4 +124,8 @@ def run(args: argparse.Namespace) -> int:
             line += f"; ETA {_fmt_seconds(t['eta_seconds'])}"
         print(line)
     print(f"report         {'written' if status['report'] else 'not yet'}")
+    if status["pipeline"]:
+        running = [n for n, st in status["pipeline"].items() if st == "running"]
+        print(f"pipeline       " + (f"running stage: {', '.join(running)}" if running else
+                                   ", ".join(f"{n} {st}" for n, st in status["pipeline"].items())))
     return 0
