@@ -32,6 +32,7 @@ from typing import Any, Callable
 from memadv.config import check_range, option
 from memadv.data.atomic import write_json_atomic
 from memadv.data.scores import read_scores
+from memadv.errors import ConfigError
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
 from memadv.estimate.shards import read_spec
@@ -49,7 +50,7 @@ TABLE_RUNS: list[dict[str, Any]] = [{"method": "pgd"}, {"method": "trades"}, {"m
 # --quick: every stage with tiny sizes (tests)
 QUICK_ESTIMATE = dict(models=48, models_per_shard=24, epochs=8)
 QUICK_TRAIN = dict(train_epochs=2, eval_max=120, final_max=60, final_attacks=["clean", "fgsm", "pgd"])
-QUICK_ABLATION = dict(ablation_alpha=[0.0, 1.0, 2.0], ablation_beta=[0.0, 0.2])
+QUICK_ABLATION = dict(ablation_alpha=[0.0, 1.0, 2.0], ablation_beta=[0.0, 0.2], train_seeds=[0])
 
 
 @dataclass
@@ -59,7 +60,8 @@ class PipelineConfig:
     quick: bool = option(False, "tiny sizes for every stage (few models, 2 training epochs): a smoke test")
     train_epochs: int | None = option(None, "epochs of every training run (default: memadv.bat.train's "
                                       "per-dataset table; digits 30)", unit="epochs")
-    train_seed: int = option(0, "seed of every training run")
+    train_seeds: list[int] = option([0, 1, 2], "seeds of the Section 3 and BAT table runs (results are means over "
+                                    "them); the ablation grid uses the first")
     train_device: str = option("auto", "torch device of the training runs")
     sec32_p: list[int] = option([0, 20, 100], "Section 3.2: percentages of D_atyp added to D_typ",
                                 source="paper Sec. 3.2")
@@ -70,8 +72,7 @@ class PipelineConfig:
                                              "all but AutoAttack on digits/synthetic-longtail, all elsewhere")
     ablation_alpha: list[float] = option([0.0, 1.0, 2.0, 3.0], "ablation grid: BAT alpha values",
                                          source="paper Sec. 5.2: 0 1 2 3")
-    ablation_beta: list[float] = option([0.0, 0.2], "ablation grid: BAT beta values (the paper's 0 0.1 0.2 0.3 "
-                                        "doubles the grid's cost; digits keeps two to stay in its time budget)",
+    ablation_beta: list[float] = option([0.0, 0.1, 0.2, 0.3], "ablation grid: BAT beta values",
                                         source="paper Sec. 5.2: 0 0.1 0.2 0.3")
     ablation: bool = option(True, "run the ablation grid stage")
 
@@ -81,6 +82,9 @@ class PipelineConfig:
         for p in self.sec32_p:
             check_range("sec32_p", p, 0, 100)
         self.sec32_p = sorted({int(p) for p in self.sec32_p})
+        if not self.train_seeds:
+            raise ConfigError("--train-seeds needs at least one seed")
+        self.train_seeds = sorted({int(s) for s in self.train_seeds})
         for a in self.ablation_alpha + self.ablation_beta:
             check_range("ablation_alpha/beta", a, 0)
         if self.quick:
@@ -103,28 +107,29 @@ class PipelineConfig:
     def sec3_settings(self, cfg: EstimateConfig):
         from memadv.analysis.sec31 import Sec3Settings
         return Sec3Settings(dataset=cfg.dataset, data_root=cfg.data_root, epochs=self.train_epochs,
-                            seed=self.train_seed, eval_max=self.eval_max, final_max=self.final_max,
+                            seeds=list(self.train_seeds), eval_max=self.eval_max, final_max=self.final_max,
                             device=self.train_device, ps=list(self.sec32_p))
 
     def table_runs(self, cfg: EstimateConfig, run_dir: Path) -> list[dict[str, Any]]:
-        return [self._train_values(cfg, run_dir, r) for r in TABLE_RUNS]
+        return [self._train_values(cfg, run_dir, {**r, "seed": s}) for s in self.train_seeds for r in TABLE_RUNS]
 
     def ablation_runs(self, cfg: EstimateConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(runs to train in ablation/train, table runs to link there): every (alpha, beta) of the grid
         except (0, 0), which PGD-AT fills (BAT with alpha = beta = 0 is PGD-AT)."""
         table = {(r.get("alpha"), r.get("beta")): r for r in TABLE_RUNS if r["method"] == "bat"}
-        new, shared = [], [self._train_values(cfg, run_dir, {"method": "pgd"})]
+        seed = self.train_seeds[0]
+        new, shared = [], [self._train_values(cfg, run_dir, {"method": "pgd", "seed": seed})]
         for a in self.ablation_alpha:
             for b in self.ablation_beta:
                 if a == 0 and b == 0:
                     continue
-                r = {"method": "bat", "alpha": float(a), "beta": float(b)}
+                r = {"method": "bat", "alpha": float(a), "beta": float(b), "seed": seed}
                 (shared if (float(a), float(b)) in table else new).append(self._train_values(cfg, run_dir, r))
         return new, shared
 
     def _train_values(self, cfg: EstimateConfig, run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
         values = {"dataset": cfg.dataset, "data_root": cfg.data_root, "scores": str(Path(run_dir) / "scores"),
-                  "splits": str(Path(run_dir) / "splits" / "splits.parquet"), "seed": self.train_seed,
+                  "splits": str(Path(run_dir) / "splits" / "splits.parquet"),
                   "epochs": self.train_epochs, "eval_max": self.eval_max, "final_max": self.final_max,
                   "final_attacks": self.final_attacks_for(cfg.dataset), "device": self.train_device, **run}
         return {k: v for k, v in values.items() if v is not None}
@@ -233,12 +238,12 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
 
     def run_sec31(run_dir: Path) -> None:
         s31.run_sec31(run_dir, settings, executor, progress=progress)
-        s31.sec31_figures(run_dir, run_dir / "report" / "sec31", settings.seed)
+        s31.sec31_figures(run_dir, run_dir / "report" / "sec31", settings.seeds)
 
     def run_sec32(run_dir: Path) -> None:
         from memadv.analysis import poisoning
         s32.run_sec32(run_dir, settings, executor, progress=progress)
-        s32.sec32_figures(run_dir, run_dir / "report" / "sec32", settings.seed)
+        s32.sec32_figures(run_dir, run_dir / "report" / "sec32", settings.seeds)
         poisoning.poisoning_figure(run_dir, run_dir / "report" / "sec32")
 
     def run_table(run_dir: Path) -> None:
@@ -265,7 +270,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
 
     def run_report(run_dir: Path) -> None:
         from memadv.analysis import report
-        report.write_report(run_dir)
+        report.write_report(run_dir, settings.seeds)
 
     scores = lambda d: [d / "scores" / "mem.parquet"]  # noqa: E731
     splits = lambda d: [d / "splits" / "splits.parquet"]  # noqa: E731
@@ -274,7 +279,10 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     table_jobs = lambda d: [d / "train" / n for n in run_names(pcfg.table_runs(cfg, d))]  # noqa: E731
     abl_jobs = lambda d: [d / "ablation" / "train" / n for n in run_names(pcfg.ablation_runs(cfg, d)[0])]  # noqa: E731
     finals = lambda jobs: (lambda d: [j / "final.parquet" for j in jobs(d)])  # noqa: E731
-    train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items() if k not in ("train_device", "quick")}
+    train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items()
+                   if k not in ("train_device", "quick", "sec32_p") and not k.startswith("ablation")}
+    ablation_stamp = {**{k: v for k, v in train_stamp.items() if k != "train_seeds"},
+                      "seed": pcfg.train_seeds[0], "alpha": pcfg.ablation_alpha, "beta": pcfg.ablation_beta}
 
     out = [
         Stage("estimate", outputs=lambda d: scores(d) if _scores_complete(d, cfg) else [],
@@ -298,7 +306,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         out.append(Stage("ablation", outputs=lambda d: finals(abl_jobs)(d) + [d / "report" / "ablation" /
                                                                                "fig5_ablation.png"],
                          inputs=lambda d: splits(d) + finals(table_jobs)(d), run=run_ablation,
-                         stamp={"train": train_stamp}, jobs=abl_jobs))
+                         stamp={"train": ablation_stamp}, jobs=abl_jobs))
     out.append(Stage("report", outputs=lambda d: [d / "report" / "report.html"], inputs=lambda d: [],
                      run=run_report, always=True))
     return out

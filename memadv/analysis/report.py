@@ -70,7 +70,8 @@ def claim_c1(pgd: pd.DataFrame | None) -> Claim:
 
 def claim_c2(pgd: pd.DataFrame | None) -> Claim:
     text = ("memorizing atypical examples helps their clean test accuracy but not their robustness: test-atypical "
-            "clean accuracy rises from early to late epochs while test-atypical adversarial accuracy stays low and flat")
+            "clean accuracy rises from early to late epochs while test-atypical adversarial accuracy stays low and "
+            "flat")
     if pgd is None or "test/atypical/clean" not in pgd or not len(pgd):
         return Claim("C2", "3.1", text, None, "no Section 3.1 PGD-AT run with test/atypical metrics")
     ce, cl = early_late(pgd, "test/atypical/clean")
@@ -99,6 +100,15 @@ def _series(ps: list[int], vals: list[float], scale: float = 100.0, fmt: str = "
     return ", ".join(f"{p}%: {fmt.format(scale * v)}" for p, v in zip(ps, vals))
 
 
+def _spread(t1: pd.DataFrame, method: str, cols: list[str], fmt: str = "{:.1f}") -> str:
+    """'; sd over seeds ...' when the table has several seeds per row, else ''."""
+    rows = t1[t1["method"] == method].sort_values("p")
+    if "seeds" not in rows or rows["seeds"].max() < 2:
+        return ""
+    parts = [f"{c}: " + ", ".join(fmt.format(float(v)) for v in rows[c]) for c in cols if c in rows]
+    return f"; {int(rows['seeds'].min())} seeds, sd over seeds {'; '.join(parts)}" if parts else ""
+
+
 def claim_c3(t1: pd.DataFrame | None) -> Claim:
     text = ("in adversarial training, more atypical examples lower typical-test clean and adversarial accuracy "
             "(0% > 20% > 100%)")
@@ -111,7 +121,8 @@ def claim_c3(t1: pd.DataFrame | None) -> Claim:
               and adv[0] - adv[-1] >= C3_MIN_DROP)
     return Claim("C3", "3.2", text, ok, f"PGD-AT, last epoch, D'_typ clean {_series(ps, clean)}; PGD-20 "
                  f"{_series(ps, adv)} (needs strictly decreasing in p and a drop >= {100 * C3_MIN_DROP:.0f} pt "
-                 f"from {ps[0]}% to {ps[-1]}% in both)")
+                 f"from {ps[0]}% to {ps[-1]}% in both)" + _spread(t1, "PGD-AT", ["typ. test clean sd",
+                                                                                "typ. test adv sd"]))
 
 
 def claim_c4(t1: pd.DataFrame | None) -> Claim:
@@ -140,7 +151,7 @@ def claim_c5(t1: pd.DataFrame | None, reading: dict[str, Any] | None = None) -> 
                  f"(decided by {reading['decided_by']})")
     return Claim("C5", "3.2", text, ok, f"PGD-AT, last epoch, separation 1 - mean cross-class cosine similarity: "
                  f"{_series(ps, dist, 1.0, '{:.3f}')} (mean similarity {_series(ps, sim, 1.0, '{:.3f}')}); needs "
-                 f"strictly decreasing separation{extra}")
+                 f"strictly decreasing separation{extra}" + _spread(t1, "PGD-AT", ["1 - cos_sim sd"], "{:.3f}"))
 
 
 def claim_c6(t2: pd.DataFrame | None) -> Claim:
@@ -165,22 +176,30 @@ def claim_c6(t2: pd.DataFrame | None) -> Claim:
 
 # --------------------------------------------------------------------------- gathering
 
+def _natural(p: Path) -> list[Any]:
+    """Sort key: fig2 before fig15."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
 def _read_text(p: Path) -> str | None:
     return p.read_text() if p.is_file() else None
 
 
-def gather(run_dir: Path) -> dict[str, Any]:
-    """Every number, table and figure the report shows (read from disk)."""
+def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Every number, table and figure the report shows (read from disk); Section 3 numbers are means
+    over ``seeds`` (default: every seed present)."""
     from memadv.analysis import bat_tables, sec31, sec32
     run_dir = Path(run_dir)
     rep = run_dir / "report"
     out: dict[str, Any] = {"run": str(run_dir), "errors": []}
     try:
-        out["sec31"] = sec31.load_sec31(run_dir)
+        by_seed = sec31.load_sec31_seeds(run_dir, seeds)
+        out["sec31"] = {m: sec31.mean_over_seeds(fs) for m, fs in by_seed.items()}
+        out["sec31_seeds"] = {m: len(fs) for m, fs in by_seed.items()}
     except Exception as e:  # noqa: BLE001 - a missing stage shows as missing in the report
         out["sec31"], out["errors"] = {}, out["errors"] + [f"Section 3.1: {e}"]
     try:
-        runs32 = sec32.load_sec32(run_dir)
+        runs32 = sec32.load_sec32(run_dir, seeds)
         out["table1"] = sec32.table1(runs32)
         out["reading"] = sec32.cosine_reading(out["table1"])
     except Exception as e:  # noqa: BLE001
@@ -201,7 +220,7 @@ def gather(run_dir: Path) -> dict[str, Any]:
     for sub in FIGURE_ORDER:
         d = rep / sub
         if d.is_dir():
-            figs += sorted(d.glob("*.png"))
+            figs += sorted(d.glob("*.png"), key=_natural)
     out["figures"] = figs
     out["settings"] = settings_section(run_dir)
     out["noise"] = noise_section(run_dir)
@@ -222,7 +241,8 @@ def settings_section(run_dir: Path) -> str:
         p = json.loads(plan.read_text())
         lines.append(f"* Pipeline mode: {'quick (smoke-test sizes)' if p.get('quick') else 'full defaults'}; "
                      f"jobs: " + ", ".join(f"{st['name']} {len(st['jobs'])}" for st in p["stages"] if st["jobs"]) + ".")
-    for label, folder in (("Section 3.1 / 3.2 runs", run_dir / "sec31" / "train"), ("BAT table runs", run_dir / "train")):
+    for label, folder in (("Section 3.1 / 3.2 runs", run_dir / "sec31" / "train"),
+                          ("BAT table runs", run_dir / "train")):
         cfgs = sorted(folder.glob("*/config.json")) if folder.is_dir() else []
         if cfgs:
             conf = json.loads(cfgs[0].read_text())
@@ -294,19 +314,25 @@ def claims_markdown(claims: list[Claim]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(g: dict[str, Any], embed: bool = False) -> str:
+def render_markdown(g: dict[str, Any]) -> str:
     rd = Path(g["run"])
     lines = [f"# memadv report: `{rd.name}`", "", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.",
-             "", "## Claims", "", claims_markdown(g["claims"]), ""]
+             "", "## Claims", "",
+             "Each claim of the paper, decided on this run's numbers (rules: `docs/report.md`). Section 3 numbers are "
+             "means over the seeds of the runs (" + ", ".join(f"{k}: {v}" for k, v in g.get("sec31_seeds", {}).items())
+             + " seeds in Section 3.1; Table 1 and Table 2 list their seed counts).", "",
+             claims_markdown(g["claims"]), ""]
     if g.get("reading"):
         r = g["reading"]
         lines += [f"**Which \"Cosine Distance\"?** The paper's footnote defines it as the mean cosine similarity, its "
                   f"text reads smaller values as less separated classes. On this run (PGD-AT, last epoch, p = "
                   f"{r['p']}) the mean similarity is {[round(v, 3) for v in r['similarity']]} and 1 - similarity "
                   f"{[round(v, 3) for v in r['1 - similarity']]}; the paper's Table 1 (decreasing: "
-                  f"{r['paper']}) matches the **{r['reading']}** reading (decided by {r['decided_by']}: decreasing "
-                  f"trend {r['trend_matches']}, mean gap to the paper's values {r['magnitude_gap']}). Figures use that "
-                  f"reading; claim C5 always uses 1 - similarity as the separation.", ""]
+                  f"{r['paper']}) matches the **{r['reading']}** reading (decided by {r['decided_by']}: clear decreasing "
+                  f"trend (by more than {r.get('trend_noise', 0):.3f}, twice the largest sd over seeds): "
+                  f"{r['trend_matches']}; mean absolute gap to the paper's values: "
+                  f"{ {k: round(v, 3) for k, v in r['magnitude_gap'].items()} }). Figures use that reading; claim C5 "
+                  f"always uses 1 - similarity as the separation.", ""]
     if g["errors"]:
         lines += ["Missing parts: " + "; ".join(g["errors"]), ""]
     lines += ["## Settings", "", g["settings"], "", "## Noise floor of the estimator", "", g["noise"], "",
@@ -345,7 +371,8 @@ def markdown_to_html(md: str, images: dict[str, str]) -> str:
                 i += 1
             i -= 1
             body = [r for r in rows[1:] if not all(re.fullmatch(r":?-+:?", c or "-") for c in r)]
-            out.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr></thead><tbody>"
+            head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>"
                        + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
                        + "</tbody></table>")
         elif ln.startswith("!["):
@@ -370,12 +397,12 @@ def markdown_to_html(md: str, images: dict[str, str]) -> str:
             f"</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
 
-def write_report(run_dir: str | Path) -> list[Path]:
+def write_report(run_dir: str | Path, seeds: list[int] | None = None) -> list[Path]:
     """Write report.md, report.html and claims.json under ``RUN/report``; returns their paths."""
     run_dir = Path(run_dir)
     rep = run_dir / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    g = gather(run_dir)
+    g = gather(run_dir, seeds)
     md = render_markdown(g)
     images = {str(p.relative_to(rep)): base64.b64encode(p.read_bytes()).decode() for p in g["figures"]}
     write_text_atomic(rep / "report.md", md)

@@ -50,21 +50,22 @@ class Sec3Settings:
     data_root: str | None = None
     net: str | None = None
     epochs: int | None = None
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
     eval_max: int | None = None
     final_max: int | None = None
     device: str = "auto"
     ps: list[int] = field(default_factory=lambda: [0, 20, 100])
 
-    def train_values(self, method: str) -> dict[str, Any]:
+    def train_values(self, method: str, seed: int) -> dict[str, Any]:
         return {"method": method, "dataset": self.dataset, "data_root": self.data_root, "net": self.net,
-                "epochs": self.epochs, "seed": self.seed, "eval_max": self.eval_max, "final_max": self.final_max,
+                "epochs": self.epochs, "seed": seed, "eval_max": self.eval_max, "final_max": self.final_max,
                 "device": self.device, "final_attacks": list(SEC3_FINAL_ATTACKS), "progress": False}
 
     def stamp(self) -> dict[str, Any]:
         """The settings that decide results (for the pipeline's up-to-date check)."""
         d = dataclasses.asdict(self)
         d.pop("device", None)
+        d["seeds"] = sorted(int(x) for x in d["seeds"])
         d.pop("data_root", None)
         return d
 
@@ -73,13 +74,17 @@ def sec31_train_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "sec31" / "train"
 
 
+def sec31_plan(settings: Sec3Settings) -> list[tuple[str, int]]:
+    return [(m, int(s)) for s in settings.seeds for m in METHODS]
+
+
 def sec31_run_names(settings: Sec3Settings) -> list[str]:
-    return [f"{m}-seed{settings.seed}" for m in METHODS]
+    return [f"{m}-seed{s}" for m, s in sec31_plan(settings)]
 
 
 @dataclass
 class Sec31Task:
-    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) method ``METHODS[i]``."""
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (method, seed) of the plan."""
 
     run_dir: str
     settings: Sec3Settings
@@ -89,8 +94,9 @@ class Sec31Task:
         splits = Path(self.run_dir) / "splits" / "splits.parquet"
         if not splits.is_file():
             raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
-        values = self.settings.train_values(METHODS[i])
-        cfg = TrainConfig(**values, splits=str(splits), name=f"{METHODS[i]}-seed{self.settings.seed}")
+        method, seed = sec31_plan(self.settings)[i]
+        values = self.settings.train_values(method, seed)
+        cfg = TrainConfig(**values, splits=str(splits), name=f"{method}-seed{seed}")
         return str(train(cfg, sec31_train_dir(Path(self.run_dir)), objective_config_class()()))
 
 
@@ -100,7 +106,8 @@ def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None,
     from memadv.slurm.executors import ExecutorConfig, run_tasks
     run_dir = Path(run_dir)
     task = Sec31Task(str(run_dir), settings)
-    out = run_tasks(task, list(range(len(METHODS))), executor or ExecutorConfig(), run_dir / "sec31" / "jobs",
+    out = run_tasks(task, list(range(len(sec31_plan(settings)))), executor or ExecutorConfig(),
+                    run_dir / "sec31" / "jobs",
                     desc=desc, progress=progress)
     return [Path(p) for p in out]
 
@@ -114,19 +121,37 @@ def read_run(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return read_metrics(folder).sort_values("epoch").reset_index(drop=True), read_config(folder)
 
 
-def load_sec31(run_dir: Path, seed: int | None = None) -> dict[str, pd.DataFrame]:
-    """method -> metrics of the Section 3.1 runs present (``seed``: that seed; default the lowest)."""
+def mean_over_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Column-wise mean over seeds of metrics frames, aligned on ``epoch`` (one frame: itself)."""
+    if len(frames) == 1:
+        return frames[0]
+    cat = pd.concat(frames, ignore_index=True)
+    num = cat.select_dtypes("number")
+    return num.groupby("epoch", as_index=False).mean().sort_values("epoch").reset_index(drop=True)
+
+
+def _seed_of(metrics_path: Path) -> int:
+    return int(metrics_path.parent.name.rsplit("seed", 1)[1])
+
+
+def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str, list[pd.DataFrame]]:
+    """method -> metrics of every Section 3.1 run present (``seeds``: only those), in seed order."""
     base = sec31_train_dir(run_dir)
-    out: dict[str, pd.DataFrame] = {}
+    out: dict[str, list[pd.DataFrame]] = {}
     for m in METHODS:
-        cands = sorted(base.glob(f"{m}-seed*/metrics.parquet")) if base.is_dir() else []
-        if seed is not None:
-            cands = [c for c in cands if c.parent.name == f"{m}-seed{seed}"]
+        cands = sorted(base.glob(f"{m}-seed*/metrics.parquet"), key=_seed_of) if base.is_dir() else []
+        if seeds is not None:
+            cands = [c for c in cands if _seed_of(c) in set(seeds)]
         if cands:
-            out[m] = read_run(cands[0].parent)[0]
+            out[m] = [read_run(c.parent)[0] for c in cands]
     if not out:
         raise MemadvError(f"no Section 3.1 runs under {base}; run `memadv pipeline --out {run_dir}` first")
     return out
+
+
+def load_sec31(run_dir: Path, seeds: list[int] | None = None) -> dict[str, pd.DataFrame]:
+    """method -> metrics of the Section 3.1 runs, averaged over the seeds present (or ``seeds``)."""
+    return {m: mean_over_seeds(fs) for m, fs in load_sec31_seeds(run_dir, seeds).items()}
 
 
 # --------------------------------------------------------------------------- numbers
@@ -158,12 +183,14 @@ def early_late(metrics: pd.DataFrame, col: str) -> tuple[float, float]:
     return float(np.nanmean(v[early])), float(np.nanmean(v[late]))
 
 
-def sec31_table(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per method: last-epoch accuracy on the atypical sets and early/late test-atypical means (%)."""
+def sec31_table(runs: dict[str, pd.DataFrame], n_seeds: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per method: last-epoch accuracy on the atypical sets and early/late test-atypical means (%),
+    of the (seed-averaged) metrics in ``runs``."""
     rows = []
     for m, df in runs.items():
         last = df.iloc[-1]
-        row: dict[str, Any] = {"method": METHOD_LABELS.get(m, m), "epoch": int(last["epoch"])}
+        row: dict[str, Any] = {"method": METHOD_LABELS.get(m, m), "epoch": int(last["epoch"]),
+                               "seeds": (n_seeds or {}).get(m, 1)}
         for split in ("train", "test"):
             for kind in ("clean", "adv"):
                 col = f"{split}/atypical/{kind}"
@@ -259,8 +286,10 @@ def curves_figure(curves: dict[str, pd.DataFrame | None], columns: Callable[[str
     return paths
 
 
-def sec31_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Path]:
-    runs = load_sec31(run_dir, seed)
+def sec31_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> list[Path]:
+    by_seed = load_sec31_seeds(run_dir, seeds)
+    runs = {m: mean_over_seeds(fs) for m, fs in by_seed.items()}
+    n_seeds = {m: len(fs) for m, fs in by_seed.items()}
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     series = [("train atypical (D_atyp)", "train"), ("test atypical (D'_atyp)", "test")]
@@ -270,11 +299,12 @@ def sec31_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Pat
         df = runs[m]
         curves = {"train": df, "test": df}
         paths += curves_figure(curves, lambda kind: "{key}/atypical/" + kind, out / stem,
-                               f"{fig_name}: {METHOD_LABELS[m]} on the whole training set, atypical sets",
-                               series, {"figure": stem, "method": m})
-    table = sec31_table(runs)
-    note = ("Accuracy (%) at the last epoch on D_atyp (train) and D'_atyp (test), clean and PGD-20; "
-            f"early / late: mean over the first / last {int(EARLY_FRACTION * 100)}% of the epochs.")
+                               f"{fig_name}: {METHOD_LABELS[m]} on the whole training set, atypical sets"
+                               + (f" (mean of {n_seeds[m]} seeds)" if n_seeds[m] > 1 else ""),
+                               series, {"figure": stem, "method": m, "seeds": n_seeds[m]})
+    table = sec31_table(runs, n_seeds)
+    note = ("Accuracy (%) at the last epoch on D_atyp (train) and D'_atyp (test), clean and PGD-20, mean over "
+            f"the seeds; early / late: mean over the first / last {int(EARLY_FRACTION * 100)}% of the epochs.")
     write_text_atomic(out / "sec31.md", df_to_markdown(table, "Section 3.1: accuracy on the atypical sets", note))
     paths += [out / "sec31.md", write_csv(out / "sec31.csv", table)]
     return paths
@@ -284,14 +314,16 @@ def sec31_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Pat
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/sec31)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the runs to plot (default: the lowest)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds of the runs to average (default: every seed present)")
 
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     run_dir = Path(run_dir)
     out = getattr(args, "out", None) or run_dir / "report" / "sec31"
-    return sec31_figures(run_dir, Path(out), getattr(args, "seed", None))
+    return sec31_figures(run_dir, Path(out), getattr(args, "seeds", None))
 
 
-__all__ = ["Sec3Settings", "Sec31Task", "run_sec31", "load_sec31", "sec31_table", "sec31_figures", "early_late",
+__all__ = ["Sec3Settings", "Sec31Task", "run_sec31", "load_sec31", "load_sec31_seeds", "mean_over_seeds",
+           "sec31_table", "sec31_figures", "early_late",
            "windows", "save_figure", "curves_figure", "add_arguments", "make_figures"]

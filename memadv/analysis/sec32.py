@@ -6,7 +6,7 @@ random order of D_atyp (seeded by the run seed), so the 20% set lies inside the 
 through :func:`memadv.slurm.executors.run_tasks` and resume like any training run.
 
 How the subset is trained with the unchanged training loop: the task builds a :class:`Dataset`
-holding only the chosen training examples (ids listed in ``RUN/sec32/subsets/p<p>.json``) and, as
+holding only the chosen training examples (ids listed in ``RUN/sec32/subsets/p<p>-seed<s>.json``) and, as
 its test split, only D'_typ — so in these runs' ``metrics.parquet`` the columns ``test/all/*`` are
 D'_typ accuracy (clean and PGD-20) and ``train/all/*`` the accuracy on the run's own training set.
 
@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memadv.analysis.sec31 import (METHOD_LABELS, METHODS, Sec3Settings, curves_figure, df_to_markdown, pyplot,
-                                   read_run, save_figure, write_csv)
+from memadv.analysis.sec31 import (METHOD_LABELS, METHODS, Sec3Settings, curves_figure, df_to_markdown,
+                                   mean_over_seeds, pyplot, read_run, save_figure, write_csv)
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.dataset import Dataset
 from memadv.data.tables import read_table, write_table
@@ -140,8 +140,8 @@ def run_label(p: int, method: str, seed: int) -> str:
     return f"p{p}-{method}-seed{seed}"
 
 
-def sec32_plan(settings: Sec3Settings) -> list[tuple[int, str]]:
-    return [(int(p), m) for p in settings.ps for m in METHODS]
+def sec32_plan(settings: Sec3Settings) -> list[tuple[int, str, int]]:
+    return [(int(p), m, int(seed)) for seed in settings.seeds for p in settings.ps for m in METHODS]
 
 
 def subset_ids(sets: dict[str, np.ndarray], p: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +164,7 @@ def subset_dataset(ds: Dataset, train_ids: np.ndarray, test_ids: np.ndarray) -> 
 
 @dataclass
 class Sec32Task:
-    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (p, method) of the plan."""
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (p, method, seed) of the plan."""
 
     run_dir: str
     settings: Sec3Settings
@@ -174,23 +174,23 @@ class Sec32Task:
         from memadv.data.registry import load_dataset
         from memadv.data.splits import read_split_sets
         run_dir = Path(self.run_dir)
-        p, method = sec32_plan(self.settings)[i]
+        p, method, seed = sec32_plan(self.settings)[i]
         s = self.settings
         ds = load_dataset(s.dataset, s.data_root)
         sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
-        train_ids, test_ids = subset_ids(sets, p, s.seed)
+        train_ids, test_ids = subset_ids(sets, p, seed)
         typ = np.asarray(sets["train/typical"], np.int64)
         if typ.size == 0 or test_ids.size == 0:
             raise MemadvError(f"sec32 needs non-empty D_typ and D'_typ; the split file has {typ.size} and "
                               f"{test_ids.size}: use more estimator models or other thresholds")
-        write_json_atomic(sec32_dir(run_dir) / "subsets" / f"p{p}.json",
-                          {"p": p, "seed": s.seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
+        write_json_atomic(sec32_dir(run_dir) / "subsets" / f"p{p}-seed{seed}.json",
+                          {"p": p, "seed": seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
                            "n_atypical_kept": int(train_ids.size - typ.size), "n_test_typical": int(test_ids.size),
                            "train_ids": train_ids.tolist(), "test_ids": test_ids.tolist()})
         sub = subset_dataset(ds, train_ids, test_ids)
-        name = run_label(p, method, s.seed)
+        name = run_label(p, method, seed)
         out = sec32_dir(run_dir) / "train"
-        cfg = TrainConfig(**s.train_values(method), name=name)
+        cfg = TrainConfig(**s.train_values(method, seed), name=name)
         last = out / name / "last.pt"
         start = int(load_checkpoint(last)["epoch"]) + 1 if last.is_file() else 1
         t_typ = torch.from_numpy(typ)
@@ -212,7 +212,7 @@ def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None,
 
 
 def sec32_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
-    return [sec32_dir(run_dir) / "train" / run_label(p, m, settings.seed) for p, m in sec32_plan(settings)]
+    return [sec32_dir(run_dir) / "train" / run_label(p, m, seed) for p, m, seed in sec32_plan(settings)]
 
 
 # --------------------------------------------------------------------------- reading back
@@ -223,10 +223,11 @@ class Sec32Run:
     method: str
     metrics: pd.DataFrame
     cosine: pd.DataFrame
+    seed: int = 0
 
 
-def load_sec32(run_dir: Path, seed: int | None = None) -> list[Sec32Run]:
-    """Every Section 3.2 run under ``RUN/sec32/train`` (one seed: ``seed`` or the lowest present)."""
+def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
+    """Every Section 3.2 run under ``RUN/sec32/train`` (``seeds``: only those), ordered by p, method, seed."""
     base = sec32_dir(run_dir) / "train"
     found: list[tuple[int, int, str, Path]] = []
     for d in sorted(base.glob("p*-*-seed*")) if base.is_dir() else []:
@@ -238,34 +239,61 @@ def load_sec32(run_dir: Path, seed: int | None = None) -> list[Sec32Run]:
     found = [f for f in found if (f[3] / "metrics.parquet").is_file()]
     if not found:
         raise MemadvError(f"no Section 3.2 runs under {base}; run `memadv pipeline --out {run_dir}` first")
-    use_seed = seed if seed is not None else min(f[0] for f in found)
     runs = []
-    for s, p, method, d in sorted(found, key=lambda f: (f[1], METHODS.index(f[2]) if f[2] in METHODS else 9)):
-        if s != use_seed:
+    for s, p, method, d in sorted(found, key=lambda f: (f[1], METHODS.index(f[2]) if f[2] in METHODS else 9, f[0])):
+        if seeds is not None and s not in set(seeds):
             continue
         cpath = sec32_dir(run_dir) / "cosine" / f"{d.name}.parquet"
         cos = read_table(cpath)[0].sort_values("epoch").reset_index(drop=True) if cpath.is_file() else \
             pd.DataFrame(columns=["epoch", "cos_sim", "cos_dist", "n"])
-        runs.append(Sec32Run(p, method, read_run(d)[0], cos))
+        runs.append(Sec32Run(p, method, read_run(d)[0], cos, s))
+    if not runs:
+        raise MemadvError(f"no Section 3.2 runs of seeds {seeds} under {base}")
     return runs
+
+
+def average_runs(runs: list[Sec32Run]) -> list[Sec32Run]:
+    """One run per (p, method): metrics and cosine curves averaged over its seeds (``seed`` = count)."""
+    groups: dict[tuple[int, str], list[Sec32Run]] = {}
+    for r in runs:
+        groups.setdefault((r.p, r.method), []).append(r)
+    out = []
+    for (p, method), rs in groups.items():
+        cos = [r.cosine for r in rs if len(r.cosine)]
+        out.append(Sec32Run(p, method, mean_over_seeds([r.metrics for r in rs]),
+                            mean_over_seeds(cos) if cos else rs[0].cosine, len(rs)))
+    return out
 
 
 def last_value(df: pd.DataFrame, col: str) -> float:
     return float(df[col].iloc[-1]) if col in df and len(df) else float("nan")
 
 
+def _sd(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 def table1(runs: list[Sec32Run]) -> pd.DataFrame:
-    """One row per (method, p) at the last epoch: cosine similarity, 1 - similarity, D'_typ accuracy (%)."""
+    """One row per (method, p) at the last epoch, mean over seeds: cosine similarity, 1 - similarity,
+    D'_typ accuracy (%), and the seeds' standard deviations (NaN for one seed)."""
     rows = []
+    per: dict[tuple[int, str], list[Sec32Run]] = {}
     for r in runs:
-        rows.append({"method": METHOD_LABELS.get(r.method, r.method), "p": r.p,
+        per.setdefault((r.p, r.method), []).append(r)
+    for r in average_runs(runs):
+        members = per[(r.p, r.method)]
+        rows.append({"method": METHOD_LABELS.get(r.method, r.method), "p": r.p, "seeds": len(members),
                      "epoch": int(r.metrics["epoch"].iloc[-1]),
                      "cos_sim": last_value(r.cosine, "cos_sim"), "1 - cos_sim": last_value(r.cosine, "cos_dist"),
                      "cos_epoch": int(r.cosine["epoch"].iloc[-1]) if len(r.cosine) else -1,
                      "typ. test clean": 100.0 * last_value(r.metrics, "test/all/clean"),
                      "typ. test adv": 100.0 * last_value(r.metrics, "test/all/adv"),
-                     "n train": int(last_value(r.metrics, "train/all/n")) if "train/all/n" in r.metrics else -1,
-                     "n typ. test": int(last_value(r.metrics, "test/all/n")) if "test/all/n" in r.metrics else -1})
+                     "n train": int(round(last_value(r.metrics, "train/all/n"))) if "train/all/n" in r.metrics else -1,
+                     "n typ. test": int(round(last_value(r.metrics, "test/all/n"))) if "test/all/n" in r.metrics
+                     else -1,
+                     "1 - cos_sim sd": _sd([last_value(m.cosine, "cos_dist") for m in members]),
+                     "typ. test clean sd": _sd([100.0 * last_value(m.metrics, "test/all/clean") for m in members]),
+                     "typ. test adv sd": _sd([100.0 * last_value(m.metrics, "test/all/adv") for m in members])})
     return pd.DataFrame(rows)
 
 
@@ -277,7 +305,8 @@ def cosine_reading(t1: pd.DataFrame, method_label: str = "PGD-AT") -> dict[str, 
     """Which reading of the paper's "Cosine Distance" its Table 1 matches on this run.
 
     Table 1 decreases from 0% to 100% atypical examples (0.66, 0.62, 0.59 for ResNet18). The reading
-    whose values (PGD-AT, last epoch, p ascending) also strictly decrease is the match; when neither
+    whose values (PGD-AT, last epoch, p ascending) also clearly decrease is the match — strictly, and
+    by more than twice the largest standard deviation over seeds when there are several; when neither
     or both do, the reading closer in magnitude (mean absolute difference to the ResNet18 row at the
     p's the paper has) decides. Returns the reading and the numbers behind it.
     """
@@ -285,7 +314,14 @@ def cosine_reading(t1: pd.DataFrame, method_label: str = "PGD-AT") -> dict[str, 
     sims = [float(v) for v in rows["cos_sim"]]
     dists = [float(v) for v in rows["1 - cos_sim"]]
     ps = [int(p) for p in rows["p"]]
-    trend = {"similarity": _strictly_decreasing(sims), "1 - similarity": _strictly_decreasing(dists)}
+    # with several seeds a trend counts only when its total change exceeds twice the largest sd over seeds
+    sds = [float(v) for v in rows["1 - cos_sim sd"]] if "1 - cos_sim sd" in rows else []
+    noise = 2.0 * max((v for v in sds if np.isfinite(v)), default=0.0)
+
+    def clear(vals: list[float]) -> bool:
+        return _strictly_decreasing(vals) and vals[0] - vals[-1] > noise
+
+    trend = {"similarity": clear(sims), "1 - similarity": clear(dists)}
     paper = PAPER_TABLE1["ResNet18"]
     common = [(i, paper[p]) for i, p in enumerate(ps) if p in paper]
 
@@ -301,13 +337,16 @@ def cosine_reading(t1: pd.DataFrame, method_label: str = "PGD-AT") -> dict[str, 
         reading = min(ok, key=ok.get) if ok else "1 - similarity"
         why = "magnitude" if ok else "default"
     return {"reading": reading, "decided_by": why, "p": ps, "similarity": sims, "1 - similarity": dists,
-            "trend_matches": trend, "magnitude_gap": magnitude, "paper": [paper.get(p) for p in ps]}
+            "trend_matches": trend, "trend_noise": noise, "magnitude_gap": magnitude,
+            "paper": [paper.get(p) for p in ps]}
 
 
 # --------------------------------------------------------------------------- figures
 
-def sec32_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Path]:
-    runs = load_sec32(run_dir, seed)
+def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> list[Path]:
+    by_seed = load_sec32(run_dir, seeds)
+    runs = average_runs(by_seed)
+    n_seeds = max(r.seed for r in runs)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for m, stem, fig_name in (("pgd", "fig2_pgd_typical", "Fig. 2 / 18"), ("erm", "fig15_erm_typical", "Fig. 15")):
@@ -317,9 +356,10 @@ def sec32_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Pat
         curves = {f"p{r.p}": r.metrics for r in mine}
         series = [(f"Atypical {r.p}%", f"p{r.p}") for r in mine]
         paths += curves_figure(curves, lambda kind: "test/all/" + kind, out / stem,
-                               f"{fig_name}: {METHOD_LABELS[m]} trained on D_typ + p% of D_atyp; accuracy on D'_typ",
+                               f"{fig_name}: {METHOD_LABELS[m]} trained on D_typ + p% of D_atyp; accuracy on D'_typ"
+                               + (f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""),
                                series, {"figure": stem, "method": m, "ps": [r.p for r in mine]})
-    t1 = table1(runs)
+    t1 = table1(by_seed)
     reading = cosine_reading(t1)
     col = "cos_sim" if reading["reading"] == "similarity" else "cos_dist"
     ylabel = ("mean cosine similarity" if col == "cos_sim" else "1 - mean cosine similarity")
@@ -340,7 +380,7 @@ def sec32_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Pat
     paths += save_figure(fig, out / "fig21_cosine", {"figure": "fig21_cosine", "reading": reading["reading"]})
     plt.close(fig)
     shown = t1.copy()
-    note = (f"Last epoch. cos_sim: mean cosine similarity of penultimate representations over pairs of typical "
+    note = (f"Last epoch, mean over the seeds (sd: their standard deviation). cos_sim: mean cosine similarity of penultimate representations over pairs of typical "
             f"training examples of different classes; 1 - cos_sim its complement. Typical-test accuracy (%) on "
             f"D'_typ, clean and PGD-20. The paper's Table 1 (ResNet18: 0.66, 0.62, 0.59) matches the "
             f"**{reading['reading']}** reading on this run (decided by {reading['decided_by']}).")
@@ -356,7 +396,8 @@ def sec32_figures(run_dir: Path, out: Path, seed: int | None = None) -> list[Pat
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/sec32)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the runs to plot (default: the lowest)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds of the runs to average (default: every seed present)")
     parser.add_argument("--no-fig3", dest="fig3", action="store_false",
                         help="skip Fig. 3 (poisoning atypical examples; needs the Section 3.1 PGD-AT run)")
 
@@ -364,7 +405,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     run_dir = Path(run_dir)
     out = Path(getattr(args, "out", None) or run_dir / "report" / "sec32")
-    paths = sec32_figures(run_dir, out, getattr(args, "seed", None))
+    paths = sec32_figures(run_dir, out, getattr(args, "seeds", None))
     if getattr(args, "fig3", True):
         from memadv.analysis import poisoning
         if poisoning.find_pgd_run(run_dir) is not None:

@@ -4,7 +4,8 @@ Contract (any scheduler can drive it): ``ShardTask(run_dir)(s)`` trains the mode
 writes ``estimate/shards/shard-{s:05d}.parquet`` atomically, and returns; if that file already
 exists it returns at once. One row per model: ``model_id, seed, train_acc, test_acc,
 subset_train_acc, final_loss, seconds`` and bit-packed ``mask``, ``train_correct``,
-``test_correct`` (``numpy.packbits``, little bit order not used: big-endian as numpy's default).
+``test_correct`` (``numpy.packbits`` with its default big-endian bit order; unpack with
+``numpy.unpackbits(..., count=n)``).
 """
 
 from __future__ import annotations

@@ -159,3 +159,42 @@ def test_markdown_to_html_embeds_images_and_tables():
     assert "<h1>T</h1>" in out and "<td>1</td><td><strong>x</strong></td>" in out
     assert "<li>item <code>c</code></li>" in out
     assert f"data:image/png;base64,{b64}" in out
+
+
+# --------------------------------------------------------------------------- several seeds
+
+def test_table1_means_over_seeds():
+    def run(p, method, seed, clean, adv, sim):
+        m = _metrics(2, test__all__clean=[0.5, clean], test__all__adv=[0.1, adv], test__all__n=[10.0, 10.0],
+                     train__all__n=[100.0, 100.0])
+        c = pd.DataFrame({"epoch": [1, 2], "cos_sim": [0.9, sim], "cos_dist": [0.1, 1 - sim], "n": [5, 5]})
+        return sec32.Sec32Run(p, method, m, c, seed)
+
+    runs = [run(0, "pgd", 0, 0.90, 0.50, 0.30), run(0, "pgd", 1, 0.80, 0.40, 0.40),
+            run(100, "pgd", 0, 0.70, 0.30, 0.50), run(100, "pgd", 1, 0.70, 0.30, 0.50)]
+    t1 = sec32.table1(runs)
+    row0 = t1[t1["p"] == 0].iloc[0]
+    assert row0["seeds"] == 2 and row0["typ. test clean"] == pytest.approx(85.0)
+    assert row0["typ. test adv"] == pytest.approx(45.0) and row0["cos_sim"] == pytest.approx(0.35)
+    assert row0["1 - cos_sim"] == pytest.approx(0.65) and row0["typ. test clean sd"] == pytest.approx(7.0710678)
+    row1 = t1[t1["p"] == 100].iloc[0]
+    assert row1["typ. test clean sd"] == pytest.approx(0.0) and row1["n typ. test"] == 10
+    assert report.claim_c3(t1).holds is True and report.claim_c5(t1).holds is True
+
+
+def test_mean_over_seeds_aligns_epochs():
+    from memadv.analysis.sec31 import mean_over_seeds
+    a = _metrics(3, x=[0.0, 0.5, 1.0])
+    b = _metrics(3, x=[1.0, 0.5, 0.0]).iloc[::-1]  # order does not matter
+    m = mean_over_seeds([a, b])
+    assert m["epoch"].tolist() == [1, 2, 3] and m["x"].tolist() == [0.5, 0.5, 0.5]
+    assert mean_over_seeds([a]) is a
+
+
+def test_cosine_reading_ignores_a_trend_within_seed_noise():
+    t1 = _t1((0.370, 0.371, 0.372))  # 1 - sim falls by 0.002 ...
+    assert sec32.cosine_reading(t1)["decided_by"] == "trend"
+    t1["1 - cos_sim sd"] = 0.005  # ... but the seeds scatter by 0.005: no clear trend, magnitude decides
+    r = sec32.cosine_reading(t1)
+    assert r["decided_by"] == "magnitude" and r["reading"] == "1 - similarity"
+    assert r["trend_noise"] == pytest.approx(0.01)
