@@ -5,7 +5,7 @@ estimator's noise floor (``splits/summary.md``), every figure under ``report/`` 
 HTML as base64 PNG) and every table — and decides the claims C1-C6 of the paper on this run's
 numbers (see ``docs/report.md`` for the exact rules). ``report/claims.json`` holds the same
 decisions and numbers for programs. Nothing here trains or evaluates a model: the numbers are read
-from ``metrics.parquet`` files and the cosine files of Section 3.2.
+from ``metrics.parquet`` files (Section 3.2's cosine measure included).
 """
 
 from __future__ import annotations

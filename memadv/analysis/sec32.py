@@ -18,8 +18,9 @@ similarity over all pairs (x1, x2) of D_typ from different classes::
 
 computed exactly from per-class sums (``||sum u||^2 - sum_c ||sum_{i in c} u||^2``); a zero
 representation counts as similarity 0 with everything. It is measured after every epoch by a hook
-around the loop's per-epoch evaluation (see :func:`cosine_hook`) and stored in
-``RUN/sec32/cosine/<run>.parquet`` (``epoch, cos_sim, cos_dist, n``), with ``cos_dist = 1 - cos_sim``.
+at the loop's per-epoch evaluation (the ``epoch_metrics`` callback of :func:`memadv.bat.train.train`,
+see :func:`cosine_metrics`) and stored in the run's ``metrics.parquet`` (``cos_sim, cos_dist, cos_n``),
+with ``cos_dist = 1 - cos_sim``.
 
 The paper's footnote defines its "Cosine Distance" as S while its text reads a smaller value as less
 separated classes; :func:`cosine_reading` decides which of S and 1 - S the paper's Table 1 matches on
@@ -33,10 +34,9 @@ Figs. 21-23), ``table1.md/.csv`` (last epoch: both readings and the D'_typ accur
 from __future__ import annotations
 
 import argparse
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,6 @@ from memadv.analysis.sec31 import (METHOD_LABELS, METHODS, Sec3Settings, curves_
                                    mean_over_seeds, pyplot, read_run, save_figure, write_csv)
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.dataset import Dataset
-from memadv.data.tables import read_table, write_table
 from memadv.errors import MemadvError
 
 # The paper's Table 1 (CIFAR-100, PGD-AT), "Cosine Distance" at 0 / 20 / 100 % atypical examples.
@@ -94,43 +93,18 @@ def representations(model: torch.nn.Module, images: torch.Tensor, device: torch.
     return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)
 
 
-def _write_cosine_row(path: Path, row: dict[str, Any], meta: dict[str, Any]) -> None:
-    old = read_table(path)[0] if path.is_file() else pd.DataFrame(columns=list(row))
-    old = old[old["epoch"] != row["epoch"]] if len(old) else old
-    df = pd.concat([old, pd.DataFrame([row])], ignore_index=True) if len(old) else pd.DataFrame([row])
-    write_table(path, df.sort_values("epoch").reset_index(drop=True), meta)
+def cosine_metrics(images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512):
+    """An ``epoch_metrics`` callback for :func:`memadv.bat.train.train`: the class-wise cosine measure
+    of ``images`` (clean typical training examples) joins every evaluated epoch's metrics row as
+    ``cos_sim``, ``cos_dist`` (= 1 - cos_sim) and ``cos_n``."""
 
+    def measure(model: torch.nn.Module, epoch: int) -> dict[str, float]:
+        device = next(model.parameters()).device
+        s = class_cosine(representations(model, images, device, batch_size), labels)
+        return {"cos_sim": s, "cos_dist": 1.0 - s, "cos_n": float(images.shape[0])}
 
-@contextlib.contextmanager
-def cosine_hook(path: Path, images: torch.Tensor, labels: torch.Tensor, start_epoch: int,
-                meta: dict[str, Any]) -> Iterator[None]:
-    """While active, every per-epoch evaluation of :func:`memadv.bat.train.train` (the call of
-    ``evaluate.subset_accuracy`` whose subsets include ``train/all``) also writes the class-wise
-    cosine measure of ``images`` (clean typical training examples) to ``path``; epochs count from
-    ``start_epoch`` (the loop evaluates every epoch). The final evaluation (test subsets only) is
-    left alone. Restores the evaluation function on exit."""
-    from memadv.bat import evaluate as ev
-    original = ev.subset_accuracy
-    state = {"epoch": start_epoch}
+    return measure
 
-    def hooked(model, dataset, subsets, specs, **kw):
-        result = original(model, dataset, subsets, specs, **kw)
-        if "train/all" in subsets:
-            h = representations(model, images, kw.get("device", "cpu"), kw.get("batch_size", 512))
-            s = class_cosine(h, labels)
-            _write_cosine_row(path, {"epoch": state["epoch"], "cos_sim": s, "cos_dist": 1.0 - s,
-                                     "n": int(images.shape[0])}, meta)
-            state["epoch"] += 1
-        return result
-
-    ev.subset_accuracy = hooked
-    try:
-        yield
-    finally:
-        ev.subset_accuracy = original
-
-
-# --------------------------------------------------------------------------- subsets and tasks
 
 def sec32_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "sec32"
@@ -170,7 +144,7 @@ class Sec32Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.bat.train import TrainConfig, load_checkpoint, objective_config_class, train
+        from memadv.bat.train import TrainConfig, objective_config_class, train
         from memadv.data.registry import load_dataset
         from memadv.data.splits import read_split_sets
         run_dir = Path(self.run_dir)
@@ -191,14 +165,9 @@ class Sec32Task:
         name = run_label(p, method, seed)
         out = sec32_dir(run_dir) / "train"
         cfg = TrainConfig(**s.train_values(method, seed), name=name)
-        last = out / name / "last.pt"
-        start = int(load_checkpoint(last)["epoch"]) + 1 if last.is_file() else 1
         t_typ = torch.from_numpy(typ)
-        meta = {"run": name, "p": p, "method": method, "measure": "mean cross-class cosine similarity of embed(x), "
-                "clean typical training examples"}
-        with cosine_hook(sec32_dir(run_dir) / "cosine" / f"{name}.parquet", ds.x_train[t_typ], ds.y_train[t_typ],
-                         start, meta):
-            return str(train(cfg, out, objective_config_class()(), dataset=sub))
+        return str(train(cfg, out, objective_config_class()(), dataset=sub,
+                         epoch_metrics=cosine_metrics(ds.x_train[t_typ], ds.y_train[t_typ])))
 
 
 def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
@@ -243,10 +212,11 @@ def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
     for s, p, method, d in sorted(found, key=lambda f: (f[1], METHODS.index(f[2]) if f[2] in METHODS else 9, f[0])):
         if seeds is not None and s not in set(seeds):
             continue
-        cpath = sec32_dir(run_dir) / "cosine" / f"{d.name}.parquet"
-        cos = read_table(cpath)[0].sort_values("epoch").reset_index(drop=True) if cpath.is_file() else \
-            pd.DataFrame(columns=["epoch", "cos_sim", "cos_dist", "n"])
-        runs.append(Sec32Run(p, method, read_run(d)[0], cos, s))
+        metrics = read_run(d)[0]
+        cols = ["epoch", "cos_sim", "cos_dist", "cos_n"]
+        cos = (metrics[cols].rename(columns={"cos_n": "n"}).sort_values("epoch").reset_index(drop=True)
+               if "cos_sim" in metrics.columns else pd.DataFrame(columns=["epoch", "cos_sim", "cos_dist", "n"]))
+        runs.append(Sec32Run(p, method, metrics, cos, s))
     if not runs:
         raise MemadvError(f"no Section 3.2 runs of seeds {seeds} under {base}")
     return runs
@@ -413,5 +383,5 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-__all__ = ["class_cosine", "cosine_hook", "subset_ids", "subset_dataset", "Sec32Task", "run_sec32", "load_sec32",
+__all__ = ["class_cosine", "cosine_metrics", "subset_ids", "subset_dataset", "Sec32Task", "run_sec32", "load_sec32",
            "table1", "cosine_reading", "sec32_figures", "add_arguments", "make_figures"]

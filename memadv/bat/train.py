@@ -37,7 +37,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -479,12 +479,16 @@ def prepare(cfg: TrainConfig, objective_cfg: Any = None, dataset: Dataset | None
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
-          dataset: Dataset | None = None) -> Path:
+          dataset: Dataset | None = None,
+          epoch_metrics: Callable[[torch.nn.Module, int], dict[str, float]] | None = None) -> Path:
     """Train, resume or finish the run ``out_dir/<run name>``; returns the run folder.
 
     ``objective_cfg`` is an :class:`memadv.bat.objectives.ObjectiveConfig` (default: its defaults;
     eps from the dataset). ``dataset`` may be passed in to skip loading it (tests). Re-running with
     the same configuration resumes from ``last.pt``; a finished run returns at once.
+    ``epoch_metrics(model, epoch)``, if given, is called at every per-epoch evaluation and its values
+    join that epoch's row of ``metrics.parquet`` (and the checkpoint, so they survive a resume);
+    it must leave the model's mode and parameters as it found them.
     """
     name = run_name(cfg, objective_cfg if objective_cfg is not None else objective_config_class()())
     cfg, ocfg, dataset, mem, subsets = prepare(cfg, objective_cfg, dataset)
@@ -545,7 +549,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
             t1 = time.perf_counter()
             acc = ev.subset_accuracy(model, dataset, eval_subsets, specs, batch_size=cfg.eval_batch_size,
                                      device=device, seed=cfg.seed)
-            row = {"epoch": epoch, "lr": lr, **stats, **acc, "time_s": train_time,
+            extra = epoch_metrics(model, epoch) if epoch_metrics is not None else {}
+            row = {"epoch": epoch, "lr": lr, **stats, **acc, **extra, "time_s": train_time,
                    "eval_time_s": time.perf_counter() - t1}
             rows.append(row)
             for kind in ("adv", "clean"):

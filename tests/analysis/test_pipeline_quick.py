@@ -96,15 +96,15 @@ def test_tables_equal_metrics(quick_run):
         for split in ("train", "test"):
             for kind in ("clean", "adv"):
                 assert row[f"{split} atyp. {kind}"] == pytest.approx(100 * m[f"{split}/atypical/{kind}"])
-    # Table 1: D'_typ accuracy and the cosine files at the last epoch
+    # Table 1: D'_typ accuracy and the cosine measure (in metrics.parquet) at the last epoch
     t1 = pd.read_csv(run_dir / "report/sec32/table1.csv")
     assert len(t1) == 6
     for _, row in t1.iterrows():
         method = {"ERM": "erm", "PGD-AT": "pgd"}[row["method"]]
         name = f"p{row['p']}-{method}-seed0"
-        m = pd.read_parquet(run_dir / f"sec32/train/{name}/metrics.parquet").iloc[-1]
-        c = pd.read_parquet(run_dir / f"sec32/cosine/{name}.parquet")
+        c = pd.read_parquet(run_dir / f"sec32/train/{name}/metrics.parquet")
         assert c["epoch"].tolist() == [1, 2]
+        m = c.iloc[-1]
         assert row["typ. test clean"] == pytest.approx(100 * m["test/all/clean"])
         assert row["typ. test adv"] == pytest.approx(100 * m["test/all/adv"])
         assert row["cos_sim"] == pytest.approx(c["cos_sim"].iloc[-1])
@@ -156,21 +156,19 @@ def test_rerun_trains_nothing_and_rewrites_only_the_report(quick_run, tmp_path):
 
 def test_job_lost_in_a_kill_is_redone_with_the_same_results(quick_run):
     """A job killed before its first checkpoint leaves nothing usable; the re-run trains exactly
-    that job again and ends with the same metrics and cosine curve (the training loop's own tests
+    that job again and ends with the same metrics, cosine curve included (the training loop's own tests
     cover a kill between epochs)."""
     run_dir, _, _ = quick_run
     job = run_dir / "sec32/train/p20-pgd-seed0"
     old = pd.read_parquet(job / "metrics.parquet")
-    old_cos = pd.read_parquet(run_dir / "sec32/cosine/p20-pgd-seed0.parquet")
+    assert {"cos_sim", "cos_dist"} <= set(old.columns)
     shutil.rmtree(job)
-    (run_dir / "sec32/cosine/p20-pgd-seed0.parquet").unlink()
     logs: list[str] = []
     outcome = _run(run_dir, logs)
     assert outcome["sec32"] == "ran" and outcome["sec31"] == "skipped" and outcome["bat table"] == "skipped"
     new = pd.read_parquet(job / "metrics.parquet")
     cols = [c for c in old.columns if not c.endswith("time_s")]
     pd.testing.assert_frame_equal(old[cols], new[cols])
-    pd.testing.assert_frame_equal(old_cos, pd.read_parquet(run_dir / "sec32/cosine/p20-pgd-seed0.parquet"))
 
 
 def test_status_shows_every_stage(quick_run, capsys):

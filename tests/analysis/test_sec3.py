@@ -51,26 +51,21 @@ def test_subset_ids_nested_and_typical_kept():
     assert t20.size == 54 and set(t0) <= set(t20) <= set(t100) and t100.size == 70
 
 
-def test_cosine_hook_records_each_epoch(tmp_path):
-    from memadv.bat import evaluate as ev
+def test_cosine_measure_joins_every_evaluated_epoch(tmp_path):
+    """The cosine callback's values land in metrics.parquet, one per evaluated epoch, and equal the
+    measure recomputed on the final weights at the last epoch."""
+    from memadv.bat.train import TrainConfig, load_checkpoint, train
+    from memadv.data import load_dataset
     from memadv.nets import build_net
-    torch.manual_seed(0)
-    model = build_net("mlp", 3, (1, 2, 2), (0.5,), (0.25,))
-    imgs = torch.randint(0, 255, (6, 1, 2, 2), dtype=torch.uint8)
-    labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    from memadv.data.dataset import Dataset
-    ds = Dataset("digits", imgs, labels, imgs, labels, 3, (0.5,), (0.25,))
-    path = tmp_path / "cos.parquet"
-    spec = [ev.AttackSpec("clean")]
-    with sec32.cosine_hook(path, imgs, labels, start_epoch=4, meta={}):
-        ev.subset_accuracy(model, ds, {"train/all": np.arange(6), "test/all": np.arange(6)}, spec)
-        ev.subset_accuracy(model, ds, {"test/all": np.arange(6)}, spec)  # final evaluation: ignored
-        ev.subset_accuracy(model, ds, {"train/all": np.arange(6), "test/all": np.arange(6)}, spec)
-    assert ev.subset_accuracy.__name__ == "subset_accuracy"  # restored
-    df = pd.read_parquet(path)
-    assert df["epoch"].tolist() == [4, 5]
-    expect = sec32.class_cosine(sec32.representations(model, imgs), labels)
-    assert df["cos_sim"].iloc[-1] == pytest.approx(expect)
+    ds = load_dataset("digits")
+    imgs, labels = ds.x_train[:60], ds.y_train[:60]
+    cfg = TrainConfig(method="erm", dataset="digits", epochs=2, progress=False)
+    run = train(cfg, tmp_path, dataset=ds, epoch_metrics=sec32.cosine_metrics(imgs, labels))
+    df = pd.read_parquet(run / "metrics.parquet")
+    assert df["epoch"].tolist() == [1, 2] and (df["cos_n"] == 60).all()
+    model = build_net("mlp", 10, (1, 8, 8), ds.mean, ds.std)
+    model.load_state_dict(load_checkpoint(run / "last.pt")["model"])
+    assert df["cos_sim"].iloc[-1] == pytest.approx(sec32.class_cosine(sec32.representations(model, imgs), labels))
     assert (df["cos_dist"] + df["cos_sim"]).to_numpy() == pytest.approx(1.0)
 
 
