@@ -48,7 +48,7 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        return "holds" if self.holds else ("does not hold" if self.holds is False else "not decided (missing runs)")
+        return "holds" if self.holds else ("does not hold" if self.holds is False else "not decided (missing runs or measurements)")
 
 
 def _pct(x: float) -> str:
@@ -144,6 +144,9 @@ def claim_c5(t1: pd.DataFrame | None, reading: dict[str, Any] | None = None) -> 
         return Claim("C5", "3.2", text, None, "no Section 3.2 PGD-AT runs")
     ps, dist = _by_p(t1, "PGD-AT", "1 - cos_sim")
     _, sim = _by_p(t1, "PGD-AT", "cos_sim")
+    if any(v is None or math.isnan(v) for v in dist):
+        return Claim("C5", "3.2", text, None, "the Section 3.2 runs have no cosine measurements (metrics.parquet "
+                     "lacks cos_sim: runs made before memadv recorded it; delete RUN/sec32/train and re-run)")
     ok = _strict_desc(dist)
     extra = ""
     if reading:

@@ -19,6 +19,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "ablation": ("memadv.analysis.ablation", "Fig. 5: alpha x beta grid of BAT"),
     "sec31": ("memadv.analysis.sec31", "Section 3.1: accuracy on atypical sets (Figs. 1, 9-14)"),
     "sec32": ("memadv.analysis.sec32", "Section 3.2: typical-set accuracy, cosine distance (Figs. 2, 15-23, Table 1)"),
+    "report": ("memadv.analysis.report", "report/report.md and the self-contained report/report.html with the claims"),
 }
 
 
