@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memadv.analysis.bat_tables import SELECT, Run, find_runs, report_dir, save_figure, select_row, write_csv
+from memadv.analysis.bat_tables import SELECT, Run, find_runs, report_dir, select_row
+from memadv.analysis.outputs import pyplot, save_figure, write_csv
 from memadv.data.atomic import write_text_atomic
 from memadv.errors import MemadvError
 
@@ -78,9 +79,7 @@ def _markdown(df: pd.DataFrame, select: str) -> str:
 
 
 def fig5(df: pd.DataFrame, out: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     alphas = sorted(df["alpha"].unique())
     betas = sorted(df["beta"].unique())

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memadv.data.atomic import atomic_path, write_text_atomic
+from memadv.analysis.outputs import pyplot, save_figure, write_csv
+from memadv.data.atomic import write_text_atomic
 from memadv.data.tables import read_table
 from memadv.errors import MemadvError
 
@@ -215,28 +216,11 @@ def to_markdown(df: pd.DataFrame, value_cols: list[str], title: str, note: str =
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: Path, df: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-
-
 # --------------------------------------------------------------------------- figure
-
-def save_figure(fig: Any, base: Path) -> list[Path]:
-    paths = []
-    for ext in ("png", "pdf"):
-        path = base.with_suffix(f".{ext}")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    return paths
-
 
 def fig4(runs: list[Run], out: Path) -> list[Path]:
     """Overall test clean (left) and PGD-20 (right) accuracy per epoch, mean over seeds per group."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for label, _ck, rs in row_plan(runs, "last"):

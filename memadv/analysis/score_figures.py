@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from memadv.data.atomic import atomic_path  # noqa: E402
+from memadv.analysis.outputs import save_figure  # noqa: E402
 from memadv.data.dataset import Dataset  # noqa: E402
 from memadv.data.registry import load_dataset  # noqa: E402
 from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of  # noqa: E402
@@ -65,12 +65,7 @@ def _subtitle(scores: Scores, run: str) -> str:
 
 
 def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
-    paths = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"{stem}.{ext}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150 if ext == "png" else None, bbox_inches="tight")
-        paths.append(path)
+    paths = save_figure(fig, out_dir / stem)
     plt.close(fig)
     return paths
 

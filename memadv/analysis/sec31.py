@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +29,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from memadv.data.atomic import atomic_path, write_text_atomic
+from memadv.analysis.outputs import pyplot, save_figure, write_csv
+from memadv.data.atomic import write_text_atomic
 from memadv.errors import MemadvError
 
 METHODS = ("erm", "pgd")
@@ -225,38 +225,6 @@ def df_to_markdown(df: pd.DataFrame, title: str, note: str = "", fmt: str = "{:.
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: Path, df: pd.DataFrame) -> Path:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return path
-
-
-# --------------------------------------------------------------------------- figures
-
-def save_figure(fig: Any, base: Path, info: dict[str, Any] | None = None) -> list[Path]:
-    """PNG + PDF, written atomically; the PNG carries ``info`` plus the panel titles and figure size
-    as JSON in its text metadata (key ``memadv``)."""
-    meta = {"panels": [ax.get_title() for ax in fig.axes if ax.get_visible()],
-            "n_axes": len(fig.axes), "size_in": [float(v) for v in fig.get_size_inches()], **(info or {})}
-    paths = []
-    for ext in ("png", "pdf"):
-        path = base.with_suffix(f".{ext}")
-        with atomic_path(path) as tmp:
-            kwargs: dict[str, Any] = {"format": ext, "dpi": 110}
-            if ext == "png":
-                kwargs["metadata"] = {"memadv": json.dumps(meta)}
-            fig.savefig(tmp, **kwargs)
-        paths.append(path)
-    return paths
-
-
-def pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def curves_figure(curves: dict[str, pd.DataFrame | None], columns: Callable[[str], str], base: Path, title: str,
                   series: list[tuple[str, str]], info: dict[str, Any] | None = None) -> list[Path]:
     """Clean (left) and PGD-20 (right) accuracy per epoch; one line per (label, key) in ``series``.
@@ -281,7 +249,7 @@ def curves_figure(curves: dict[str, pd.DataFrame | None], columns: Callable[[str
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    paths = save_figure(fig, base, info)
+    paths = save_figure(fig, base, info, dpi=110)
     plt.close(fig)
     return paths
 

@@ -126,6 +126,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"report         {'written' if status['report'] else 'not yet'}")
     if status["pipeline"]:
         running = [n for n, st in status["pipeline"].items() if st == "running"]
-        print(f"pipeline       " + (f"running stage: {', '.join(running)}" if running else
+        print("pipeline       " + (f"running stage: {', '.join(running)}" if running else
                                    ", ".join(f"{n} {st}" for n, st in status["pipeline"].items())))
     return 0
