@@ -219,14 +219,9 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         estimate(cfg, run_dir, executor, progress=progress)
 
     def run_splits(run_dir: Path) -> None:
-        from memadv.data.scores import scores_dir_of
-        from memadv.data.splits import SplitConfig, compute_splits, split_meta, write_splits
+        from memadv.data.splits import SplitConfig, make_splits
 
-        scores = read_scores(run_dir)
-        split_cfg = SplitConfig()
-        result = compute_splits(scores, split_cfg)
-        write_splits(run_dir / "splits", result, split_meta(scores, split_cfg, result, str(scores_dir_of(run_dir))),
-                     title=f"run `{run_dir.name}`")
+        make_splits(run_dir, SplitConfig())
 
     def run_score_figures(run_dir: Path) -> None:
         from memadv.analysis import score_figures

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from memadv.config import add_config_arguments, build_config
-from memadv.data.scores import read_scores, scores_dir_of
-from memadv.data.splits import SET_KEYS, SplitConfig, compute_splits, split_meta, write_splits
+from memadv.data.splits import SET_KEYS, SplitConfig, make_splits
 from memadv.errors import SchemaError
 
 DESCRIPTION = """\
@@ -72,13 +71,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(SplitConfig, args, args.config, section="splits")
     if not args.run.is_dir():
         raise SchemaError(f"run directory {str(args.run)!r} does not exist")
-    scores = read_scores(args.run)
-    result = compute_splits(scores, cfg)
-    run_dir = args.run.resolve()
-    if run_dir.name == "scores":
-        run_dir = run_dir.parent
-    out = args.out if args.out is not None else run_dir / "splits"
-    meta = split_meta(scores, cfg, result, str(scores_dir_of(args.run)))
-    write_splits(out, result, meta, title=f"run `{run_dir.name}`")
+    result, out = make_splits(args.run, cfg, args.out)
     _print_report(result, out)
     return 0

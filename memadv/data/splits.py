@@ -417,6 +417,21 @@ def write_splits(out_dir: str | Path, result: SplitResult, meta: dict[str, Any],
     return out_dir
 
 
+def make_splits(path: str | Path, cfg: SplitConfig, out: str | Path | None = None) -> tuple[SplitResult, Path]:
+    """The whole ``memadv splits`` stage: read the scores of ``path`` (a run or its ``scores/``),
+    compute the sets and write them to ``out`` (default ``RUN/splits``); returns (result, folder)."""
+    from memadv.data.scores import read_scores, scores_dir_of
+
+    scores = read_scores(path)
+    result = compute_splits(scores, cfg)
+    run_dir = Path(path).resolve()
+    if run_dir.name == "scores":
+        run_dir = run_dir.parent
+    out_dir = Path(out) if out is not None else run_dir / "splits"
+    meta = split_meta(scores, cfg, result, str(scores_dir_of(path)))
+    return result, write_splits(out_dir, result, meta, title=f"run `{run_dir.name}`")
+
+
 # ---------------------------------------------------------------------------------------------
 # reading
 

@@ -37,12 +37,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import multiprocessing
-import os
 import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from typing import Any, Callable, Iterable, Sequence
 from submitit.helpers import Checkpointable
 
 from memadv.config import check_range, option
+from memadv.data.atomic import write_text_atomic
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
 
 EXECUTORS = ("inprocess", "local", "slurm")
@@ -272,7 +271,7 @@ def _progress_bar(total: int, desc: str, progress: bool):
 
 def _record_failure(folder: Path, i: int, text: str, failed: dict[int, str], logs: dict[int, str]) -> None:
     log = folder / "logs" / f"task-{i}.err"
-    _write_text_atomic(log, text)
+    write_text_atomic(log, text)
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     failed[i] = lines[-1] if lines else "failed"
     logs[i] = str(log)
@@ -406,24 +405,10 @@ def _result_outcome(folder: Path, job_id: str) -> str | None:
         return None
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_jobs(folder: Path, tasks: dict[int, str], desc: str, array_ids: list[str]) -> None:
     data = {"desc": desc, "executor": "slurm", "folder": str(folder), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "array_job_ids": array_ids, "tasks": {str(k): v for k, v in sorted(tasks.items())}}
-    _write_text_atomic(folder / JOBS_FILE, json.dumps(data, indent=2) + "\n")
+    write_text_atomic(folder / JOBS_FILE, json.dumps(data, indent=2) + "\n")
 
 
 def _make_slurm_executor(cfg: ExecutorConfig, folder: Path, desc: str):
