@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from memadv.bat.train import TrainConfig, build_objective_for, resolve_objective_config, train_one_epoch
+from memadv.bat.train import build_objective_for, train_one_epoch
+from memadv.bat.train_config import TrainConfig, resolve_objective_config
 from memadv.data import load_dataset
 from memadv.data.dataset import Dataset
 from memadv.nets import build_net

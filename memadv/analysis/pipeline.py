@@ -13,7 +13,7 @@ Stages, in order::
 
 A stage is up to date when all its outputs exist, are newer than its inputs, and the settings it
 ran with (``pipeline/<stage>.json``) equal the current ones. Every training job is one task of
-:func:`memadv.slurm.executors.run_tasks` calling :func:`memadv.bat.train.train`, which resumes a
+:func:`memadv.executors.run_tasks` calling :func:`memadv.bat.train.train`, which resumes a
 killed run from its last epoch, so re-running after a kill in any stage finishes with the same
 results. The plan (stage -> job folders) is written to ``pipeline/plan.json`` for ``memadv status``.
 """
@@ -36,7 +36,7 @@ from memadv.errors import ConfigError
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
 from memadv.estimate.shards import read_spec
-from memadv.slurm.executors import ExecutorConfig
+from memadv.executors import ExecutorConfig
 
 ALL_FINAL_ATTACKS = ["clean", "fgsm", "pgd", "cw", "aa"]
 # AutoAttack on digits takes ~2 minutes per checkpoint on two CPU cores (3 checkpoints per run):
@@ -137,7 +137,7 @@ class PipelineConfig:
 
 def run_names(runs: list[dict[str, Any]]) -> list[str]:
     from memadv.bat.sweep import build_run_configs
-    from memadv.bat.train import run_name
+    from memadv.bat.runs import run_name
     out = []
     for r in runs:
         c, o = build_run_configs(r)
@@ -244,7 +244,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     def run_table(run_dir: Path) -> None:
         from memadv.analysis import bat_tables
         from memadv.bat.sweep import TrainTask
-        from memadv.slurm.executors import run_tasks
+        from memadv.executors import run_tasks
         runs = pcfg.table_runs(cfg, run_dir)
         task = TrainTask(runs=runs, out_dir=str(run_dir / "train"), overrides={})
         run_tasks(task, list(range(len(runs))), executor, run_dir / "train" / ".sweep" / "bat-table",
@@ -254,7 +254,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     def run_ablation(run_dir: Path) -> None:
         from memadv.analysis import ablation
         from memadv.bat.sweep import TrainTask
-        from memadv.slurm.executors import run_tasks
+        from memadv.executors import run_tasks
         new, shared = pcfg.ablation_runs(cfg, run_dir)
         _link_runs(run_dir / "train", run_dir / "ablation" / "train", run_names(shared))
         task = TrainTask(runs=new, out_dir=str(run_dir / "ablation" / "train"), overrides={})

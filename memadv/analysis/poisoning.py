@@ -60,7 +60,7 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
 
 
 def _load_model(run: Path, file: str, ds: Any, conf: dict[str, Any]) -> tuple[torch.nn.Module, int]:
-    from memadv.bat.train import load_checkpoint
+    from memadv.bat.runs import load_checkpoint
     from memadv.nets import build_net
     ck = load_checkpoint(run / file)
     torch.manual_seed(0)
@@ -71,7 +71,8 @@ def _load_model(run: Path, file: str, ds: Any, conf: dict[str, Any]) -> tuple[to
 
 def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_show: int = 6,
                      n_neighbours: int = 4) -> list[Path]:
-    from memadv.bat.train import objective_config_class, read_config
+    from memadv.bat.objectives import ObjectiveConfig
+    from memadv.bat.runs import read_config
     from memadv.data.registry import load_dataset
     from memadv.data.splits import read_split_sets
     from memadv.analysis.sec32 import representations
@@ -84,7 +85,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     ds = load_dataset(conf["train"]["dataset"], conf["train"].get("data_root"))
     sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
     atyp, typ = sets["train/atypical"], sets["train/typical"]
-    ocls = objective_config_class()
+    ocls = ObjectiveConfig
     names = {f.name for f in dataclasses.fields(ocls)}
     ocfg = ocls(**{k: v for k, v in conf["objective"].items() if k in names})
     seed = int(conf["train"]["seed"])

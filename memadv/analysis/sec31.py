@@ -3,7 +3,7 @@
 Two training runs (``erm`` and ``pgd``) of :func:`memadv.bat.train.train` on the full training set,
 each evaluated every epoch on the split file's sets (``train/atypical`` = D_atyp, ``test/atypical`` =
 D'_atyp), clean and PGD-20. They live in ``RUN/sec31/train/<method>-seed<seed>/`` and run as tasks
-of :func:`memadv.slurm.executors.run_tasks` (in-process by default, Slurm on request); a re-run
+of :func:`memadv.executors.run_tasks` (in-process by default, Slurm on request); a re-run
 resumes unfinished runs and returns at once for finished ones.
 
 Figures (``RUN/report/sec31/``), clean accuracy left, PGD-20 accuracy right, one curve per set:
@@ -90,20 +90,22 @@ class Sec31Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.bat.train import TrainConfig, objective_config_class, train
+        from memadv.bat.objectives import ObjectiveConfig
+        from memadv.bat.train import train
+        from memadv.bat.train_config import TrainConfig
         splits = Path(self.run_dir) / "splits" / "splits.parquet"
         if not splits.is_file():
             raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
         method, seed = sec31_plan(self.settings)[i]
         values = self.settings.train_values(method, seed)
         cfg = TrainConfig(**values, splits=str(splits), name=f"{method}-seed{seed}")
-        return str(train(cfg, sec31_train_dir(Path(self.run_dir)), objective_config_class()()))
+        return str(train(cfg, sec31_train_dir(Path(self.run_dir)), ObjectiveConfig()))
 
 
 def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
               desc: str = "sec31 training") -> list[Path]:
     """Train (or resume) the Section 3.1 runs through ``run_tasks``; returns their folders."""
-    from memadv.slurm.executors import ExecutorConfig, run_tasks
+    from memadv.executors import ExecutorConfig, run_tasks
     run_dir = Path(run_dir)
     task = Sec31Task(str(run_dir), settings)
     out = run_tasks(task, list(range(len(sec31_plan(settings)))), executor or ExecutorConfig(),
@@ -115,7 +117,7 @@ def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None,
 # --------------------------------------------------------------------------- reading runs
 
 def read_run(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from memadv.bat.train import read_config, read_metrics
+    from memadv.bat.runs import read_config, read_metrics
     if not (folder / "metrics.parquet").is_file():
         raise MemadvError(f"{folder} has no metrics.parquet; run `memadv pipeline` (or its sec3 stages) first")
     return read_metrics(folder).sort_values("epoch").reset_index(drop=True), read_config(folder)

@@ -3,7 +3,7 @@
 For every p in ``Sec3Settings.ps`` (default 0, 20, 100) and method in (ERM, PGD-AT), one run of
 :func:`memadv.bat.train.train` on D_typ ∪ (p% of D_atyp) — the p% is the first p% of one fixed
 random order of D_atyp (seeded by the run seed), so the 20% set lies inside the 100% set. Runs go
-through :func:`memadv.slurm.executors.run_tasks` and resume like any training run.
+through :func:`memadv.executors.run_tasks` and resume like any training run.
 
 How the subset is trained with the unchanged training loop: the task builds a :class:`Dataset`
 holding only the chosen training examples (ids listed in ``RUN/sec32/subsets/p<p>-seed<s>.json``) and, as
@@ -144,7 +144,9 @@ class Sec32Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.bat.train import TrainConfig, objective_config_class, train
+        from memadv.bat.objectives import ObjectiveConfig
+        from memadv.bat.train import train
+        from memadv.bat.train_config import TrainConfig
         from memadv.data.registry import load_dataset
         from memadv.data.splits import read_split_sets
         run_dir = Path(self.run_dir)
@@ -166,13 +168,13 @@ class Sec32Task:
         out = sec32_dir(run_dir) / "train"
         cfg = TrainConfig(**s.train_values(method, seed), name=name)
         t_typ = torch.from_numpy(typ)
-        return str(train(cfg, out, objective_config_class()(), dataset=sub,
+        return str(train(cfg, out, ObjectiveConfig(), dataset=sub,
                          epoch_metrics=cosine_metrics(ds.x_train[t_typ], ds.y_train[t_typ])))
 
 
 def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
               desc: str = "sec32 training") -> list[Path]:
-    from memadv.slurm.executors import ExecutorConfig, run_tasks
+    from memadv.executors import ExecutorConfig, run_tasks
     run_dir = Path(run_dir)
     plan = sec32_plan(settings)
     out = run_tasks(Sec32Task(str(run_dir), settings), list(range(len(plan))), executor or ExecutorConfig(),

@@ -22,7 +22,7 @@ option's value; to sweep such an option give a list of lists. Without ``[[runs]]
 its own lists swept) is the only group. Every run is checked before anything starts: an unknown
 key, a value out of range or two runs with the same folder name is an error naming it.
 
-Each run is one task of :func:`memadv.slurm.executors.run_tasks`; a task calls
+Each run is one task of :func:`memadv.executors.run_tasks`; a task calls
 :func:`memadv.bat.train.train`, which resumes from ``last.pt`` and returns at once for a finished
 run, so re-running the sweep (or a requeued Slurm task) finishes exactly the missing work.
 """
@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memadv.bat.objectives import ObjectiveConfig
+from memadv.bat.runs import run_name
+from memadv.bat.train_config import TrainConfig, make_configs
 from memadv.config import _base_type
 from memadv.errors import ConfigError
 
@@ -51,12 +54,7 @@ MACHINE_OPTIONS = ("device", "data_root")
 
 
 def _config_classes() -> list[type]:
-    from memadv.bat.train import TrainConfig, objective_config_class
-    classes: list[type] = [TrainConfig]
-    ocls = objective_config_class()
-    if ocls is not None:
-        classes.append(ocls)
-    return classes
+    return [TrainConfig, ObjectiveConfig]
 
 
 def _field_types() -> dict[str, bool]:
@@ -125,7 +123,6 @@ def expand_sweep(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
 
 def build_run_configs(values: dict[str, Any], overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(TrainConfig, objective config) from one flat option dict; ``overrides`` (machine options) win."""
-    from memadv.bat.train import make_configs
     return make_configs({**values, **(overrides or {})})
 
 
@@ -146,7 +143,6 @@ class TrainTask:
 def plan_sweep(path: str | Path, out: str | Path | None = None,
                overrides: dict[str, Any] | None = None) -> tuple[TrainTask, list[str]]:
     """Expand and validate a sweep; returns the task and the run folder names (in task order)."""
-    from memadv.bat.train import run_name
     runs, settings = expand_sweep(path)
     out_dir = out if out is not None else settings.get("out")
     if out_dir is None:
@@ -174,7 +170,7 @@ def _describe(run: dict[str, Any]) -> str:
 def run_sweep(path: str | Path, executor_cfg: Any, out: str | Path | None = None,
               overrides: dict[str, Any] | None = None, progress: bool = True) -> list[Path]:
     """Run every run of the sweep as a task on ``executor_cfg``'s executor; returns the run folders."""
-    from memadv.slurm.executors import run_tasks
+    from memadv.executors import run_tasks
     task, names = plan_sweep(path, out, overrides)
     folder = Path(task.out_dir) / ".sweep" / Path(path).stem
     results = run_tasks(task, list(range(len(task.runs))), executor_cfg, folder, desc="training runs",

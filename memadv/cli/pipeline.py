@@ -7,7 +7,7 @@ from pathlib import Path
 
 from memadv.cli.common import add_config_arguments, add_config_file, add_progress, config_from_args
 from memadv.estimate.config import EstimateConfig
-from memadv.slurm.executors import ExecutorConfig
+from memadv.executors import ExecutorConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:

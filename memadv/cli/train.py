@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from memadv.bat.objectives import ObjectiveConfig
-from memadv.bat.train import METHODS, TrainConfig, train
+from memadv.bat.train import train
+from memadv.bat.train_config import METHODS, TrainConfig
 from memadv.config import add_config_arguments, build_config
 from memadv.errors import ConfigError
 
@@ -28,7 +29,7 @@ SWEEP_OVERRIDES = ("device", "data_root", "progress")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from memadv.slurm.executors import ExecutorConfig
+    from memadv.executors import ExecutorConfig
 
     p = sub.add_parser("train", help="adversarial training: BAT, PGD-AT, TRADES, MART, GAIRAT, ERM (Sec. 4-5)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,7 +66,7 @@ def _check_toml_keys(path: Path | None) -> None:
     import dataclasses
 
     from memadv.config import read_toml
-    from memadv.slurm.executors import ExecutorConfig
+    from memadv.executors import ExecutorConfig
 
     known = {f.name for cls in (TrainConfig, ObjectiveConfig, ExecutorConfig) for f in dataclasses.fields(cls)}
     keys = set()
@@ -80,7 +81,7 @@ def _run_sweep(args: argparse.Namespace, given: dict) -> int:
     import dataclasses
 
     from memadv.bat.sweep import run_sweep
-    from memadv.slurm.executors import ExecutorConfig
+    from memadv.executors import ExecutorConfig
 
     run_options = {f.name for cls in (TrainConfig, ObjectiveConfig) for f in dataclasses.fields(cls)}
     extra = sorted(k for k in given if k in run_options and k not in SWEEP_OVERRIDES)

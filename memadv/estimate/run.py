@@ -14,7 +14,7 @@ from memadv.estimate.aggregate import aggregate
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.shards import (ShardTask, dataset_for, finished_shards, read_shard, read_spec, shard_path,
                                     write_or_check_spec)
-from memadv.slurm.executors import ExecutorConfig, job_states, run_tasks
+from memadv.executors import ExecutorConfig, run_tasks, task_states
 
 
 def jobs_folder(run_dir: Path) -> Path:
@@ -42,10 +42,10 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     spec = read_spec(run_dir)
     n = spec["n_shards"]
     done = finished_shards(run_dir, n)
-    states = job_states(jobs_folder(run_dir))
+    states = task_states(jobs_folder(run_dir))
     todo = [s for s in range(n) if s not in set(done)]
-    running = [s for s in todo if states.get(s) in ("RUNNING", "COMPLETING", "CONFIGURING")]
-    failed = [s for s in todo if states.get(s) in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")]
+    running = [s for s in todo if states.get(s) == "running"]
+    failed = [s for s in todo if states.get(s) == "failed"]
     eta = None
     if done and todo:
         per_shard = float(np.median([read_shard(shard_path(run_dir, s), spec["n_train"], spec["n_test"])["seconds"].sum()

@@ -17,7 +17,7 @@ import pytest
 
 from memadv.analysis.pipeline import PipelineConfig, run_pipeline
 from memadv.estimate.config import EstimateConfig
-from memadv.slurm.executors import ExecutorConfig
+from memadv.executors import ExecutorConfig
 
 FILES = [
     "scores/mem.parquet", "splits/splits.parquet", "report/scores/mem_histogram.png",

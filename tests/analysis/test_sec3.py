@@ -54,7 +54,9 @@ def test_subset_ids_nested_and_typical_kept():
 def test_cosine_measure_joins_every_evaluated_epoch(tmp_path):
     """The cosine callback's values land in metrics.parquet, one per evaluated epoch, and equal the
     measure recomputed on the final weights at the last epoch."""
-    from memadv.bat.train import TrainConfig, load_checkpoint, train
+    from memadv.bat.runs import load_checkpoint
+    from memadv.bat.train import train
+    from memadv.bat.train_config import TrainConfig
     from memadv.data import load_dataset
     from memadv.nets import build_net
     ds = load_dataset("digits")

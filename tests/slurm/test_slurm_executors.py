@@ -11,7 +11,10 @@ import pytest
 
 from memadv.config import add_config_arguments, build_config
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
-from memadv.slurm import ExecutorConfig, TasksFailedError, job_states, parse_sbatch_extra, run_tasks, sbatch_script
+from memadv.executors import ExecutorConfig, TasksFailedError, run_tasks
+from memadv.slurm.accounting import job_states
+from memadv.slurm.options import parse_sbatch_extra
+from memadv.slurm.submit import sbatch_script
 from memadv_slurm_toys import ToyTask
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from memadv.slurm import ExecutorConfig, TasksFailedError, job_states, read_jobs, run_tasks
+from memadv.executors import ExecutorConfig, TasksFailedError, run_tasks
+from memadv.slurm.accounting import job_states, read_jobs
 from memadv_slurm_toys import ToyTask, UnitsTask
 
 pytestmark = pytest.mark.slurm
@@ -103,7 +104,7 @@ def test_cancelled_job_is_reported_not_waited_for_forever(slurm_cluster, slurm_t
 def test_rerun_reattaches_to_running_array(slurm_cluster, slurm_tmp, toy_path):
     """The submitting process dies; the same call again waits for the queued/running tasks."""
     root, folder = slurm_tmp / "run", slurm_tmp / "jobs"
-    code = (f"from memadv.slurm import ExecutorConfig, run_tasks; from memadv_slurm_toys import ToyTask; "
+    code = (f"from memadv.executors import ExecutorConfig, run_tasks; from memadv_slurm_toys import ToyTask; "
             f"run_tasks(ToyTask({str(root)!r}, sleep_s=4), range(4), ExecutorConfig(**{CFG!r}), {str(folder)!r}, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
     try:

@@ -1,0 +1,81 @@
+"""Inputs of a training run, loaded and checked before any file is written: the device, the
+memorization scores, the typical/atypical evaluation subsets (and their per-epoch cap)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memadv.bat.train_config import TrainConfig
+from memadv.data.dataset import Dataset
+from memadv.errors import ConfigError
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"--device {name!r} is not a torch device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r}: CUDA is not available on this machine (use --device cpu or auto)")
+    return device
+
+
+def load_mem(scores: str | Path, dataset: Dataset) -> torch.Tensor:
+    """Memorization score per training id (NaN where the score file has none); fingerprint checked."""
+    from memadv.data.scores import read_scores
+    sc = read_scores(scores, dataset, need_infl=False)
+    mem = torch.full((dataset.x_train.shape[0],), float("nan"), dtype=torch.float32)
+    idx = np.array(sc.mem["idx"].to_numpy(np.int64))
+    if idx.size and (idx.min() < 0 or idx.max() >= mem.shape[0]):
+        raise ConfigError(f"scores in {scores} name training ids outside 0..{mem.shape[0] - 1} of {dataset.name}")
+    mem[torch.from_numpy(idx)] = torch.from_numpy(np.array(sc.mem["mem"].to_numpy(np.float32)))
+    return mem
+
+
+def default_splits_path(scores: str | None) -> Path | None:
+    """``<run>/splits/splits.parquet`` beside a ``<run>/scores`` folder (or a run folder), if it exists."""
+    if scores is None:
+        return None
+    p = Path(scores)
+    for run in (p.parent, p) if p.name == "scores" else (p, p.parent):
+        cand = run / "splits" / "splits.parquet"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def load_subsets(cfg: TrainConfig, dataset: Dataset) -> dict[str, np.ndarray]:
+    """Named evaluation subsets: ``train/all``, ``test/all`` and the split file's sets."""
+    subsets: dict[str, np.ndarray] = {"train/all": np.arange(dataset.x_train.shape[0]),
+                                      "test/all": np.arange(dataset.x_test.shape[0])}
+    if cfg.splits is not None:
+        from memadv.data.splits import read_split_sets
+        sets = read_split_sets(cfg.splits, dataset)
+        for key, ids in sets.items():
+            split = key.split("/", 1)[0]
+            ids = np.asarray(ids, dtype=np.int64)
+            n = dataset.labels(split).shape[0] if split in ("train", "test") else 0
+            if ids.size and (ids.min() < 0 or ids.max() >= n):
+                raise ConfigError(f"split file {cfg.splits} names {key} ids outside 0..{n - 1} of {dataset.name}")
+            subsets[key] = ids
+    return subsets
+
+
+def cap_subsets(subsets: dict[str, np.ndarray], cap: int | None, seed: int) -> dict[str, np.ndarray]:
+    """Keep, per split, only ids in a fixed random sample of ``cap`` ids of the union (None or 0: all)."""
+    if not cap:
+        return subsets
+    out: dict[str, np.ndarray] = {}
+    for split in ("train", "test"):
+        named = {k: v for k, v in subsets.items() if k.startswith(split + "/")}
+        if not named:
+            continue
+        union = np.unique(np.concatenate(list(named.values())))
+        keep = union if union.size <= cap else np.sort(np.random.default_rng(seed).choice(union, cap, replace=False))
+        for k, v in named.items():
+            out[k] = v[np.isin(v, keep)]
+    return out

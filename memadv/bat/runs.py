@@ -1,0 +1,150 @@
+"""The files of one training run (``<out>/<run name>/``): its name, its configuration check on
+resume, the RNG state and checkpoints that make a resumed run identical to an uninterrupted one,
+and the readers of a finished run (see :mod:`memadv.bat.train` for the list of files).
+
+Checkpoints are written atomically (:func:`memadv.data.atomic.atomic_path`) and read to CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memadv.bat.objectives import ObjectiveConfig
+from memadv.bat.train_config import MACHINE_FIELDS, TrainConfig
+from memadv.config import config_to_dict
+from memadv.data.atomic import atomic_path
+from memadv.data.tables import read_table
+from memadv.errors import ConfigError, MemadvError
+
+CHECKPOINT_VERSION = 1
+FINAL_COLUMNS = ["checkpoint", "epoch", "subset", "attack", "acc", "n"]
+CHECKPOINTS = (("last", "last.pt"), ("best_adv", "best_adv.pt"), ("best_clean", "best_clean.pt"))
+
+
+# --------------------------------------------------------------------------- run identity
+
+# objective options that change what a method trains (its run folder name shows them when set)
+_ATTACK_FIELDS = ("eps", "step_size", "steps")
+RELEVANT_FIELDS: dict[str, tuple[str, ...]] = {
+    "erm": (),
+    "pgd": _ATTACK_FIELDS,
+    "trades": _ATTACK_FIELDS + ("trades_beta",),
+    "mart": _ATTACK_FIELDS + ("mart_beta",),
+    "gairat": _ATTACK_FIELDS + ("gairat_lambda", "gairat_lambda_max", "gairat_schedule", "gairat_weight",
+                                "gairat_burn_in"),
+    "bat": _ATTACK_FIELDS + ("alpha", "beta", "sigma", "tau", "normalize_features"),
+}
+
+
+def run_name(cfg: TrainConfig, objective_cfg: Any = None) -> str:
+    """``<method>[-<option><value>...]-seed<seed>``: the method's objective options set to something
+    other than their defaults (BAT's alpha and beta always), then the seed; ``--name`` overrides."""
+    if cfg.name:
+        return cfg.name
+    parts = [cfg.method]
+    if objective_cfg is not None:
+        defaults = type(objective_cfg)()
+        for name in RELEVANT_FIELDS[cfg.method]:
+            v = getattr(objective_cfg, name)
+            if (cfg.method == "bat" and name in ("alpha", "beta")) or v != getattr(defaults, name):
+                parts.append(f"{name.replace('_', '')}{_fmt(v)}")
+    parts.append(f"seed{cfg.seed}")
+    return "-".join(parts)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "_".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def full_config(cfg: TrainConfig, objective_cfg: Any) -> dict[str, Any]:
+    return {"train": config_to_dict(cfg), "objective": config_to_dict(objective_cfg)}
+
+
+def _comparable(conf: dict[str, Any]) -> dict[str, Any]:
+    train = {k: v for k, v in conf.get("train", {}).items() if k not in MACHINE_FIELDS}
+    return {"train": train, "objective": conf.get("objective", {})}
+
+
+def check_same_config(run_dir: Path, conf: dict[str, Any]) -> None:
+    path = run_dir / "config.json"
+    old = json.loads(path.read_text())
+    a, b = _comparable(old), _comparable(json.loads(json.dumps(conf, default=str)))
+    if a != b:
+        diffs = [f"{sec}.{k}: {a[sec].get(k)!r} -> {b[sec].get(k)!r}"
+                 for sec in ("train", "objective") for k in sorted(set(a[sec]) | set(b[sec]))
+                 if a[sec].get(k) != b[sec].get(k)]
+        raise ConfigError(f"{run_dir} holds a run with another configuration ({'; '.join(diffs)}); "
+                          f"re-run with its options to resume, or choose another --out or --name")
+
+
+# --------------------------------------------------------------------------- RNG and checkpoints
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Seed torch's global RNGs (and numpy's, python's) for this epoch; return the data generator."""
+    s = epoch_seed(seed, epoch)
+    torch.manual_seed(s)
+    np.random.seed(s % 2**32)
+    random.seed(s)
+    return torch.Generator().manual_seed(s)
+
+
+def rng_state(data_gen: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                      int(np_state[3]), float(np_state[4])],
+            "python": random.getstate(),
+            "data": data_gen.get_state()}
+
+
+def set_rng_state(state: dict[str, Any], data_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    data_gen.set_state(state["data"])
+
+
+def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise MemadvError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}; delete it to start over") from None
+
+
+# --------------------------------------------------------------------------- reading runs back
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    df, _ = read_table(Path(run_dir) / "metrics.parquet", required=["epoch"])
+    return df
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise MemadvError(f"{run_dir} has no config.json; it is not a training run folder")
+    return json.loads(path.read_text())

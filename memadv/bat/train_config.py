@@ -1,0 +1,158 @@
+"""Configuration of one adversarial training run: :class:`TrainConfig`, its per-dataset defaults
+and the objective config that goes with it.
+
+The objective's hyper-parameters (BAT's alpha, beta, tau, sigma; TRADES/MART beta; GAIRAT lambda;
+the attack's eps, step size and steps) are :class:`memadv.bat.objectives.ObjectiveConfig`; a run
+is the pair ``(TrainConfig, ObjectiveConfig)`` (:func:`make_configs` builds both from one flat dict
+of options, as a sweep file or the command line gives them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from memadv.bat.objectives import ObjectiveConfig
+from memadv.config import build_config, check_range, option
+from memadv.data.registry import DATASETS
+from memadv.errors import ConfigError, UnknownChoiceError
+
+METHODS = ("erm", "pgd", "trades", "mart", "gairat", "bat")
+FINAL_ATTACKS = ("clean", "fgsm", "pgd", "cw", "aa")
+
+# --------------------------------------------------------------------------- per-dataset defaults
+# ONE table: the value a TrainConfig field takes when it is left unset (None) on the command line or
+# in TOML. (The attack radius eps is the objective's: memadv.bat.objectives.DEFAULT_EPS — 8/255
+# CIFAR, 4/255 Tiny ImageNet as in the paper, 64/255 for the 8x8 embedded sets.)
+#
+# field       cifar10, cifar100          tinyimagenet               digits, synthetic-longtail
+# net         resnet18 (paper Table 2)   resnet32 (paper Table 3)   mlp (2x256; 8x8 images)
+# epochs      160 (paper Sec. 5.1)       160 (paper Sec. 5.1)       30 (laptop scale; PGD-AT on digits
+#                                                                   has plateaued by then, objectives.py)
+# milestones  80, 120 (paper Sec. 5.1)   80, 120 (paper Sec. 5.1)   15, 23 (the paper's 1/2 and 3/4)
+# batch_size  128 (Madry/TRADES code)    128 (same)                 64 (1,437 images -> 23 steps/epoch)
+# crop_pad    4 (standard CIFAR recipe)  4 (same)                   0 (measured, PGD-AT 30 epochs, eps 64/255,
+#                                                                   test clean / PGD-20 at the last epoch:
+#                                                                   pad 1 -> 0.66 / 0.20, pad 0 -> 0.97 / 0.44;
+#                                                                   shifting an 8x8 digit on top of the attack
+#                                                                   stalls training)
+# flip        true (standard recipe)     true (same)                false (mirrored digits change class)
+# eval_max    10000 (memadv: PGD-20 on    10000 (same)               none (all 1,437 train + 360 test)
+#             all 50k train images each epoch would cost ~2 PGD-10 training epochs; the cap samples
+#             10k train ids once per run and keeps the whole 10k test set)
+_PAPER = dict(epochs=160, milestones=[80, 120], batch_size=128, crop_pad=4, flip=True, eval_max=10000)
+_EMBEDDED = dict(net="mlp", epochs=30, milestones=[15, 23], batch_size=64, crop_pad=0, flip=False, eval_max=None)
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cifar10": dict(net="resnet18", **_PAPER),
+    "cifar100": dict(net="resnet18", **_PAPER),
+    "tinyimagenet": dict(net="resnet32", **_PAPER),
+    "digits": dict(_EMBEDDED),
+    "synthetic-longtail": dict(_EMBEDDED),
+}
+
+# Fields that describe the machine, not the run: they may differ when a run is resumed.
+MACHINE_FIELDS = ("device", "data_root", "progress", "eval_batch_size")
+
+
+@dataclass
+class TrainConfig:
+    """One training run: the loop, the optimiser, the evaluation. Objective hyper-parameters
+    (alpha, beta, tau, sigma, TRADES/MART beta, GAIRAT lambda, attack steps) live in the objective's
+    own config (``memadv.bat.objectives``)."""
+
+    # (choices are checked in __post_init__, so a wrong name is a one-line error with exit status 2)
+    method: str = option("pgd", "training objective: " + ", ".join(METHODS), source="paper Sec. 5.1")
+    dataset: str = option("digits", "dataset name: " + ", ".join(DATASETS))
+    data_root: str | None = option(None, "folder holding the dataset files (CIFAR, Tiny ImageNet)")
+    net: str | None = option(None, "architecture (default: per-dataset table in memadv.bat.train_config)")
+    epochs: int | None = option(None, "training epochs (default: per-dataset table)", source="paper Sec. 5.1: 160")
+    lr: float = option(0.1, "initial SGD learning rate", source="paper Sec. 5.1")
+    milestones: list[int] | None = option(None, "epochs after which lr is multiplied by --lr-gamma (default: "
+                                          "per-dataset table, scaled to --epochs when that is set)",
+                                          source="paper Sec. 5.1: 80 120")
+    lr_gamma: float = option(0.1, "learning-rate decay factor at each milestone", source="paper Sec. 5.1")
+    momentum: float = option(0.9, "SGD momentum", source="paper App. D")
+    weight_decay: float = option(5e-4, "SGD weight decay", source="paper App. D")
+    batch_size: int | None = option(None, "mini-batch size (default: per-dataset table)", unit="examples")
+    crop_pad: int | None = option(None, "random-crop padding (default: per-dataset table)", unit="pixels")
+    flip: bool | None = option(None, "random horizontal flips (default: per-dataset table)")
+    seed: int = option(0, "seed of initialisation, data order, augmentation and attacks")
+    eval_every: int = option(1, "evaluate every N epochs (and always after the last)", unit="epochs")
+    eval_max: int | None = option(None, "evaluate at most this many examples per split each epoch (a fixed "
+                                        "random subset; 0 = all; default: per-dataset table, 10000 for CIFAR / "
+                                        "Tiny ImageNet, all for the embedded sets)", unit="examples")
+    eval_batch_size: int = option(512, "evaluation batch size", unit="examples")
+    final_attacks: list[str] = option(list(FINAL_ATTACKS), "attacks of the final evaluation (Table 4)",
+                                      source="paper App. D")
+    final_max: int | None = option(None, "final evaluation on at most this many test examples (default: all)",
+                                   unit="examples")
+    scores: str | None = option(None, "memorization scores: a scores/ folder or run folder (mem.parquet)")
+    splits: str | None = option(None, "split file (splits.parquet) for typical/atypical evaluation "
+                                      "(default: <run>/splits/splits.parquet beside --scores, if present)")
+    name: str | None = option(None, "run folder name (default: <method>[-<hyper-parameters>]-seed<seed>)")
+    device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, mps")
+    progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UnknownChoiceError("method", self.method, METHODS)
+        if self.dataset not in DATASETS:
+            raise UnknownChoiceError("dataset", self.dataset, DATASETS)
+        from memadv.nets import NETS
+        if self.net is not None and self.net not in NETS:
+            raise UnknownChoiceError("net", self.net, NETS)
+        if self.epochs is not None:
+            check_range("epochs", self.epochs, 1)
+        check_range("lr", self.lr, 0, lo_open=True)
+        check_range("lr_gamma", self.lr_gamma, 0, 1, lo_open=True)
+        check_range("momentum", self.momentum, 0, 1, hi_open=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        if self.batch_size is not None:
+            check_range("batch_size", self.batch_size, 1)
+        if self.crop_pad is not None:
+            check_range("crop_pad", self.crop_pad, 0)
+        check_range("eval_every", self.eval_every, 1)
+        if self.eval_max is not None:
+            check_range("eval_max", self.eval_max, 0)
+        check_range("eval_batch_size", self.eval_batch_size, 1)
+        if self.final_max is not None:
+            check_range("final_max", self.final_max, 1)
+        for a in self.final_attacks:
+            if a not in FINAL_ATTACKS:
+                raise UnknownChoiceError("final attack", a, FINAL_ATTACKS)
+        if self.milestones is not None:
+            self.milestones = [int(m) for m in self.milestones]
+            if sorted(self.milestones) != self.milestones or any(m < 1 for m in self.milestones):
+                raise ConfigError(f"--milestones must be increasing positive epochs, got {self.milestones}")
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every None that the per-dataset table covers filled in."""
+        table = DATASET_DEFAULTS.get(self.dataset, DATASET_DEFAULTS["cifar10"])
+        values = {k: (table[k] if getattr(self, k) is None and k in table else getattr(self, k))
+                  for k in (f.name for f in dataclasses.fields(self))}
+        if self.milestones is None and self.epochs is not None and self.epochs != table["epochs"]:
+            # scale the table's milestones (1/2 and 3/4 of the epochs) to the chosen length
+            scaled = {max(1, round(self.epochs * m / table["epochs"])) for m in table["milestones"]}
+            values["milestones"] = sorted(scaled)
+        return TrainConfig(**values)
+
+
+def resolve_objective_config(objective_cfg: ObjectiveConfig | None, dataset: str) -> ObjectiveConfig:
+    """The objective config with eps / step sizes filled in from the dataset's defaults."""
+    if objective_cfg is None:
+        objective_cfg = ObjectiveConfig()
+    return objective_cfg.resolve(dataset)
+
+
+def make_configs(values: dict[str, Any]) -> tuple[TrainConfig, ObjectiveConfig]:
+    """(TrainConfig, ObjectiveConfig) from one flat dict of options; unknown keys are an error."""
+    ocls = ObjectiveConfig
+    tnames = {f.name for f in dataclasses.fields(TrainConfig)}
+    onames = {f.name for f in dataclasses.fields(ocls)}
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(values) - tnames - onames)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(tnames | onames))}")
+    return (build_config(TrainConfig, {k: v for k, v in values.items() if k in tnames}),
+            build_config(ocls, {k: v for k, v in values.items() if k in onames}))

@@ -1,0 +1,7 @@
+"""Run one idempotent task per id: in this process, in local worker processes, or as a Slurm job
+array (:func:`run_tasks`; the contract is in :mod:`memadv.executors.run`)."""
+
+from memadv.executors.base import EXECUTORS, ExecutorConfig, TasksFailedError
+from memadv.executors.run import run_tasks, task_states
+
+__all__ = ["EXECUTORS", "ExecutorConfig", "TasksFailedError", "run_tasks", "task_states"]

@@ -1,0 +1,93 @@
+"""What every executor shares: :class:`ExecutorConfig` (the executor options of every command),
+:class:`TasksFailedError`, the progress bar and the per-task failure log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from memadv.config import check_range, option
+from memadv.data.atomic import write_text_atomic
+from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
+from memadv.slurm.options import parse_sbatch_extra
+
+EXECUTORS = ("inprocess", "local", "slurm")
+
+
+class TasksFailedError(MemadvError):
+    """Some tasks raised, were cancelled or died; the message lists their ids and log files."""
+
+    def __init__(self, desc: str, failed: dict[int, str], logs: dict[int, str], total: int):
+        self.failed = dict(sorted(failed.items()))
+        self.logs = logs
+        ids = list(self.failed)
+        shown = ", ".join(str(i) for i in ids[:20]) + (f", ... ({len(ids) - 20} more)" if len(ids) > 20 else "")
+        first = ids[0]
+        log_list = ", ".join(logs[i] for i in ids[:3] if i in logs) + (" ..." if len(ids) > 3 else "")
+        reason = " ".join(self.failed[first].split())[:300]
+        super().__init__(f"{len(ids)} of {total} {desc} failed (ids {shown}); first: id {first}: {reason}; "
+                         f"logs: {log_list or 'none'}")
+
+
+@dataclass
+class ExecutorConfig:
+    """Where and how the tasks of a run (model shards, sweep points) are executed."""
+
+    executor: str = option("inprocess", "where tasks run: inprocess (sequential, this process), "
+                           "local (worker processes on this machine) or slurm (one submitit job array)",
+                           choices=EXECUTORS)
+    workers: int = option(2, "local executor: number of worker processes", unit="processes")
+    partition: str | None = option(None, "slurm: partition (sbatch --partition); default: the cluster's default")
+    timeout_min: int = option(240, "slurm: time limit of each array task; a timed-out task requeues and "
+                              "resumes at its next unfinished unit", unit="minutes")
+    gpus_per_task: int = option(0, "slurm: GPUs per array task (sbatch --gpus-per-task); 0 = none", unit="GPUs")
+    cpus_per_task: int = option(2, "slurm: CPUs per array task (sbatch --cpus-per-task)", unit="CPUs")
+    mem_gb: float | None = option(None, "slurm: memory per array task (sbatch --mem); default: the "
+                                  "partition's default", unit="GB")
+    array_parallelism: int = option(64, "slurm: at most this many array tasks run at once (sbatch --array=...%N)",
+                                    unit="tasks")
+    sbatch_extra: list[str] = option([], "slurm: extra sbatch long options, each KEY=VALUE or a bare FLAG, "
+                                     "e.g. --sbatch-extra qos=high constraint=a100 exclusive (in TOML "
+                                     "a leading '--' or '#SBATCH --' is also accepted); passed as "
+                                     "submitit's slurm_additional_parameters, so they win over the "
+                                     "options above; array/output/error are refused")
+    max_timeouts: int = option(3, "slurm: how many times one array task may time out and requeue "
+                               "before it counts as failed (pre-emptions always requeue)", unit="requeues")
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise UnknownChoiceError("executor", self.executor, EXECUTORS)
+        for name in ("workers", "timeout_min", "gpus_per_task", "cpus_per_task", "array_parallelism", "max_timeouts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number, got {value!r}")
+        if self.mem_gb is not None and (isinstance(self.mem_gb, bool) or not isinstance(self.mem_gb, (int, float))):
+            raise ConfigError(f"--mem-gb must be a number, got {self.mem_gb!r}")
+        check_range("workers", self.workers, 1)
+        check_range("timeout_min", self.timeout_min, 1)
+        check_range("gpus_per_task", self.gpus_per_task, 0)
+        check_range("cpus_per_task", self.cpus_per_task, 1)
+        if self.mem_gb is not None:
+            check_range("mem_gb", self.mem_gb, 0, lo_open=True)
+        check_range("array_parallelism", self.array_parallelism, 1)
+        check_range("max_timeouts", self.max_timeouts, 0)
+        if self.partition is not None:
+            self.partition = str(self.partition).strip() or None
+        if isinstance(self.sbatch_extra, str):
+            self.sbatch_extra = [self.sbatch_extra]
+        self.sbatch_extra = [str(x) for x in self.sbatch_extra]
+        parse_sbatch_extra(self.sbatch_extra)  # raises ConfigError on a malformed item
+
+
+def progress_bar(total: int, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="task", disable=not progress, dynamic_ncols=True)
+
+
+def record_failure(folder: Path, i: int, text: str, failed: dict[int, str], logs: dict[int, str]) -> None:
+    log = folder / "logs" / f"task-{i}.err"
+    write_text_atomic(log, text)
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    failed[i] = lines[-1] if lines else "failed"
+    logs[i] = str(log)

@@ -1,0 +1,71 @@
+"""Run one idempotent task per id: in this process, in local worker processes, or as a Slurm job array.
+
+The contract (used by the estimator for model shards, later by training sweeps)::
+
+    results = run_tasks(task, ids, cfg, folder, desc="shards")
+
+* ``task`` is a picklable callable object, called once per id as ``task(id)``. It must be
+  idempotent: it skips the work that is already finished (e.g. shard files that exist), so that a
+  re-run, a requeued Slurm job or a duplicate call resumes at the next unfinished unit.
+* ``cfg`` is an :class:`ExecutorConfig` (every field is a command-line option and a TOML key).
+* ``folder`` holds the executor's files: task logs (``logs/task-<id>.err`` for failures of the
+  in-process and local executors; submitit's ``<jobid>_<task>_log.{out,err}`` for Slurm), the
+  submitit pickles, and ``jobs.json`` (Slurm job ids per task id, read by :func:`job_states`).
+* Results come back in the order of ``ids``; if any task fails, the others still run and then
+  :class:`TasksFailedError` names the failed ids and their logs.
+
+Executors:
+
+``inprocess``
+    sequentially in this process, with a progress bar; the default, and the easiest to debug.
+``local``
+    ``workers`` processes (``spawn`` start method, so CUDA and threads are safe), with a progress bar.
+``slurm``
+    ONE submitit job array, requeued on time-out or pre-emption (:mod:`memadv.slurm.submit`).
+
+The executors are kept apart as submitit keeps ``local/`` apart from ``slurm/``: what they share is
+:mod:`memadv.executors.base`, the scheduler-free ones are :mod:`memadv.executors.local`, the Slurm
+one is :mod:`memadv.slurm.submit` (submission, reattachment) and :mod:`memadv.slurm.accounting`
+(job states); this module only dispatches, and :func:`task_states` reports each task's phase
+without Slurm's state names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from memadv.errors import ConfigError, UnknownChoiceError
+from memadv.executors.base import EXECUTORS, ExecutorConfig
+from memadv.executors.local import run_inprocess, run_local
+from memadv.slurm.accounting import job_states, task_phase
+from memadv.slurm.submit import run_slurm
+
+
+def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfig, folder: str | Path, *,
+              desc: str = "tasks", progress: bool = True) -> list[Any]:
+    """Call ``task(i)`` once for every ``i`` in ``ids`` on the executor of ``cfg``; results in ids order.
+
+    Raises :class:`TasksFailedError` (after every task has finished or failed) if any task failed.
+    """
+    ids = [int(i) for i in ids]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"run_tasks: duplicate task ids in {desc}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not ids:
+        return []
+    if cfg.executor == "inprocess":
+        return run_inprocess(task, ids, folder, desc, progress)
+    if cfg.executor == "local":
+        return run_local(task, ids, cfg, folder, desc, progress)
+    if cfg.executor == "slurm":
+        return run_slurm(task, ids, cfg, folder, desc, progress)
+    raise UnknownChoiceError("executor", cfg.executor, EXECUTORS)
+
+
+def task_states(folder: str | Path) -> dict[int, str]:
+    """Task id -> ``running``, ``failed``, ``done`` or ``other`` for the tasks of a submission whose
+    executor keeps state outside this process (Slurm: ``jobs.json`` + ``sacct``); ``{}`` otherwise.
+    Raises :class:`memadv.errors.MemadvError` if ``folder/jobs.json`` is unreadable."""
+    return {i: task_phase(state) for i, state in job_states(folder).items()}
