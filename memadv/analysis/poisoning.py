@@ -75,7 +75,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     from memadv.bat.runs import read_config
     from memadv.data.registry import load_dataset
     from memadv.data.splits import read_split_sets
-    from memadv.analysis.sec32 import representations
+    from memadv.bat.evaluate import representations
 
     run_dir = Path(run_dir)
     run = find_pgd_run(run_dir)

@@ -82,38 +82,6 @@ def sec31_run_names(settings: Sec3Settings) -> list[str]:
     return [f"{m}-seed{s}" for m, s in sec31_plan(settings)]
 
 
-@dataclass
-class Sec31Task:
-    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (method, seed) of the plan."""
-
-    run_dir: str
-    settings: Sec3Settings
-
-    def __call__(self, i: int) -> str:
-        from memadv.bat.objectives import ObjectiveConfig
-        from memadv.bat.train import train
-        from memadv.bat.train_config import TrainConfig
-        splits = Path(self.run_dir) / "splits" / "splits.parquet"
-        if not splits.is_file():
-            raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
-        method, seed = sec31_plan(self.settings)[i]
-        values = self.settings.train_values(method, seed)
-        cfg = TrainConfig(**values, splits=str(splits), name=f"{method}-seed{seed}")
-        return str(train(cfg, sec31_train_dir(Path(self.run_dir)), ObjectiveConfig()))
-
-
-def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
-              desc: str = "sec31 training") -> list[Path]:
-    """Train (or resume) the Section 3.1 runs through ``run_tasks``; returns their folders."""
-    from memadv.executors import ExecutorConfig, run_tasks
-    run_dir = Path(run_dir)
-    task = Sec31Task(str(run_dir), settings)
-    out = run_tasks(task, list(range(len(sec31_plan(settings)))), executor or ExecutorConfig(),
-                    run_dir / "sec31" / "jobs",
-                    desc=desc, progress=progress)
-    return [Path(p) for p in out]
-
-
 # --------------------------------------------------------------------------- reading runs
 
 def read_run(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -294,6 +262,6 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     return sec31_figures(run_dir, Path(out), getattr(args, "seeds", None))
 
 
-__all__ = ["Sec3Settings", "Sec31Task", "run_sec31", "load_sec31", "load_sec31_seeds", "mean_over_seeds",
+__all__ = ["Sec3Settings", "load_sec31", "load_sec31_seeds", "mean_over_seeds",
            "sec31_table", "sec31_figures", "early_late",
            "windows", "save_figure", "curves_figure", "add_arguments", "make_figures"]

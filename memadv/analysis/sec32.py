@@ -44,6 +44,7 @@ import torch
 
 from memadv.analysis.sec31 import (METHOD_LABELS, METHODS, Sec3Settings, curves_figure, df_to_markdown,
                                    mean_over_seeds, pyplot, read_run, save_figure, write_csv)
+from memadv.bat.evaluate import representations
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.dataset import Dataset
 from memadv.errors import MemadvError
@@ -75,22 +76,6 @@ def class_cosine(h: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray
     if pairs == 0:
         return float("nan")
     return float((total - same) / pairs)
-
-
-def representations(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
-                    batch_size: int = 512) -> torch.Tensor:
-    """``model.embed`` of uint8 images (eval mode, no grad), on the CPU."""
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        with torch.no_grad():
-            for s in range(0, images.shape[0], batch_size):
-                x = images[s:s + batch_size].to(device).float().div_(255.0)
-                out.append(model.embed(x).flatten(1).double().cpu())
-    finally:
-        model.train(was)
-    return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)
 
 
 def cosine_metrics(images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512):
@@ -134,52 +119,6 @@ def subset_dataset(ds: Dataset, train_ids: np.ndarray, test_ids: np.ndarray) -> 
     tr, te = torch.from_numpy(np.asarray(train_ids, np.int64)), torch.from_numpy(np.asarray(test_ids, np.int64))
     return Dataset(ds.name, ds.x_train[tr].clone(), ds.y_train[tr].clone(), ds.x_test[te].clone(),
                    ds.y_test[te].clone(), ds.num_classes, ds.mean, ds.std, list(ds.class_names))
-
-
-@dataclass
-class Sec32Task:
-    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (p, method, seed) of the plan."""
-
-    run_dir: str
-    settings: Sec3Settings
-
-    def __call__(self, i: int) -> str:
-        from memadv.bat.objectives import ObjectiveConfig
-        from memadv.bat.train import train
-        from memadv.bat.train_config import TrainConfig
-        from memadv.data.registry import load_dataset
-        from memadv.data.splits import read_split_sets
-        run_dir = Path(self.run_dir)
-        p, method, seed = sec32_plan(self.settings)[i]
-        s = self.settings
-        ds = load_dataset(s.dataset, s.data_root)
-        sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
-        train_ids, test_ids = subset_ids(sets, p, seed)
-        typ = np.asarray(sets["train/typical"], np.int64)
-        if typ.size == 0 or test_ids.size == 0:
-            raise MemadvError(f"sec32 needs non-empty D_typ and D'_typ; the split file has {typ.size} and "
-                              f"{test_ids.size}: use more estimator models or other thresholds")
-        write_json_atomic(sec32_dir(run_dir) / "subsets" / f"p{p}-seed{seed}.json",
-                          {"p": p, "seed": seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
-                           "n_atypical_kept": int(train_ids.size - typ.size), "n_test_typical": int(test_ids.size),
-                           "train_ids": train_ids.tolist(), "test_ids": test_ids.tolist()})
-        sub = subset_dataset(ds, train_ids, test_ids)
-        name = run_label(p, method, seed)
-        out = sec32_dir(run_dir) / "train"
-        cfg = TrainConfig(**s.train_values(method, seed), name=name)
-        t_typ = torch.from_numpy(typ)
-        return str(train(cfg, out, ObjectiveConfig(), dataset=sub,
-                         epoch_metrics=cosine_metrics(ds.x_train[t_typ], ds.y_train[t_typ])))
-
-
-def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
-              desc: str = "sec32 training") -> list[Path]:
-    from memadv.executors import ExecutorConfig, run_tasks
-    run_dir = Path(run_dir)
-    plan = sec32_plan(settings)
-    out = run_tasks(Sec32Task(str(run_dir), settings), list(range(len(plan))), executor or ExecutorConfig(),
-                    sec32_dir(run_dir) / "jobs", desc=desc, progress=progress)
-    return [Path(p) for p in out]
 
 
 def sec32_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
@@ -385,5 +324,5 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-__all__ = ["class_cosine", "cosine_metrics", "subset_ids", "subset_dataset", "Sec32Task", "run_sec32", "load_sec32",
+__all__ = ["class_cosine", "cosine_metrics", "subset_ids", "subset_dataset", "load_sec32",
            "table1", "cosine_reading", "sec32_figures", "add_arguments", "make_figures"]

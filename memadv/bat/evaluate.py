@@ -118,3 +118,19 @@ def subset_accuracy(model: nn.Module, dataset: Dataset, subsets: Mapping[str, np
         for key, ids in named.items():
             results[f"{key}/n"] = float(ids.size)
     return results
+
+
+def representations(model: torch.nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                    batch_size: int = 512) -> torch.Tensor:
+    """``model.embed`` of uint8 images (eval mode, no grad), on the CPU."""
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for s in range(0, images.shape[0], batch_size):
+                x = images[s:s + batch_size].to(device).float().div_(255.0)
+                out.append(model.embed(x).flatten(1).double().cpu())
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, 1, dtype=torch.float64)

@@ -43,7 +43,7 @@ RELEVANT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def run_name(cfg: TrainConfig, objective_cfg: Any = None) -> str:
+def run_name(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None) -> str:
     """``<method>[-<option><value>...]-seed<seed>``: the method's objective options set to something
     other than their defaults (BAT's alpha and beta always), then the seed; ``--name`` overrides."""
     if cfg.name:
@@ -67,7 +67,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def full_config(cfg: TrainConfig, objective_cfg: Any) -> dict[str, Any]:
+def full_config(cfg: TrainConfig, objective_cfg: ObjectiveConfig) -> dict[str, Any]:
     return {"train": config_to_dict(cfg), "objective": config_to_dict(objective_cfg)}
 
 

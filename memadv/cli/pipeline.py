@@ -11,7 +11,7 @@ from memadv.executors import ExecutorConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from memadv.analysis.pipeline import PipelineConfig
+    from memadv.experiments.pipeline import PipelineConfig
 
     p = sub.add_parser("pipeline", help="the whole chain on one dataset: estimate, splits, Sec. 3.1/3.2, BAT, report",
                        description="Run every stage on one dataset with its defaults: estimate (scores), splits, "
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memadv.analysis.pipeline import PipelineConfig, run_pipeline
+    from memadv.experiments.pipeline import PipelineConfig, run_pipeline
 
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")

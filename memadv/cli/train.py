@@ -10,6 +10,7 @@ from memadv.bat.train import train
 from memadv.bat.train_config import METHODS, TrainConfig
 from memadv.config import add_config_arguments, build_config
 from memadv.errors import ConfigError
+from memadv.executors import ExecutorConfig
 
 DESCRIPTION = f"""\
 Train with {', '.join(METHODS)} (paper Sec. 4-5: SGD, lr 0.1 x0.1 at epochs 80 and 120 of 160,
@@ -18,10 +19,11 @@ momentum 0.9, weight decay 5e-4; small-data defaults for the embedded sets). Eve
 OUT/<run>/metrics.parquet; last.pt, best_adv.pt and best_clean.pt are kept, and after the last epoch
 final.parquet holds clean / FGSM / PGD-20 / CW / AutoAttack accuracy (Table 4). Re-running the same
 command resumes a killed run. BAT needs --scores; typical/atypical subsets come from --splits (default:
-the splits/ folder beside --scores).
+the splits/ folder beside --scores). With --executor local or slurm the run is one task of that
+executor (a worker process, or a Slurm job array of one); the default, inprocess, trains in this process.
 
 With --sweep FILE every run of a TOML sweep file (methods x hyper-parameters x seeds, see
-memadv.bat.sweep) is one task of the chosen executor (inprocess, local, slurm); only --out, --device
+memadv.experiments.sweep) is one task of the chosen executor (inprocess, local, slurm); only --out, --device
 and --data-root may accompany it. Re-running a sweep finishes what is missing."""
 
 # options that may accompany --sweep (they describe the machine or the output, not the runs)
@@ -29,8 +31,6 @@ SWEEP_OVERRIDES = ("device", "data_root", "progress")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from memadv.executors import ExecutorConfig
-
     p = sub.add_parser("train", help="adversarial training: BAT, PGD-AT, TRADES, MART, GAIRAT, ERM (Sec. 4-5)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=None,
@@ -53,8 +53,13 @@ def run(args: argparse.Namespace) -> int:
     _check_toml_keys(args.config)
     cfg = build_config(TrainConfig, given, args.config, section="train")
     ocfg = build_config(ObjectiveConfig, given, args.config, section="objective")
+    ecfg = build_config(ExecutorConfig, given, args.config, section="executor")
     out = args.out if args.out is not None else Path("runs") / cfg.dataset / "train"
-    run_dir = train(cfg, out, ocfg)
+    if ecfg.executor == "inprocess":
+        run_dir = train(cfg, out, ocfg)
+    else:  # one task on a local worker or a Slurm array of one
+        from memadv.experiments.sweep import run_single
+        run_dir = run_single(cfg, ocfg, out, ecfg, progress=given.get("progress", True))
     print(run_dir)
     return 0
 
@@ -66,7 +71,6 @@ def _check_toml_keys(path: Path | None) -> None:
     import dataclasses
 
     from memadv.config import read_toml
-    from memadv.executors import ExecutorConfig
 
     known = {f.name for cls in (TrainConfig, ObjectiveConfig, ExecutorConfig) for f in dataclasses.fields(cls)}
     keys = set()
@@ -80,8 +84,7 @@ def _check_toml_keys(path: Path | None) -> None:
 def _run_sweep(args: argparse.Namespace, given: dict) -> int:
     import dataclasses
 
-    from memadv.bat.sweep import run_sweep
-    from memadv.executors import ExecutorConfig
+    from memadv.experiments.sweep import run_sweep
 
     run_options = {f.name for cls in (TrainConfig, ObjectiveConfig) for f in dataclasses.fields(cls)}
     extra = sorted(k for k in given if k in run_options and k not in SWEEP_OVERRIDES)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memadv.analysis.pipeline import PipelineConfig, run_pipeline
+from memadv.experiments.pipeline import PipelineConfig, run_pipeline
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from memadv.bat.sweep import expand_sweep, plan_sweep
+from memadv.experiments.sweep import expand_sweep, plan_sweep
 from memadv.cli.main import main
 from memadv.errors import ConfigError
 

@@ -136,7 +136,7 @@ class PipelineConfig:
 
 
 def run_names(runs: list[dict[str, Any]]) -> list[str]:
-    from memadv.bat.sweep import build_run_configs
+    from memadv.experiments.sweep import build_run_configs
     from memadv.bat.runs import run_name
     out = []
     for r in runs:
@@ -210,6 +210,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
            pcfg: PipelineConfig | None = None) -> list[Stage]:
     from memadv.analysis import sec31 as s31
     from memadv.analysis import sec32 as s32
+    from memadv.experiments import sec3
 
     pcfg = pcfg or PipelineConfig()
     cfg = pcfg.estimate_config(cfg)
@@ -232,18 +233,18 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         score_figures.make_figures(run_dir, args)
 
     def run_sec31(run_dir: Path) -> None:
-        s31.run_sec31(run_dir, settings, executor, progress=progress)
+        sec3.run_sec31(run_dir, settings, executor, progress=progress)
         s31.sec31_figures(run_dir, run_dir / "report" / "sec31", settings.seeds)
 
     def run_sec32(run_dir: Path) -> None:
         from memadv.analysis import poisoning
-        s32.run_sec32(run_dir, settings, executor, progress=progress)
+        sec3.run_sec32(run_dir, settings, executor, progress=progress)
         s32.sec32_figures(run_dir, run_dir / "report" / "sec32", settings.seeds)
         poisoning.poisoning_figure(run_dir, run_dir / "report" / "sec32")
 
     def run_table(run_dir: Path) -> None:
         from memadv.analysis import bat_tables
-        from memadv.bat.sweep import TrainTask
+        from memadv.experiments.sweep import TrainTask
         from memadv.executors import run_tasks
         runs = pcfg.table_runs(cfg, run_dir)
         task = TrainTask(runs=runs, out_dir=str(run_dir / "train"), overrides={})
@@ -253,7 +254,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
 
     def run_ablation(run_dir: Path) -> None:
         from memadv.analysis import ablation
-        from memadv.bat.sweep import TrainTask
+        from memadv.experiments.sweep import TrainTask
         from memadv.executors import run_tasks
         new, shared = pcfg.ablation_runs(cfg, run_dir)
         _link_runs(run_dir / "train", run_dir / "ablation" / "train", run_names(shared))

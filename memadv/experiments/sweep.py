@@ -176,3 +176,29 @@ def run_sweep(path: str | Path, executor_cfg: Any, out: str | Path | None = None
     results = run_tasks(task, list(range(len(task.runs))), executor_cfg, folder, desc="training runs",
                         progress=progress)
     return [Path(r) for r in results]
+
+
+@dataclass
+class SingleRunTask:
+    """Picklable, idempotent task of one training run given as configs (``memadv train --executor
+    local|slurm``): ``task(0)`` trains, resumes or skips it; progress bars off (they would fill logs)."""
+
+    cfg: TrainConfig
+    objective_cfg: ObjectiveConfig
+    out_dir: str
+
+    def __call__(self, i: int) -> str:
+        from memadv.bat.train import train
+        return str(train(dataclasses.replace(self.cfg, progress=False), self.out_dir, self.objective_cfg))
+
+
+def run_single(cfg: TrainConfig, objective_cfg: ObjectiveConfig, out: str | Path, executor_cfg: Any,
+               progress: bool = True) -> Path:
+    """Train one run as the single task of ``executor_cfg``'s executor (its files in
+    ``<out>/.sweep/<run name>/``); returns the run folder. Raises
+    :class:`memadv.executors.TasksFailedError` naming the task's log if the run failed."""
+    from memadv.executors import run_tasks
+    folder = Path(out) / ".sweep" / run_name(cfg, objective_cfg)
+    [result] = run_tasks(SingleRunTask(cfg, objective_cfg, str(out)), [0], executor_cfg, folder,
+                         desc="training run", progress=progress)
+    return Path(result)

@@ -1,0 +1,100 @@
+"""Sections 3.1 and 3.2 of the paper as tasks: which training runs they need and their submission.
+
+:class:`Sec31Task` / :class:`Sec32Task` are picklable, idempotent tasks (``task(i)`` trains, resumes
+or skips the i-th run of :func:`memadv.analysis.sec31.sec31_plan` / :func:`memadv.analysis.sec32.sec32_plan`);
+:func:`run_sec31` / :func:`run_sec32` run them through :func:`memadv.executors.run_tasks`. The
+figures and tables of those runs are drawn by :mod:`memadv.analysis.sec31` and :mod:`memadv.analysis.sec32`,
+which only read the run folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from memadv.analysis.sec31 import Sec3Settings, sec31_plan, sec31_train_dir
+from memadv.analysis.sec32 import cosine_metrics, run_label, sec32_dir, sec32_plan, subset_dataset, subset_ids
+from memadv.data.atomic import write_json_atomic
+from memadv.errors import MemadvError
+
+
+@dataclass
+class Sec31Task:
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (method, seed) of the plan."""
+
+    run_dir: str
+    settings: Sec3Settings
+
+    def __call__(self, i: int) -> str:
+        from memadv.bat.objectives import ObjectiveConfig
+        from memadv.bat.train import train
+        from memadv.bat.train_config import TrainConfig
+        splits = Path(self.run_dir) / "splits" / "splits.parquet"
+        if not splits.is_file():
+            raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
+        method, seed = sec31_plan(self.settings)[i]
+        values = self.settings.train_values(method, seed)
+        cfg = TrainConfig(**values, splits=str(splits), name=f"{method}-seed{seed}")
+        return str(train(cfg, sec31_train_dir(Path(self.run_dir)), ObjectiveConfig()))
+
+
+def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
+              desc: str = "sec31 training") -> list[Path]:
+    """Train (or resume) the Section 3.1 runs through ``run_tasks``; returns their folders."""
+    from memadv.executors import ExecutorConfig, run_tasks
+    run_dir = Path(run_dir)
+    task = Sec31Task(str(run_dir), settings)
+    out = run_tasks(task, list(range(len(sec31_plan(settings)))), executor or ExecutorConfig(),
+                    run_dir / "sec31" / "jobs",
+                    desc=desc, progress=progress)
+    return [Path(p) for p in out]
+
+
+@dataclass
+class Sec32Task:
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (p, method, seed) of the plan."""
+
+    run_dir: str
+    settings: Sec3Settings
+
+    def __call__(self, i: int) -> str:
+        from memadv.bat.objectives import ObjectiveConfig
+        from memadv.bat.train import train
+        from memadv.bat.train_config import TrainConfig
+        from memadv.data.registry import load_dataset
+        from memadv.data.splits import read_split_sets
+        run_dir = Path(self.run_dir)
+        p, method, seed = sec32_plan(self.settings)[i]
+        s = self.settings
+        ds = load_dataset(s.dataset, s.data_root)
+        sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
+        train_ids, test_ids = subset_ids(sets, p, seed)
+        typ = np.asarray(sets["train/typical"], np.int64)
+        if typ.size == 0 or test_ids.size == 0:
+            raise MemadvError(f"sec32 needs non-empty D_typ and D'_typ; the split file has {typ.size} and "
+                              f"{test_ids.size}: use more estimator models or other thresholds")
+        write_json_atomic(sec32_dir(run_dir) / "subsets" / f"p{p}-seed{seed}.json",
+                          {"p": p, "seed": seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
+                           "n_atypical_kept": int(train_ids.size - typ.size), "n_test_typical": int(test_ids.size),
+                           "train_ids": train_ids.tolist(), "test_ids": test_ids.tolist()})
+        sub = subset_dataset(ds, train_ids, test_ids)
+        name = run_label(p, method, seed)
+        out = sec32_dir(run_dir) / "train"
+        cfg = TrainConfig(**s.train_values(method, seed), name=name)
+        t_typ = torch.from_numpy(typ)
+        return str(train(cfg, out, ObjectiveConfig(), dataset=sub,
+                         epoch_metrics=cosine_metrics(ds.x_train[t_typ], ds.y_train[t_typ])))
+
+
+def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
+              desc: str = "sec32 training") -> list[Path]:
+    from memadv.executors import ExecutorConfig, run_tasks
+    run_dir = Path(run_dir)
+    plan = sec32_plan(settings)
+    out = run_tasks(Sec32Task(str(run_dir), settings), list(range(len(plan))), executor or ExecutorConfig(),
+                    sec32_dir(run_dir) / "jobs", desc=desc, progress=progress)
+    return [Path(p) for p in out]

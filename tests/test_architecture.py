@@ -1,0 +1,142 @@
+"""Layering of memadv (docs/architecture.md): no import cycle, also none hidden by a function-level
+import; memadv.bat knows nothing of executors or Slurm; memadv.analysis only reads and draws; no
+module over 520 lines. Imports are read with ``ast`` (top level and inside functions alike)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "memadv"
+MAX_LINES = 520
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _target(name: str) -> str | None:
+    """The memadv module that importing ``name`` executes last (its longest known prefix)."""
+    parts = name.split(".")
+    while parts:
+        cand = ".".join(parts)
+        if cand in MODULES:
+            return cand
+        parts.pop()
+    return None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the memadv modules it imports anywhere in its body."""
+    graph: dict[str, set[str]] = {}
+    for mod, path in MODULES.items():
+        edges: set[str] = set()
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                names = [f"{base}.{a.name}" for a in node.names] + [base]
+            else:
+                continue
+            for n in names:
+                t = _target(n)
+                if t is not None and t != mod:
+                    edges.add(t)
+        graph[mod] = edges
+    return graph
+
+
+GRAPH = import_graph()
+
+
+def _reach(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in GRAPH[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _cycles() -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(GRAPH[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_walker_sees_function_level_imports():
+    # memadv.cli.train imports memadv.experiments.sweep only inside a function
+    assert "memadv.experiments.sweep" in GRAPH["memadv.cli.train"]
+    assert "memadv.bat.train" in GRAPH["memadv.experiments.sweep"]
+
+
+def test_no_import_cycle():
+    assert _cycles() == []
+
+
+def test_cycle_detection_can_fail(monkeypatch):
+    monkeypatch.setitem(GRAPH, "memadv.errors", GRAPH["memadv.errors"] | {"memadv.bat.train"})
+    assert any("memadv.errors" in c and "memadv.bat.train" in c for c in _cycles())
+
+
+@pytest.mark.parametrize("package,forbidden", [
+    ("memadv.bat", ("memadv.slurm", "memadv.executors", "memadv.experiments", "memadv.analysis", "memadv.cli")),
+    ("memadv.analysis", ("memadv.slurm", "memadv.executors", "memadv.experiments", "memadv.cli")),
+    ("memadv.data", ("memadv.slurm", "memadv.executors", "memadv.experiments", "memadv.analysis", "memadv.bat")),
+    ("memadv.executors", ("memadv.bat", "memadv.estimate", "memadv.experiments", "memadv.analysis", "memadv.cli")),
+])
+def test_layers(package, forbidden):
+    bad = {m: sorted(r for r in _reach(m) if r.startswith(forbidden))
+           for m in MODULES if m == package or m.startswith(package + ".")}
+    assert {m: r for m, r in bad.items() if r} == {}
+
+
+def test_no_module_over_520_lines():
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
