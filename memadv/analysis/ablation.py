@@ -22,6 +22,7 @@ import pandas as pd
 from memadv.analysis.bat_tables import SELECT, Run, find_runs, report_dir, select_row
 from memadv.analysis.outputs import pyplot, save_figure, write_csv
 from memadv.data.atomic import write_text_atomic
+from memadv.data.tables import markdown_table
 from memadv.errors import MemadvError
 
 # options that may vary inside one grid
@@ -69,11 +70,10 @@ def ablation_grid(runs: list[Run], select: str = "last") -> pd.DataFrame:
 
 
 def _markdown(df: pd.DataFrame, select: str) -> str:
-    lines = ["### Fig. 5: BAT ablation (overall test accuracy, %)", "",
-             "| α | β | Clean Acc. | Adv. Acc. (PGD-20) | seeds | source |", "|---|---|---|---|---|---|"]
-    for _, r in df.iterrows():
-        lines.append(f"| {r['alpha']:g} | {r['beta']:g} | {r['clean']:.1f} | {r['adv']:.1f} | {int(r['n_seeds'])} "
-                     f"| {r['source']} |")
+    rows = [[f"{r['alpha']:g}", f"{r['beta']:g}", f"{r['clean']:.1f}", f"{r['adv']:.1f}", int(r["n_seeds"]),
+             r["source"]] for _, r in df.iterrows()]
+    lines = ["### Fig. 5: BAT ablation (overall test accuracy, %)", ""] + markdown_table(
+        ["α", "β", "Clean Acc.", "Adv. Acc. (PGD-20)", "seeds", "source"], rows)
     lines += ["", f"Checkpoint: {select}; source `pgd` = PGD-AT runs standing in for α = β = 0."]
     return "\n".join(lines) + "\n"
 

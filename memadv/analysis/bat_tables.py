@@ -33,7 +33,7 @@ import pandas as pd
 
 from memadv.analysis.outputs import pyplot, save_figure, write_csv
 from memadv.data.atomic import write_text_atomic
-from memadv.data.tables import read_table
+from memadv.data.tables import markdown_table, read_table
 from memadv.errors import MemadvError
 
 SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
@@ -207,10 +207,9 @@ def _cell(mean: float, std: float) -> str:
 
 def to_markdown(df: pd.DataFrame, value_cols: list[str], title: str, note: str = "") -> str:
     head = ["Method"] + value_cols
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in df.iterrows():
-        cells = [str(r["method"])] + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols]
-        lines.append("| " + " | ".join(cells) + " |")
+    rows = [[str(r["method"])] + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols]
+            for _, r in df.iterrows()]
+    lines = [f"### {title}", ""] + markdown_table(head, rows)
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
 import json
 import math
 import re
@@ -21,11 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import markdown
 import numpy as np
 import pandas as pd
 
 from memadv.analysis.sec31 import early_late
 from memadv.data.atomic import write_json_atomic, write_text_atomic
+from memadv.data.tables import markdown_table
 
 C1_MIN_TRAIN_ATYP = 0.95     # C1: train-atypical clean accuracy at the end >= 95%
 C2_MIN_RISE = 0.05           # C2: test-atypical clean accuracy rises by >= 5 points (early -> late window)
@@ -311,10 +312,8 @@ def noise_section(run_dir: Path) -> str:
 # --------------------------------------------------------------------------- rendering
 
 def claims_markdown(claims: list[Claim]) -> str:
-    lines = ["| claim | section | statement | on this run | deciding numbers |", "|---|---|---|---|---|"]
-    for c in claims:
-        lines.append(f"| {c.id} | {c.section} | {c.text} | **{c.verdict}** | {c.numbers} |")
-    return "\n".join(lines)
+    return "\n".join(markdown_table(["claim", "section", "statement", "on this run", "deciding numbers"],
+                                    [[c.id, c.section, c.text, f"**{c.verdict}**", c.numbers] for c in claims]))
 
 
 def render_markdown(g: dict[str, Any]) -> str:
@@ -349,55 +348,21 @@ def render_markdown(g: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _inline(text: str) -> str:
-    t = html.escape(text, quote=False)
-    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
-    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-    return t
-
-
 def markdown_to_html(md: str, images: dict[str, str]) -> str:
-    """The small Markdown subset the report uses (headings, tables, bullets, images, paragraphs);
-    images whose path is a key of ``images`` become data: URIs."""
-    out: list[str] = []
-    lines = md.splitlines()
-    i = 0
-    while i < len(lines):
-        ln = lines[i]
-        if ln.startswith("#"):
-            level = len(ln) - len(ln.lstrip("#"))
-            out.append(f"<h{level}>{_inline(ln[level:].strip())}</h{level}>")
-        elif ln.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
-                i += 1
-            i -= 1
-            body = [r for r in rows[1:] if not all(re.fullmatch(r":?-+:?", c or "-") for c in r)]
-            head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>"
-                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
-                       + "</tbody></table>")
-        elif ln.startswith("!["):
-            m = re.match(r"!\[(.*?)\]\((.*?)\)", ln)
-            if m and m.group(2) in images:
-                out.append(f'<figure><img alt="{html.escape(m.group(1))}" src="data:image/png;base64,'
-                           f'{images[m.group(2)]}"/><figcaption>{html.escape(m.group(1))}</figcaption></figure>')
-        elif ln.startswith("* "):
-            items = []
-            while i < len(lines) and lines[i].startswith("* "):
-                items.append(f"<li>{_inline(lines[i][2:])}</li>")
-                i += 1
-            i -= 1
-            out.append("<ul>" + "".join(items) + "</ul>")
-        elif ln.strip():
-            out.append(f"<p>{_inline(ln)}</p>")
-        i += 1
+    """A self-contained HTML page of the report's Markdown, rendered by Python-Markdown with its
+    ``tables`` extension (GitHub-style tables; ``\\|`` in a cell is a literal ``|``, see
+    :func:`memadv.data.tables.markdown_table`); an image ``![alt](path)`` whose path is a key of
+    ``images`` (base64 PNG data) is embedded as a data: URI."""
+    def embed(m: re.Match[str]) -> str:
+        alt, src = m.group(1), m.group(2)
+        return f"![{alt}](data:image/png;base64,{images[src]})" if src in images else m.group(0)
+
+    body = markdown.markdown(re.sub(r"!\[(.*?)\]\((.*?)\)", embed, md), extensions=["tables"], output_format="html")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:"
              "collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #bbb;padding:3px 6px;vertical-align:top}"
              "img{max-width:100%}figure{margin:1em 0}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>memadv report</title><style>{style}</style>"
-            f"</head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+            f"</head><body>\n" + body + "\n</body></html>\n")
 
 
 def write_report(run_dir: str | Path, seeds: list[int] | None = None) -> list[Path]:

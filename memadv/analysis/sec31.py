@@ -31,6 +31,7 @@ import pandas as pd
 
 from memadv.analysis.outputs import pyplot, save_figure, write_csv
 from memadv.data.atomic import write_text_atomic
+from memadv.data.tables import markdown_table
 from memadv.errors import MemadvError
 
 METHODS = ("erm", "pgd")
@@ -180,7 +181,7 @@ def sec31_table(runs: dict[str, pd.DataFrame], n_seeds: dict[str, int] | None = 
 def df_to_markdown(df: pd.DataFrame, title: str, note: str = "", fmt: str = "{:.1f}") -> str:
     """A plain Markdown table (floats formatted with ``fmt``; NaN as an en dash)."""
     cols = list(df.columns)
-    lines = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = []
     for _, r in df.iterrows():
         cells = []
         for c in cols:
@@ -189,7 +190,8 @@ def df_to_markdown(df: pd.DataFrame, title: str, note: str = "", fmt: str = "{:.
                 cells.append("–" if np.isnan(v) else fmt.format(float(v)))
             else:
                 cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines = [f"### {title}", ""] + markdown_table(cols, rows)
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"

@@ -45,7 +45,7 @@ from memadv.config import check_range, config_to_dict, option
 from memadv.data.atomic import write_text_atomic
 from memadv.data.dataset import Dataset
 from memadv.data.scores import Scores, check_fingerprint
-from memadv.data.tables import read_table, write_table
+from memadv.data.tables import markdown_table, read_table, write_table
 from memadv.errors import (ConfigError, FingerprintMismatchError, IncompleteRunError, SchemaError,
                            UnknownChoiceError)
 
@@ -371,28 +371,30 @@ def render_summary(result: SplitResult, meta: dict[str, Any], title: str) -> str
            f"infl atypical > {th['infl_atypical']}, infl typical > {th['infl_typical']} excludes, "
            f"min test accuracy {th['min_test_acc']}, pairs {th['pairs']}, significance "
            f"{th['significance'] if th['significance'] is not None else 'off'}.", "",
-           "## Sets", "", "| set | size |", "|---|---:|"]
-    out += [f"| {k} | {v.size} |" for k, v in result.sets.items()]
-    out += ["", "## Rules", "", "| set | rule | considered | removed | kept |", "|---|---|---:|---:|---:|"]
-    out += [f"| {r['set']} | {r['rule']} | {r['considered']} | {r['removed']} | "
-            f"{'' if r['kept'] is None else r['kept']} |" for r in result.rules]
+           "## Sets", ""]
+    out += markdown_table(["set", "size"], [[k, v.size] for k, v in result.sets.items()], align="lr")
+    out += ["", "## Rules", ""]
+    out += markdown_table(["set", "rule", "considered", "removed", "kept"],
+                          [[r["set"], r["rule"], r["considered"], r["removed"], "" if r["kept"] is None else r["kept"]]
+                           for r in result.rules], align="llrrr")
     out += ["", "## Noise floor", "",
             "Median standard error of the estimates each rule compares (over those with a non-zero SE; the share "
             "with SE 0, where all models agree, is listed), threshold / SE, and for the test rules the median "
             "number of atypical training examples (non-zero SE) a test example is compared with on average and the "
             "expected share of test examples for which noise alone would cross the threshold if all their true "
-            "influences were zero.", "",
-            "| rule | threshold | median SE | threshold / SE | share SE = 0 | comparisons | share crossed by noise | note |",
-            "|---|---:|---:|---:|---:|---:|---:|---|"]
+            "influences were zero.", ""]
 
     def f(x: Any, spec: str = ".3g") -> str:
         return "" if x is None else format(x, spec)
-    out += [f"| {r['rule']} | {r['threshold']} | {f(r['se'])} | {f(r['ratio'], '.2f')} | {f(r['zero_se'], '.1%')} "
-            f"| {f(r['comparisons'], '.3g')} | {f(r['p_noise'], '.3f')} | {r['note']} |" for r in result.noise]
+    out += markdown_table(["rule", "threshold", "median SE", "threshold / SE", "share SE = 0", "comparisons",
+                           "share crossed by noise", "note"],
+                          [[r["rule"], r["threshold"], f(r["se"]), f(r["ratio"], ".2f"), f(r["zero_se"], ".1%"),
+                            f(r["comparisons"], ".3g"), f(r["p_noise"], ".3f"), r["note"]] for r in result.noise],
+                          align="lrrrrrrl")
     out += ["", "## Size per class", ""]
     pc = result.per_class
-    out += ["| class | " + " | ".join(SET_KEYS) + " |", "|---|" + "---:|" * len(SET_KEYS)]
-    out += [f"| {c} | " + " | ".join(str(int(pc.loc[k, c])) for k in SET_KEYS) + " |" for c in pc.columns]
+    out += markdown_table(["class", *SET_KEYS], [[c, *(int(pc.loc[k, c]) for k in SET_KEYS)] for c in pc.columns],
+                          align="l" + "r" * len(SET_KEYS))
     if result.warnings:
         out += ["", "## Warnings", ""] + [f"* {w}" for w in result.warnings]
     out += ["", "## Files", "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -46,3 +46,28 @@ def read_table(path: str | Path, columns: list[str] | None = None,
         if missing:
             raise SchemaError(f"{path} lacks columns {missing}; expected {required}")
     return df, read_meta(path)
+
+
+def markdown_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], align: str | None = None) -> list[str]:
+    """The lines of a Markdown table, ``| a | b |``, for every table memadv writes (report, summaries).
+
+    Each cell is ``str(cell)`` with ``|`` escaped as ``\\|`` and newlines as spaces, so text such as
+    ``|change| < 5`` stays in its cell (GitHub-flavoured Markdown tables, as Python-Markdown's
+    ``tables`` extension and GitHub read them). ``align``: one letter per column, ``l`` (``---``) or
+    ``r`` (``---:``); default all ``l``. Raises ValueError if ``align`` or a row has another length.
+    """
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    header = list(header)
+    align = align or "l" * len(header)
+    if len(align) != len(header):
+        raise ValueError(f"markdown_table: align {align!r} has {len(align)} columns, the header {len(header)}")
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+             "|" + "".join("---:|" if a == "r" else "---|" for a in align)]
+    for r in rows:
+        r = list(r)
+        if len(r) != len(header):
+            raise ValueError(f"markdown_table: a row has {len(r)} cells, the header {len(header)}: {r}")
+        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
+    return lines

@@ -153,9 +153,53 @@ def test_markdown_to_html_embeds_images_and_tables():
     b64 = base64.b64encode(buf.getvalue()).decode()
     md = "# T\n\n| a | b |\n|---|---:|\n| 1 | **x** |\n\n* item `c`\n\n![f.png](f.png)\n"
     out = report.markdown_to_html(md, {"f.png": b64})
-    assert "<h1>T</h1>" in out and "<td>1</td><td><strong>x</strong></td>" in out
-    assert "<li>item <code>c</code></li>" in out
+    assert "<h1>T</h1>" in out and _table_cells(out) == [[["a", "b"], ["1", "x"]]]
+    assert "<strong>x</strong>" in out and "<li>item <code>c</code></li>" in out
     assert f"data:image/png;base64,{b64}" in out
+
+
+def _table_cells(html_text: str) -> list[list[list[str]]]:
+    """Text of every cell, per row, per table, as a browser would lay them out."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.tables[-1][-1].append(self.cell.strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Cells()
+    parser.feed(html_text)
+    return parser.tables
+
+
+def test_a_cell_holding_a_pipe_stays_one_cell_in_markdown_and_html():
+    """Claim C2's deciding numbers hold ``|change| < 5``: the claims table keeps five columns."""
+    from memadv.data.tables import markdown_table
+    claims = [report.Claim("C2", "3.1", "statement", True, "ok |change| < 5 pp")]
+    md = report.claims_markdown(claims)
+    assert md.splitlines()[2].count("\\|") == 2
+    rows = _table_cells(report.markdown_to_html(md, {}))[0]
+    assert [len(r) for r in rows] == [5, 5]
+    assert rows[1][4] == "ok |change| < 5 pp" and rows[1][3] == "holds"
+    # every table writer goes through the one escaping writer
+    assert markdown_table(["a|b"], [["x|y"]], align="r") == ["| a\\|b |", "|---:|", "| x\\|y |"]
 
 
 # --------------------------------------------------------------------------- several seeds
