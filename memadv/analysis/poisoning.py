@@ -59,20 +59,10 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
     return np.concatenate(qs).astype(float), np.concatenate(ts).astype(np.int64)
 
 
-def _load_model(run: Path, file: str, ds: Any, conf: dict[str, Any]) -> tuple[torch.nn.Module, int]:
-    from memadv.bat.runs import load_checkpoint
-    from memadv.nets import build_net
-    ck = load_checkpoint(run / file)
-    torch.manual_seed(0)
-    model = build_net(conf["train"]["net"], ds.num_classes, ds.image_shape, ds.mean, ds.std)
-    model.load_state_dict(ck["model"])
-    return model.eval(), int(ck["epoch"])
-
-
 def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_show: int = 6,
                      n_neighbours: int = 4) -> list[Path]:
     from memadv.bat.objectives import ObjectiveConfig
-    from memadv.bat.runs import read_config
+    from memadv.bat.runs import TrainingRun
     from memadv.data.registry import load_dataset
     from memadv.data.splits import read_split_sets
     from memadv.bat.evaluate import representations
@@ -81,7 +71,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     run = find_pgd_run(run_dir)
     if run is None:
         raise MemadvError(f"Fig. 3 needs the Section 3.1 PGD-AT run under {sec31_train_dir(run_dir)}; run the pipeline")
-    conf = read_config(run)
+    conf = TrainingRun(run).config()
     ds = load_dataset(conf["train"]["dataset"], conf["train"].get("data_root"))
     sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
     atyp, typ = sets["train/atypical"], sets["train/typical"]
@@ -93,7 +83,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     for file in ("last.pt", "best_adv.pt"):
         if not (run / file).is_file():
             continue
-        model, epoch = _load_model(run, file, ds, conf)
+        model, epoch = TrainingRun(run).load_model(ds, file)
         ids = torch.from_numpy(atyp)
         q, t = poisoning_scores(model, ds.x_train[ids], ds.y_train[ids], ocfg, seed)
         n_above = int((q > threshold).sum())

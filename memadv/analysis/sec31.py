@@ -33,6 +33,7 @@ from memadv.analysis.outputs import pyplot, save_figure, write_csv
 from memadv.data.atomic import write_text_atomic
 from memadv.data.tables import markdown_table
 from memadv.errors import MemadvError
+from memadv.layout import RunLayout
 
 METHODS = ("erm", "pgd")
 METHOD_LABELS = {"erm": "ERM", "pgd": "PGD-AT"}
@@ -72,7 +73,7 @@ class Sec3Settings:
 
 
 def sec31_train_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "sec31" / "train"
+    return RunLayout(run_dir).sec31_train
 
 
 def sec31_plan(settings: Sec3Settings) -> list[tuple[str, int]]:
@@ -86,10 +87,11 @@ def sec31_run_names(settings: Sec3Settings) -> list[str]:
 # --------------------------------------------------------------------------- reading runs
 
 def read_run(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from memadv.bat.runs import read_config, read_metrics
-    if not (folder / "metrics.parquet").is_file():
+    from memadv.bat.runs import TrainingRun
+    run = TrainingRun(folder)
+    if not run.has_metrics():
         raise MemadvError(f"{folder} has no metrics.parquet; run `memadv pipeline` (or its sec3 stages) first")
-    return read_metrics(folder).sort_values("epoch").reset_index(drop=True), read_config(folder)
+    return run.metrics().sort_values("epoch").reset_index(drop=True), run.config()
 
 
 def mean_over_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -260,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     run_dir = Path(run_dir)
-    out = getattr(args, "out", None) or run_dir / "report" / "sec31"
+    out = getattr(args, "out", None) or RunLayout(run_dir).report_sec31
     return sec31_figures(run_dir, Path(out), getattr(args, "seeds", None))
 
 

@@ -48,6 +48,7 @@ from memadv.bat.evaluate import representations
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.dataset import Dataset
 from memadv.errors import MemadvError
+from memadv.layout import RunLayout
 
 # The paper's Table 1 (CIFAR-100, PGD-AT), "Cosine Distance" at 0 / 20 / 100 % atypical examples.
 PAPER_TABLE1 = {"ResNet18": {0: 0.66, 20: 0.62, 100: 0.59}, "WRN28": {0: 0.64, 20: 0.61, 100: 0.57}}
@@ -91,10 +92,6 @@ def cosine_metrics(images: torch.Tensor, labels: torch.Tensor, batch_size: int =
     return measure
 
 
-def sec32_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "sec32"
-
-
 def run_label(p: int, method: str, seed: int) -> str:
     return f"p{p}-{method}-seed{seed}"
 
@@ -122,7 +119,7 @@ def subset_dataset(ds: Dataset, train_ids: np.ndarray, test_ids: np.ndarray) -> 
 
 
 def sec32_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
-    return [sec32_dir(run_dir) / "train" / run_label(p, m, seed) for p, m, seed in sec32_plan(settings)]
+    return [RunLayout(run_dir).sec32_train / run_label(p, m, seed) for p, m, seed in sec32_plan(settings)]
 
 
 # --------------------------------------------------------------------------- reading back
@@ -138,7 +135,7 @@ class Sec32Run:
 
 def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
     """Every Section 3.2 run under ``RUN/sec32/train`` (``seeds``: only those), ordered by p, method, seed."""
-    base = sec32_dir(run_dir) / "train"
+    base = RunLayout(run_dir).sec32_train
     found: list[tuple[int, int, str, Path]] = []
     for d in sorted(base.glob("p*-*-seed*")) if base.is_dir() else []:
         try:
@@ -315,7 +312,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     run_dir = Path(run_dir)
-    out = Path(getattr(args, "out", None) or run_dir / "report" / "sec32")
+    out = Path(getattr(args, "out", None) or RunLayout(run_dir).report_sec32)
     paths = sec32_figures(run_dir, out, getattr(args, "seeds", None))
     if getattr(args, "fig3", True):
         from memadv.analysis import poisoning

@@ -20,8 +20,10 @@ from memadv.bat.objectives import ObjectiveConfig
 from memadv.bat.train_config import MACHINE_FIELDS, TrainConfig
 from memadv.config import config_to_dict
 from memadv.data.atomic import atomic_path
+from memadv.data.dataset import Dataset
 from memadv.data.tables import read_table
 from memadv.errors import ConfigError, MemadvError
+from memadv.nets import build_net
 
 CHECKPOINT_VERSION = 1
 FINAL_COLUMNS = ["checkpoint", "epoch", "subset", "attack", "acc", "n"]
@@ -148,3 +150,59 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise MemadvError(f"{run_dir} has no config.json; it is not a training run folder")
     return json.loads(path.read_text())
+
+
+class TrainingRun:
+    """One training run folder, read back: the one reader of a run's files for every other module
+    (status, tables, figures). ``folder`` need not exist; the readers raise
+    :class:`memadv.errors.MemadvError` / :class:`memadv.errors.SchemaError` for missing or malformed files."""
+
+    CONFIG, METRICS, FINAL, LAST = "config.json", "metrics.parquet", "final.parquet", "last.pt"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def final_path(self) -> Path:
+        return self.folder / self.FINAL
+
+    def has_config(self) -> bool:
+        return (self.folder / self.CONFIG).is_file()
+
+    def has_metrics(self) -> bool:
+        return (self.folder / self.METRICS).is_file()
+
+    def is_finished(self) -> bool:
+        """``final.parquet`` is written once, after the last epoch: its presence marks the run finished."""
+        return self.final_path.is_file()
+
+    def config(self) -> dict[str, Any]:
+        """``{"train": {...}, "objective": {...}}`` as the run resolved them (config.json)."""
+        return read_config(self.folder)
+
+    def metrics(self) -> pd.DataFrame:
+        """One row per evaluated epoch (metrics.parquet)."""
+        return read_metrics(self.folder)
+
+    def final(self) -> pd.DataFrame:
+        """Final evaluation rows (final.parquet; columns :data:`FINAL_COLUMNS`)."""
+        df, _ = read_table(self.final_path, required=FINAL_COLUMNS)
+        return df
+
+    def checkpoint(self, file: str = LAST) -> dict[str, Any]:
+        """A checkpoint of the run (``last.pt``, ``best_adv.pt``, ``best_clean.pt``), loaded to CPU."""
+        return load_checkpoint(self.folder / file)
+
+    def load_model(self, dataset: Dataset, file: str = LAST) -> tuple[torch.nn.Module, int]:
+        """(the run's net with the weights of checkpoint ``file``, in eval mode; that checkpoint's epoch).
+        ``dataset`` gives the classes, image shape and normalisation the net was built with."""
+        ck = self.checkpoint(file)
+        torch.manual_seed(0)  # building the net draws throw-away initial weights; keep that draw fixed
+        model = build_net(self.config()["train"]["net"], dataset.num_classes, dataset.image_shape, dataset.mean,
+                          dataset.std)
+        model.load_state_dict(ck["model"])
+        return model.eval(), int(ck["epoch"])

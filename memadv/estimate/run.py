@@ -15,10 +15,11 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.shards import (ShardTask, dataset_for, finished_shards, read_shard, read_spec, shard_path,
                                     write_or_check_spec)
 from memadv.executors import ExecutorConfig, run_tasks, task_states
+from memadv.layout import RunLayout
 
 
 def jobs_folder(run_dir: Path) -> Path:
-    return Path(run_dir) / "estimate" / "jobs"
+    return RunLayout(run_dir).estimate_jobs
 
 
 def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig | None = None, *,
@@ -52,7 +53,7 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
                                      for s in done[-5:]]))
         parallel = max(1, len(running))
         eta = per_shard * len(todo) / parallel
-    scores = run_dir / "scores" / "mem.parquet"
+    scores = RunLayout(run_dir).mem
     return {"run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"], "shards": n,
             "done": len(done), "running": running, "failed": failed, "pending": len(todo) - len(running) - len(failed),
             "eta_seconds": eta, "scores": scores.exists(),

@@ -37,6 +37,8 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
 from memadv.estimate.shards import read_spec
 from memadv.executors import ExecutorConfig
+from memadv.bat.runs import TrainingRun
+from memadv.layout import RunLayout
 
 ALL_FINAL_ATTACKS = ["clean", "fgsm", "pgd", "cw", "aa"]
 # AutoAttack on digits takes ~2 minutes per checkpoint on two CPU cores (3 checkpoints per run):
@@ -128,8 +130,8 @@ class PipelineConfig:
         return new, shared
 
     def _train_values(self, cfg: EstimateConfig, run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
-        values = {"dataset": cfg.dataset, "data_root": cfg.data_root, "scores": str(Path(run_dir) / "scores"),
-                  "splits": str(Path(run_dir) / "splits" / "splits.parquet"),
+        values = {"dataset": cfg.dataset, "data_root": cfg.data_root, "scores": str(RunLayout(run_dir).scores),
+                  "splits": str(RunLayout(run_dir).split_file),
                   "epochs": self.train_epochs, "eval_max": self.eval_max, "final_max": self.final_max,
                   "final_attacks": self.final_attacks_for(cfg.dataset), "device": self.train_device, **run}
         return {k: v for k, v in values.items() if v is not None}
@@ -158,7 +160,7 @@ class Stage:
     always: bool = False                     # run every time (the report)
 
     def stamp_path(self, run_dir: Path) -> Path:
-        return run_dir / "pipeline" / f"{self.name.replace(' ', '_')}.json"
+        return RunLayout(run_dir).stage_stamp(self.name)
 
     def is_done(self, run_dir: Path) -> bool:
         if self.always:
@@ -234,47 +236,47 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
 
     def run_sec31(run_dir: Path) -> None:
         sec3.run_sec31(run_dir, settings, executor, progress=progress)
-        s31.sec31_figures(run_dir, run_dir / "report" / "sec31", settings.seeds)
+        s31.sec31_figures(run_dir, RunLayout(run_dir).report_sec31, settings.seeds)
 
     def run_sec32(run_dir: Path) -> None:
         from memadv.analysis import poisoning
         sec3.run_sec32(run_dir, settings, executor, progress=progress)
-        s32.sec32_figures(run_dir, run_dir / "report" / "sec32", settings.seeds)
-        poisoning.poisoning_figure(run_dir, run_dir / "report" / "sec32")
+        s32.sec32_figures(run_dir, RunLayout(run_dir).report_sec32, settings.seeds)
+        poisoning.poisoning_figure(run_dir, RunLayout(run_dir).report_sec32)
 
     def run_table(run_dir: Path) -> None:
         from memadv.analysis import bat_tables
         from memadv.experiments.sweep import TrainTask
         from memadv.executors import run_tasks
         runs = pcfg.table_runs(cfg, run_dir)
-        task = TrainTask(runs=runs, out_dir=str(run_dir / "train"), overrides={})
-        run_tasks(task, list(range(len(runs))), executor, run_dir / "train" / ".sweep" / "bat-table",
+        task = TrainTask(runs=runs, out_dir=str(RunLayout(run_dir).table_train), overrides={})
+        run_tasks(task, list(range(len(runs))), executor, RunLayout(run_dir).table_jobs,
                   desc="bat table training", progress=progress)
-        bat_tables.make_figures(run_dir / "train", argparse.Namespace(out=run_dir / "report", select="last"))
+        bat_tables.make_figures(RunLayout(run_dir).table_train, argparse.Namespace(out=RunLayout(run_dir).report, select="last"))
 
     def run_ablation(run_dir: Path) -> None:
         from memadv.analysis import ablation
         from memadv.experiments.sweep import TrainTask
         from memadv.executors import run_tasks
         new, shared = pcfg.ablation_runs(cfg, run_dir)
-        _link_runs(run_dir / "train", run_dir / "ablation" / "train", run_names(shared))
-        task = TrainTask(runs=new, out_dir=str(run_dir / "ablation" / "train"), overrides={})
-        run_tasks(task, list(range(len(new))), executor, run_dir / "ablation" / "jobs",
+        _link_runs(RunLayout(run_dir).table_train, RunLayout(run_dir).ablation_train, run_names(shared))
+        task = TrainTask(runs=new, out_dir=str(RunLayout(run_dir).ablation_train), overrides={})
+        run_tasks(task, list(range(len(new))), executor, RunLayout(run_dir).ablation_jobs,
                   desc="ablation training", progress=progress)
-        ablation.make_figures(run_dir / "ablation" / "train",
-                              argparse.Namespace(out=run_dir / "report" / "ablation", select="last"))
+        ablation.make_figures(RunLayout(run_dir).ablation_train,
+                              argparse.Namespace(out=RunLayout(run_dir).report_ablation, select="last"))
 
     def run_report(run_dir: Path) -> None:
         from memadv.analysis import report
         report.write_report(run_dir, settings.seeds)
 
-    scores = lambda d: [d / "scores" / "mem.parquet"]  # noqa: E731
-    splits = lambda d: [d / "splits" / "splits.parquet"]  # noqa: E731
+    scores = lambda d: [RunLayout(d).mem]  # noqa: E731
+    splits = lambda d: [RunLayout(d).split_file]  # noqa: E731
     sec31_jobs = lambda d: [s31.sec31_train_dir(d) / n for n in s31.sec31_run_names(settings)]  # noqa: E731
     sec32_jobs = lambda d: s32.sec32_run_dirs(d, settings)  # noqa: E731
-    table_jobs = lambda d: [d / "train" / n for n in run_names(pcfg.table_runs(cfg, d))]  # noqa: E731
-    abl_jobs = lambda d: [d / "ablation" / "train" / n for n in run_names(pcfg.ablation_runs(cfg, d)[0])]  # noqa: E731
-    finals = lambda jobs: (lambda d: [j / "final.parquet" for j in jobs(d)])  # noqa: E731
+    table_jobs = lambda d: [RunLayout(d).table_train / n for n in run_names(pcfg.table_runs(cfg, d))]  # noqa: E731
+    abl_jobs = lambda d: [RunLayout(d).ablation_train / n for n in run_names(pcfg.ablation_runs(cfg, d)[0])]  # noqa: E731
+    finals = lambda jobs: (lambda d: [TrainingRun(j).final_path for j in jobs(d)])  # noqa: E731
     train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items()
                    if k not in ("train_device", "quick", "sec32_p") and not k.startswith("ablation")}
     ablation_stamp = {**{k: v for k, v in train_stamp.items() if k != "train_seeds"},
@@ -284,26 +286,26 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         Stage("estimate", outputs=lambda d: scores(d) if _scores_complete(d, cfg) else [],
               inputs=lambda d: [], run=run_estimate),
         Stage("splits", outputs=splits, inputs=scores, run=run_splits),
-        Stage("score figures", outputs=lambda d: [d / "report" / "scores" / "mem_histogram.png"], inputs=scores,
+        Stage("score figures", outputs=lambda d: [RunLayout(d).report_scores / "mem_histogram.png"], inputs=scores,
               run=run_score_figures),
-        Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [d / "report" / "sec31" / "fig1_pgd_atypical.png",
-                                                                   d / "report" / "sec31" / "sec31.csv"],
+        Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [RunLayout(d).report_sec31 / "fig1_pgd_atypical.png",
+                                                                   RunLayout(d).report_sec31 / "sec31.csv"],
               inputs=splits, run=run_sec31, stamp={"settings": settings.stamp()}, jobs=sec31_jobs),
-        Stage("sec32", outputs=lambda d: finals(sec32_jobs)(d) + [d / "report" / "sec32" / n for n in
+        Stage("sec32", outputs=lambda d: finals(sec32_jobs)(d) + [RunLayout(d).report_sec32 / n for n in
                                                                    ("fig2_pgd_typical.png", "fig21_cosine.png",
                                                                     "table1.csv", "fig3_poisoning.png")],
               inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_sec32,
               stamp={"settings": settings.stamp()}, jobs=sec32_jobs),
-        Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + [d / "report" / "table2.csv",
-                                                                       d / "report" / "fig4_curves.png"],
+        Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + [RunLayout(d).report / "table2.csv",
+                                                                       RunLayout(d).report / "fig4_curves.png"],
               inputs=splits, run=run_table, stamp={"train": train_stamp, "runs": TABLE_RUNS}, jobs=table_jobs),
     ]
     if pcfg.ablation:
-        out.append(Stage("ablation", outputs=lambda d: finals(abl_jobs)(d) + [d / "report" / "ablation" /
+        out.append(Stage("ablation", outputs=lambda d: finals(abl_jobs)(d) + [RunLayout(d).report_ablation /
                                                                                "fig5_ablation.png"],
                          inputs=lambda d: splits(d) + finals(table_jobs)(d), run=run_ablation,
                          stamp={"train": ablation_stamp}, jobs=abl_jobs))
-    out.append(Stage("report", outputs=lambda d: [d / "report" / "report.html"], inputs=lambda d: [],
+    out.append(Stage("report", outputs=lambda d: [RunLayout(d).report_html], inputs=lambda d: [],
                      run=run_report, always=True))
     return out
 
@@ -324,7 +326,7 @@ def write_plan(run_dir: Path, todo: list[Stage], cfg: EstimateConfig, pcfg: Pipe
     plan = {"dataset": cfg.dataset, "quick": pcfg.quick,
             "stages": [{"name": s.name, "state": "done" if s.always else state.get(s.name, "pending"),
                         "jobs": [str(j.relative_to(run_dir)) for j in s.jobs(run_dir)]} for s in todo]}
-    path = run_dir / "pipeline" / "plan.json"
+    path = RunLayout(run_dir).plan
     try:
         if json.loads(path.read_text()) == plan:
             return
@@ -335,7 +337,7 @@ def write_plan(run_dir: Path, todo: list[Stage], cfg: EstimateConfig, pcfg: Pipe
 
 def _record_time(run_dir: Path, name: str, seconds: float, jobs: int) -> None:
     """``pipeline/timing.json``: wall time of the last run of each stage (shown in the report)."""
-    path = run_dir / "pipeline" / "timing.json"
+    path = RunLayout(run_dir).timing
     try:
         timing = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -359,7 +361,7 @@ def run_pipeline(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorCon
     write_plan(run_dir, todo, pcfg.estimate_config(cfg), pcfg,
                {n: ("done" if f else "pending") for n, f in done_flags.items()})
     total_jobs = sum(len(s.jobs(run_dir)) for s in todo)
-    jobs_done = sum(sum((j / "final.parquet").exists() for j in s.jobs(run_dir)) for s in todo)
+    jobs_done = sum(sum(TrainingRun(j).is_finished() for j in s.jobs(run_dir)) for s in todo)
     job_time: list[float] = []
     start_all = time.time()
     for n, stage in enumerate(todo, 1):
@@ -369,7 +371,7 @@ def run_pipeline(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorCon
             outcome[stage.name] = "skipped"
             continue
         jobs = stage.jobs(run_dir)
-        left = [j for j in jobs if not (j / "final.parquet").exists()]
+        left = [j for j in jobs if not TrainingRun(j).is_finished()]
         eta = (sum(job_time) / len(job_time) * (total_jobs - jobs_done)) if job_time else None
         extra = (f": {len(left)} of {len(jobs)} training jobs to run; all stages {jobs_done}/{total_jobs} jobs "
                  f"done, ETA {_fmt_s(eta)}") if jobs else ""

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from memadv.analysis.sec31 import Sec3Settings, sec31_plan, sec31_train_dir
-from memadv.analysis.sec32 import cosine_metrics, run_label, sec32_dir, sec32_plan, subset_dataset, subset_ids
+from memadv.analysis.sec32 import cosine_metrics, run_label, sec32_plan, subset_dataset, subset_ids
 from memadv.data.atomic import write_json_atomic
 from memadv.errors import MemadvError
+from memadv.layout import RunLayout
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Sec31Task:
         from memadv.bat.objectives import ObjectiveConfig
         from memadv.bat.train import train
         from memadv.bat.train_config import TrainConfig
-        splits = Path(self.run_dir) / "splits" / "splits.parquet"
+        splits = RunLayout(self.run_dir).split_file
         if not splits.is_file():
             raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
         method, seed = sec31_plan(self.settings)[i]
@@ -49,7 +50,7 @@ def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None,
     run_dir = Path(run_dir)
     task = Sec31Task(str(run_dir), settings)
     out = run_tasks(task, list(range(len(sec31_plan(settings)))), executor or ExecutorConfig(),
-                    run_dir / "sec31" / "jobs",
+                    RunLayout(run_dir).sec31_jobs,
                     desc=desc, progress=progress)
     return [Path(p) for p in out]
 
@@ -71,19 +72,19 @@ class Sec32Task:
         p, method, seed = sec32_plan(self.settings)[i]
         s = self.settings
         ds = load_dataset(s.dataset, s.data_root)
-        sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
+        sets = read_split_sets(RunLayout(run_dir).split_file, ds)
         train_ids, test_ids = subset_ids(sets, p, seed)
         typ = np.asarray(sets["train/typical"], np.int64)
         if typ.size == 0 or test_ids.size == 0:
             raise MemadvError(f"sec32 needs non-empty D_typ and D'_typ; the split file has {typ.size} and "
                               f"{test_ids.size}: use more estimator models or other thresholds")
-        write_json_atomic(sec32_dir(run_dir) / "subsets" / f"p{p}-seed{seed}.json",
+        write_json_atomic(RunLayout(run_dir).sec32_subsets / f"p{p}-seed{seed}.json",
                           {"p": p, "seed": seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
                            "n_atypical_kept": int(train_ids.size - typ.size), "n_test_typical": int(test_ids.size),
                            "train_ids": train_ids.tolist(), "test_ids": test_ids.tolist()})
         sub = subset_dataset(ds, train_ids, test_ids)
         name = run_label(p, method, seed)
-        out = sec32_dir(run_dir) / "train"
+        out = RunLayout(run_dir).sec32_train
         cfg = TrainConfig(**s.train_values(method, seed), name=name)
         t_typ = torch.from_numpy(typ)
         return str(train(cfg, out, ObjectiveConfig(), dataset=sub,
@@ -96,5 +97,5 @@ def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None,
     run_dir = Path(run_dir)
     plan = sec32_plan(settings)
     out = run_tasks(Sec32Task(str(run_dir), settings), list(range(len(plan))), executor or ExecutorConfig(),
-                    sec32_dir(run_dir) / "jobs", desc=desc, progress=progress)
+                    RunLayout(run_dir).sec32_jobs, desc=desc, progress=progress)
     return [Path(p) for p in out]

@@ -1,0 +1,86 @@
+"""What a run folder has done, is doing, and has left (``memadv status``): every pipeline stage, the
+estimator's shards and each training run's epoch, read from the files (and Slurm's accounting
+through :func:`memadv.executors.task_states`), never written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from memadv.bat.runs import TrainingRun
+from memadv.estimate.run import estimate_status
+from memadv.layout import RunLayout
+
+
+def _job_state(folder: Path) -> dict[str, Any]:
+    """finished / running (epoch e of E) / pending for one training run folder, with its time so far."""
+    import pandas as pd
+
+    out: dict[str, Any] = {"job": folder.name, "state": "pending", "epoch": 0, "epochs": None, "seconds": None}
+    run = TrainingRun(folder)
+    conf = run.folder / run.CONFIG
+    if conf.is_file():
+        try:
+            out["epochs"] = json.loads(conf.read_text())["train"].get("epochs")
+        except (ValueError, KeyError):
+            pass
+    metrics = run.folder / run.METRICS
+    if metrics.is_file():
+        try:
+            m = pd.read_parquet(metrics, columns=None)
+            out["epoch"] = int(m["epoch"].max()) if len(m) else 0
+            out["seconds"] = float(m.get("time_s", pd.Series(dtype=float)).sum()
+                                   + m.get("eval_time_s", pd.Series(dtype=float)).sum())
+        except Exception:  # noqa: BLE001 - a file being replaced; show what is known
+            pass
+    if run.is_finished():
+        out["state"] = "finished"
+    elif conf.is_file():
+        out["state"] = "running" if out["epoch"] else "started"
+    return out
+
+
+def training_status(run_dir: Path) -> list[dict[str, Any]]:
+    """One entry per pipeline stage in ``pipeline/plan.json`` (or the folders found, without a plan)."""
+    plan_path = RunLayout(run_dir).plan
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+        stages = [(s["name"], s.get("state"), [run_dir / j for j in s["jobs"]]) for s in plan["stages"] if s["jobs"]]
+    else:
+        found = RunLayout(run_dir).training_dirs()
+        stages = [(n, None, sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")))
+                  for n, d in found.items() if d.is_dir()]
+    per_stage = [(name, state, [_job_state(j) for j in jobs]) for name, state, jobs in stages]
+    every = [j for _, _, js in per_stage for j in js]
+    # one mean time per epoch and one epoch count over every job seen: pending stages get an ETA too
+    per_epoch = [j["seconds"] / j["epoch"] for j in every if j["seconds"] and j["epoch"]]
+    mean = sum(per_epoch) / len(per_epoch) if per_epoch else None
+    default_epochs = max((j["epochs"] or 0 for j in every), default=0)
+    out = []
+    for name, state, js in per_stage:
+        done = [j for j in js if j["state"] == "finished"]
+        eta = None
+        if mean is not None and default_epochs and len(done) < len(js):
+            eta = sum(mean * max((j["epochs"] or default_epochs) - j["epoch"], 0) for j in js
+                      if j["state"] != "finished")
+        out.append({"stage": name, "state": state, "jobs": len(js), "finished": len(done),
+                    "running": [f"{j['job']} (epoch {j['epoch']}/{j['epochs'] or '?'})" for j in js
+                                if j["state"] in ("running", "started")],
+                    "eta_seconds": eta})
+    return out
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    """Every stage of a run folder: estimate (:func:`memadv.estimate.run.estimate_status`), splits,
+    score figures, training runs per stage (:func:`training_status`), report, pipeline plan states."""
+    rd, lay = Path(run_dir), RunLayout(run_dir)
+    status = {"estimate": estimate_status(rd) if lay.spec.exists() else None,
+              "splits": lay.split_file.exists(),
+              "score_figures": (lay.report_scores / "mem_histogram.png").exists(),
+              "training": training_status(rd),
+              "report": lay.report_html.exists()}
+    plan = lay.plan
+    status["pipeline"] = ({s["name"]: s.get("state") for s in json.loads(plan.read_text())["stages"]}
+                          if plan.is_file() else None)
+    return status

@@ -1,0 +1,152 @@
+"""The layout of a run folder: every path memadv writes or reads under ``RUN`` (``memadv estimate
+--out RUN``, ``memadv pipeline --out RUN``), in one place, as submitit's ``JobPaths`` owns a job's
+files. Code asks :class:`RunLayout` for a path instead of joining literals; a training run's own
+files (``config.json``, ``metrics.parquet``, checkpoints) are :mod:`memadv.bat.runs`'s.
+
+::
+
+    RUN/estimate/spec.json, estimate/shards/, estimate/jobs/   the estimator (memadv.estimate)
+    RUN/scores/mem.parquet, scores/infl.parquet ...            its scores (memadv.data.scores)
+    RUN/splits/splits.parquet, splits/summary.md               split files (memadv.data.splits)
+    RUN/sec31/train/<run>/, sec31/jobs/                        Section 3.1 training runs
+    RUN/sec32/train/<run>/, sec32/subsets/, sec32/jobs/        Section 3.2 training runs
+    RUN/train/<run>/, train/.sweep/bat-table/                  the BAT table runs (Tables 2, 4)
+    RUN/ablation/train/<run>/, ablation/jobs/                  the ablation grid (Fig. 5)
+    RUN/report/{scores,sec31,sec32,ablation}/, report/report.{md,html}, report/claims.json
+    RUN/pipeline/plan.json, pipeline/timing.json, pipeline/<stage>.json
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of the run folder ``root`` (nothing is created or checked)."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    # ---- estimate, scores, splits
+    @property
+    def estimate(self) -> Path:
+        return self.root / "estimate"
+
+    @property
+    def spec(self) -> Path:
+        return self.estimate / "spec.json"
+
+    @property
+    def estimate_jobs(self) -> Path:
+        return self.estimate / "jobs"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores"
+
+    @property
+    def mem(self) -> Path:
+        return self.scores / "mem.parquet"
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits"
+
+    @property
+    def split_file(self) -> Path:
+        return self.splits / "splits.parquet"
+
+    @property
+    def split_summary(self) -> Path:
+        return self.splits / "summary.md"
+
+    # ---- training runs (each a folder of memadv.bat.runs' files)
+    @property
+    def sec31_train(self) -> Path:
+        return self.root / "sec31" / "train"
+
+    @property
+    def sec31_jobs(self) -> Path:
+        return self.root / "sec31" / "jobs"
+
+    @property
+    def sec32(self) -> Path:
+        return self.root / "sec32"
+
+    @property
+    def sec32_train(self) -> Path:
+        return self.sec32 / "train"
+
+    @property
+    def sec32_subsets(self) -> Path:
+        return self.sec32 / "subsets"
+
+    @property
+    def sec32_jobs(self) -> Path:
+        return self.sec32 / "jobs"
+
+    @property
+    def table_train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def table_jobs(self) -> Path:
+        return self.table_train / ".sweep" / "bat-table"
+
+    @property
+    def ablation_train(self) -> Path:
+        return self.root / "ablation" / "train"
+
+    @property
+    def ablation_jobs(self) -> Path:
+        return self.root / "ablation" / "jobs"
+
+    def training_dirs(self) -> dict[str, Path]:
+        """Pipeline stage -> the folder holding its training runs."""
+        return {"sec31": self.sec31_train, "sec32": self.sec32_train, "bat table": self.table_train,
+                "ablation": self.ablation_train}
+
+    # ---- report and pipeline bookkeeping
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report_scores(self) -> Path:
+        return self.report / "scores"
+
+    @property
+    def report_sec31(self) -> Path:
+        return self.report / "sec31"
+
+    @property
+    def report_sec32(self) -> Path:
+        return self.report / "sec32"
+
+    @property
+    def report_ablation(self) -> Path:
+        return self.report / "ablation"
+
+    @property
+    def report_html(self) -> Path:
+        return self.report / "report.html"
+
+    @property
+    def pipeline(self) -> Path:
+        return self.root / "pipeline"
+
+    @property
+    def plan(self) -> Path:
+        return self.pipeline / "plan.json"
+
+    @property
+    def timing(self) -> Path:
+        return self.pipeline / "timing.json"
+
+    def stage_stamp(self, stage: str) -> Path:
+        """The settings a pipeline stage last ran with."""
+        return self.pipeline / f"{stage.replace(' ', '_')}.json"
