@@ -40,7 +40,7 @@ def find_pgd_run(run_dir: Path) -> Path | None:
 def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ocfg: Any, seed: int = 0,
                      device: str | torch.device = "cpu", batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(q, t): Eq. 4's poisoning score of each PGD-attacked example and the wrong class attaining it."""
-    from memadv.bat import attacks
+    from memadv.bat import attacks, objectives
     gen = torch.Generator().manual_seed(int(seed))
     qs, ts = [], []
     model.eval()
@@ -49,9 +49,10 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
         y = labels[s:s + batch_size].to(device)
         x_adv = attacks.pgd(model, x, y, ocfg.eps, ocfg.step_size, ocfg.steps, random_start=True, generator=gen)
         with torch.no_grad():
-            prob = torch.softmax(model(x_adv), dim=1)
-        prob = prob.scatter(1, y[:, None], -1.0)
-        q, t = prob.max(dim=1)
+            logits = model(x_adv)
+        q = objectives.poisoning_score(logits, y)  # Eq. 4, as BAT's training loss computes it
+        # the wrong class attaining q (first one on a tie, as torch.max picks)
+        t = torch.softmax(logits, dim=1).scatter(1, y[:, None], -1.0).argmax(dim=1)
         qs.append(q.cpu().numpy())
         ts.append(t.cpu().numpy())
     if not qs:

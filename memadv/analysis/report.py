@@ -381,10 +381,6 @@ def write_report(run_dir: str | Path, seeds: list[int] | None = None) -> list[Pa
     return [rep / "report.md", rep / "report.html", rep / "claims.json"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     return write_report(run_dir)
 

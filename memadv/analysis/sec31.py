@@ -122,11 +122,6 @@ def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str,
     return out
 
 
-def load_sec31(run_dir: Path, seeds: list[int] | None = None) -> dict[str, pd.DataFrame]:
-    """method -> metrics of the Section 3.1 runs, averaged over the seeds present (or ``seeds``)."""
-    return {m: mean_over_seeds(fs) for m, fs in load_sec31_seeds(run_dir, seeds).items()}
-
-
 # --------------------------------------------------------------------------- numbers
 
 EARLY_FRACTION = 0.2  # early window: the first 20% of the epochs (at least one epoch)
@@ -266,6 +261,6 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     return sec31_figures(run_dir, Path(out), getattr(args, "seeds", None))
 
 
-__all__ = ["Sec3Settings", "load_sec31", "load_sec31_seeds", "mean_over_seeds",
+__all__ = ["Sec3Settings", "load_sec31_seeds", "mean_over_seeds",
            "sec31_table", "sec31_figures", "early_late",
            "windows", "save_figure", "curves_figure", "add_arguments", "make_figures"]

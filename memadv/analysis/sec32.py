@@ -52,7 +52,6 @@ from memadv.layout import RunLayout
 
 # The paper's Table 1 (CIFAR-100, PGD-AT), "Cosine Distance" at 0 / 20 / 100 % atypical examples.
 PAPER_TABLE1 = {"ResNet18": {0: 0.66, 20: 0.62, 100: 0.59}, "WRN28": {0: 0.64, 20: 0.61, 100: 0.57}}
-READINGS = ("similarity", "1 - similarity")
 
 
 # --------------------------------------------------------------------------- the measure

@@ -1,7 +1,7 @@
 """``memadv figures KIND RUN``: figures and tables of one kind for a run directory.
 
 Each kind is implemented in ``memadv.analysis`` by a module exposing
-``add_arguments(parser)`` and ``make_figures(run_dir: Path, args) -> list[Path]``.
+``make_figures(run_dir: Path, args) -> list[Path]`` and, if the kind has options, ``add_arguments(parser)``.
 """
 
 from __future__ import annotations
@@ -23,26 +23,16 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, object]:
-    mods = {}
-    for kind, (module, _) in KINDS.items():
-        try:
-            mods[kind] = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-    return mods
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    mods = _available()
+    mods = {kind: importlib.import_module(module) for kind, (module, _) in KINDS.items()}
     p = sub.add_parser("figures", help="figures and tables of a run",
                        description="Make figures (PNG + PDF) and tables (Markdown + CSV) for a run directory.")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
     for kind, mod in mods.items():
         kp = kinds.add_parser(kind, help=KINDS[kind][1], description=KINDS[kind][1])
         kp.add_argument("run", type=Path, help="run directory (runs/<name> or a folder inside it, as the kind says)")
-        mod.add_arguments(kp)  # type: ignore[attr-defined]
+        if hasattr(mod, "add_arguments"):
+            mod.add_arguments(kp)
         kp.set_defaults(func=run, module=mod)
 
 

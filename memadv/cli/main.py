@@ -10,8 +10,7 @@ from typing import NoReturn, Sequence
 from memadv import __version__
 from memadv.errors import MemadvError
 
-# sub-command -> module in memadv.cli with ``register(subparsers)``; modules missing from a
-# checkout (stages not built yet) are simply not offered.
+# sub-command -> module in memadv.cli with ``register(subparsers)``.
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("estimate", "memadv.cli.estimate"),
     ("aggregate", "memadv.cli.aggregate"),
@@ -41,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"memadv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for _name, module in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(module).register(sub)
     return parser
 
 

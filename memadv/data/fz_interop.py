@@ -34,7 +34,7 @@ from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset, fingerprint_labels
 from memadv.data.registry import DATASETS
 from memadv.data.scores import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
-from memadv.data.splits import atomic_dir
+from memadv.data.atomic import atomic_dir
 from memadv.data.tables import write_table
 from memadv.errors import FingerprintMismatchError, SchemaError, UnknownChoiceError
 

@@ -28,21 +28,17 @@ Output folder ``splits/`` (written all at once: a temporary folder renamed into 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from memadv import __version__
 from memadv.config import check_range, config_to_dict, option
-from memadv.data.atomic import write_text_atomic
+from memadv.data.atomic import atomic_dir, write_text_atomic
 from memadv.data.dataset import Dataset
 from memadv.data.scores import Scores, check_fingerprint
 from memadv.data.tables import markdown_table, read_table, write_table
@@ -326,28 +322,7 @@ def _noise_report(cfg: SplitConfig, m_se: np.ndarray, c_test: np.ndarray, c_se: 
 
 
 # ---------------------------------------------------------------------------------------------
-# writing
-
-@contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success it replaces ``target`` (old contents removed)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            old.rmdir()
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
+# writing (atomically: memadv.data.atomic)
 
 def split_meta(scores: Scores, cfg: SplitConfig, result: SplitResult, source: str) -> dict[str, Any]:
     m = scores.meta

@@ -60,7 +60,7 @@ class PipelineConfig:
     """The pipeline's own options (the estimator's and the executor's come with their own configs)."""
 
     quick: bool = option(False, "tiny sizes for every stage (few models, 2 training epochs): a smoke test")
-    train_epochs: int | None = option(None, "epochs of every training run (default: memadv.bat.train's "
+    train_epochs: int | None = option(None, "epochs of every training run (default: memadv.bat.train_config's "
                                       "per-dataset table; digits 30)", unit="epochs")
     train_seeds: list[int] = option([0, 1, 2], "seeds of the Section 3 and BAT table runs (results are means over "
                                     "them); the ablation grid uses the first")
@@ -248,23 +248,23 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         from memadv.analysis import bat_tables
         from memadv.experiments.sweep import TrainTask
         from memadv.executors import run_tasks
-        runs = pcfg.table_runs(cfg, run_dir)
-        task = TrainTask(runs=runs, out_dir=str(RunLayout(run_dir).table_train), overrides={})
-        run_tasks(task, list(range(len(runs))), executor, RunLayout(run_dir).table_jobs,
+        runs, lay = pcfg.table_runs(cfg, run_dir), RunLayout(run_dir)
+        task = TrainTask(runs=runs, out_dir=str(lay.table_train), overrides={})
+        run_tasks(task, list(range(len(runs))), executor, lay.table_jobs,
                   desc="bat table training", progress=progress)
-        bat_tables.make_figures(RunLayout(run_dir).table_train, argparse.Namespace(out=RunLayout(run_dir).report, select="last"))
+        bat_tables.make_figures(lay.table_train, argparse.Namespace(out=lay.report, select="last"))
 
     def run_ablation(run_dir: Path) -> None:
         from memadv.analysis import ablation
         from memadv.experiments.sweep import TrainTask
         from memadv.executors import run_tasks
         new, shared = pcfg.ablation_runs(cfg, run_dir)
-        _link_runs(RunLayout(run_dir).table_train, RunLayout(run_dir).ablation_train, run_names(shared))
-        task = TrainTask(runs=new, out_dir=str(RunLayout(run_dir).ablation_train), overrides={})
-        run_tasks(task, list(range(len(new))), executor, RunLayout(run_dir).ablation_jobs,
+        lay = RunLayout(run_dir)
+        _link_runs(lay.table_train, lay.ablation_train, run_names(shared))
+        task = TrainTask(runs=new, out_dir=str(lay.ablation_train), overrides={})
+        run_tasks(task, list(range(len(new))), executor, lay.ablation_jobs,
                   desc="ablation training", progress=progress)
-        ablation.make_figures(RunLayout(run_dir).ablation_train,
-                              argparse.Namespace(out=RunLayout(run_dir).report_ablation, select="last"))
+        ablation.make_figures(lay.ablation_train, argparse.Namespace(out=lay.report_ablation, select="last"))
 
     def run_report(run_dir: Path) -> None:
         from memadv.analysis import report
@@ -275,7 +275,8 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     sec31_jobs = lambda d: [s31.sec31_train_dir(d) / n for n in s31.sec31_run_names(settings)]  # noqa: E731
     sec32_jobs = lambda d: s32.sec32_run_dirs(d, settings)  # noqa: E731
     table_jobs = lambda d: [RunLayout(d).table_train / n for n in run_names(pcfg.table_runs(cfg, d))]  # noqa: E731
-    abl_jobs = lambda d: [RunLayout(d).ablation_train / n for n in run_names(pcfg.ablation_runs(cfg, d)[0])]  # noqa: E731
+    abl_jobs = lambda d: [RunLayout(d).ablation_train / n  # noqa: E731
+                          for n in run_names(pcfg.ablation_runs(cfg, d)[0])]
     finals = lambda jobs: (lambda d: [TrainingRun(j).final_path for j in jobs(d)])  # noqa: E731
     train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items()
                    if k not in ("train_device", "quick", "sec32_p") and not k.startswith("ablation")}
@@ -288,8 +289,8 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         Stage("splits", outputs=splits, inputs=scores, run=run_splits),
         Stage("score figures", outputs=lambda d: [RunLayout(d).report_scores / "mem_histogram.png"], inputs=scores,
               run=run_score_figures),
-        Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [RunLayout(d).report_sec31 / "fig1_pgd_atypical.png",
-                                                                   RunLayout(d).report_sec31 / "sec31.csv"],
+        Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [RunLayout(d).report_sec31 / n for n in
+                                                                   ("fig1_pgd_atypical.png", "sec31.csv")],
               inputs=splits, run=run_sec31, stamp={"settings": settings.stamp()}, jobs=sec31_jobs),
         Stage("sec32", outputs=lambda d: finals(sec32_jobs)(d) + [RunLayout(d).report_sec32 / n for n in
                                                                    ("fig2_pgd_typical.png", "fig21_cosine.png",
