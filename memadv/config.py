@@ -79,10 +79,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         parts = [f.metadata.get("help", "")]
         if f.metadata.get("unit"):
             parts.append(f"[{f.metadata['unit']}]")
-        parts.append(f"(default: {default!r}")
+        # a help text that states its own default (a per-dataset table) does not get "(default: None)" too
+        said = "(default:" in parts[0]
+        tail = [] if said else [f"default: {default!r}"]
         if f.metadata.get("source"):
-            parts[-1] += f"; source: {f.metadata['source']}"
-        parts[-1] += ")"
+            tail.append(f"source: {f.metadata['source']}")
+        if tail:
+            parts.append("(" + "; ".join(tail) + ")")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": " ".join(parts).replace("%", "%%")}
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]

@@ -13,13 +13,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from memadv.bat.evaluate import ATTACK_NAMES
 from memadv.bat.objectives import ObjectiveConfig
 from memadv.config import build_config, check_range, option
 from memadv.data.registry import DATASETS
 from memadv.errors import ConfigError, UnknownChoiceError
 
 METHODS = ("erm", "pgd", "trades", "mart", "gairat", "bat")
-FINAL_ATTACKS = ("clean", "fgsm", "pgd", "cw", "aa")
+FINAL_ATTACKS = ATTACK_NAMES  # the final evaluation may run every attack memadv.bat.evaluate knows
 
 # --------------------------------------------------------------------------- per-dataset defaults
 # ONE table: the value a TrainConfig field takes when it is left unset (None) on the command line or

@@ -38,13 +38,14 @@ from memadv.estimate.run import estimate
 from memadv.estimate.shards import read_spec
 from memadv.executors import ExecutorConfig
 from memadv.bat.runs import TrainingRun
+from memadv.bat.train_config import FINAL_ATTACKS
 from memadv.layout import RunLayout
 
-ALL_FINAL_ATTACKS = ["clean", "fgsm", "pgd", "cw", "aa"]
+ALL_FINAL_ATTACKS = list(FINAL_ATTACKS)
 # AutoAttack on digits takes ~2 minutes per checkpoint on two CPU cores (3 checkpoints per run):
 # the embedded datasets leave it out of the default final evaluation (pass --final-attacks to add it).
-DEFAULT_FINAL_ATTACKS = {"digits": ["clean", "fgsm", "pgd", "cw"],
-                         "synthetic-longtail": ["clean", "fgsm", "pgd", "cw"]}
+DEFAULT_FINAL_ATTACKS = {"digits": [a for a in FINAL_ATTACKS if a != "aa"],
+                         "synthetic-longtail": [a for a in FINAL_ATTACKS if a != "aa"]}
 # the BAT table's runs (paper Table 2): method + objective options
 TABLE_RUNS: list[dict[str, Any]] = [{"method": "pgd"}, {"method": "trades"}, {"method": "mart"},
                                     {"method": "gairat"}, {"method": "bat", "alpha": 1.0, "beta": 0.2},

@@ -92,3 +92,13 @@ def test_bad_toml_is_one_line(tmp_path, capsys):
     toml.write_text("models = [\n")
     code, err = run_cli(["estimate", "--config", str(toml), "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "not valid TOML" in err and err.count("\n") == 1
+
+
+def test_no_option_states_its_default_twice():
+    """An option whose help names its own default (a per-dataset table) gets no "(default: None)"."""
+    for name, sub in subcommands().items():
+        for action in sub._actions:
+            if action.help:
+                assert action.help.count("(default:") <= 1, (name, action.option_strings, action.help)
+    epochs = next(a for a in subcommands()["train"]._actions if a.dest == "epochs")
+    assert "per-dataset table" in epochs.help and "None" not in epochs.help
