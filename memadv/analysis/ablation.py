@@ -120,13 +120,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
-    select = SELECT[getattr(args, "select", "last")]
+    """``memadv figures ablation TRAIN``: :func:`ablation_figures` with the command line's options."""
+    return ablation_figures(run_dir, getattr(args, "out", None), getattr(args, "select", "last"))
+
+
+def ablation_figures(run_dir: Path, out: Path | None = None, select_name: str = "last") -> list[Path]:
+    """Fig. 5 (PNG + PDF), ``ablation.md`` and ``ablation.csv`` of the BAT runs in ``run_dir`` (a
+    train/ folder), at checkpoint ``select_name`` (a key of ``SELECT``), written to ``out`` (default:
+    report/ beside the train/ folder)."""
+    select = SELECT[select_name]
     df = ablation_grid(find_runs(run_dir), select)
-    out = report_dir(run_dir, getattr(args, "out", None))
+    out = report_dir(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "ablation.md", _markdown(df, select))
     write_csv(out / "ablation.csv", df)
     return [out / "ablation.md", out / "ablation.csv"] + fig5(df, out)
 
 
-__all__ = ["ablation_grid", "fig5", "add_arguments", "make_figures"]
+__all__ = ["ablation_grid", "ablation_figures", "fig5", "add_arguments", "make_figures"]

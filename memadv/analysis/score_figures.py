@@ -28,6 +28,7 @@ from memadv.data.registry import load_dataset  # noqa: E402
 from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of  # noqa: E402
 from memadv.data.splits import SplitConfig, read_splits  # noqa: E402
 from memadv.errors import ConfigError, MemadvError, SchemaError  # noqa: E402
+from memadv.layout import RunLayout  # noqa: E402
 
 MEM_TARGETS = (0.0, 0.5, 1.0)
 
@@ -186,16 +187,31 @@ def pair_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, n_pairs
 
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """``memadv figures scores RUN``: :func:`score_figures` with the command line's options."""
+    return score_figures(run_dir, out=args.out, data_root=args.data_root, class_=args.class_,
+                         per_level=args.per_level, n_pairs=args.n_pairs, min_infl=args.min_infl,
+                         min_mem=args.min_mem, bins=args.bins, images=not args.no_images)
+
+
+def score_figures(run_dir: Path, *, out: Path | None = None, data_root: str | Path | None = None,
+                  class_: str | None = None, per_level: int = 8, n_pairs: int = 12, min_infl: float = 0.15,
+                  min_mem: float = 0.15, bins: int = 50, images: bool = True) -> list[Path]:
+    """Fig. 7 (histogram of ``bins`` bins) and, with ``images``, Fig. 6 (``per_level`` examples per
+    memorization level of class ``class_``) and Fig. 8 (``n_pairs`` pairs with infl > ``min_infl``
+    and mem > ``min_mem``) of the scores in ``run_dir`` (a run or its scores/ folder), written to
+    ``out`` (default RUN/report/scores). Raises ConfigError / SchemaError on bad options or scores
+    that do not fit the data set."""
     run_dir = Path(run_dir)
+    given = {"per_level": per_level, "n_pairs": n_pairs, "bins": bins}
     for name, lo in (("per_level", 1), ("n_pairs", 1), ("bins", 1)):
-        if getattr(args, name) < lo:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {getattr(args, name)}")
+        if given[name] < lo:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {given[name]}")
     scores = read_scores(run_dir)
     base = run_dir.resolve().parent if run_dir.resolve().name == "scores" else run_dir
-    out_dir = args.out if args.out is not None else base / "report" / "scores"
+    out_dir = out if out is not None else RunLayout(base).report_scores
     ds = None
-    if not args.no_images:
-        ds = load_dataset(scores.meta["dataset"], data_root=args.data_root)
+    if images:
+        ds = load_dataset(scores.meta["dataset"], data_root=data_root)
         check_fingerprint(scores.meta, ds, what=str(scores_dir_of(run_dir)))
         for col, split in ((scores.mem["idx"], "train"), (scores.infl["train_idx"], "train"),
                            (scores.infl["test_idx"], "test")):
@@ -209,11 +225,10 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
             scores.mem["label"] = ytr[scores.mem["idx"].to_numpy(np.int64)]
             scores.infl["train_label"] = ytr[scores.infl["train_idx"].to_numpy(np.int64)]
             scores.infl["test_label"] = yte[scores.infl["test_idx"].to_numpy(np.int64)]
-        wanted = args.class_
-        if wanted is not None:
-            _pick_class(scores, ds, wanted)  # validate before writing anything
-    paths = histogram(scores, base, out_dir, args.bins)
+        if class_ is not None:
+            _pick_class(scores, ds, class_)  # validate before writing anything
+    paths = histogram(scores, base, out_dir, bins)
     if ds is not None:
-        paths += example_grid(scores, ds, base, out_dir, args.class_, args.per_level)
-        paths += pair_grid(scores, ds, base, out_dir, args.n_pairs, args.min_infl, args.min_mem)
+        paths += example_grid(scores, ds, base, out_dir, class_, per_level)
+        paths += pair_grid(scores, ds, base, out_dir, n_pairs, min_infl, min_mem)
     return paths

@@ -230,10 +230,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     def run_score_figures(run_dir: Path) -> None:
         from memadv.analysis import score_figures
 
-        parser = argparse.ArgumentParser()
-        score_figures.add_arguments(parser)
-        args = parser.parse_args(["--data-root", cfg.data_root] if cfg.data_root else [])
-        score_figures.make_figures(run_dir, args)
+        score_figures.score_figures(run_dir, data_root=cfg.data_root)
 
     def run_sec31(run_dir: Path) -> None:
         sec3.run_sec31(run_dir, settings, executor, progress=progress)
@@ -265,7 +262,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         task = TrainTask(runs=new, out_dir=str(lay.ablation_train), overrides={})
         run_tasks(task, list(range(len(new))), executor, lay.ablation_jobs,
                   desc="ablation training", progress=progress)
-        ablation.make_figures(lay.ablation_train, argparse.Namespace(out=lay.report_ablation, select="last"))
+        ablation.ablation_figures(lay.ablation_train, lay.report_ablation, "last")
 
     def run_report(run_dir: Path) -> None:
         from memadv.analysis import report
