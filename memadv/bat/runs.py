@@ -132,8 +132,11 @@ def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint loaded to CPU. ``weights_only=True``: a run folder may come from elsewhere, and
+    unpickling it could run code; memadv's checkpoints hold only tensors, numbers, strings and
+    containers (RNG states included). Raises MemadvError for a truncated, foreign or unsafe file."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise MemadvError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}; delete it to start over") from None
 
