@@ -27,6 +27,7 @@ import pandas as pd
 from memadv.analysis.sec31 import early_late
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.tables import markdown_table
+from memadv.layout import RunLayout
 
 C1_MIN_TRAIN_ATYP = 0.95     # C1: train-atypical clean accuracy at the end >= 95%
 C2_MIN_RISE = 0.05           # C2: test-atypical clean accuracy rises by >= 5 points (early -> late window)
@@ -194,7 +195,8 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     over ``seeds`` (default: every seed present)."""
     from memadv.analysis import bat_tables, sec31, sec32
     run_dir = Path(run_dir)
-    rep = run_dir / "report"
+    lay = RunLayout(run_dir)
+    rep = lay.report
     out: dict[str, Any] = {"run": str(run_dir), "errors": []}
     try:
         by_seed = sec31.load_sec31_seeds(run_dir, seeds)
@@ -210,15 +212,16 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
         out["table1"], out["reading"] = None, None
         out["errors"].append(f"Section 3.2: {e}")
     try:
-        out["table2"] = bat_tables.table2(bat_tables.find_runs(run_dir / "train"), "last")
+        out["table2"] = bat_tables.table2(bat_tables.find_runs(lay.table_train), "last")
     except Exception as e:  # noqa: BLE001
         out["table2"] = None
         out["errors"].append(f"BAT table: {e}")
     out["claims"] = [claim_c1(out["sec31"].get("pgd")), claim_c2(out["sec31"].get("pgd")), claim_c3(out["table1"]),
                      claim_c4(out["table1"]), claim_c5(out["table1"], out["reading"]), claim_c6(out["table2"])]
     out["tables"] = [(name, _read_text(p)) for name, p in (
-        ("Section 3.1", rep / "sec31" / "sec31.md"), ("Table 1", rep / "sec32" / "table1.md"),
-        ("Table 2", rep / "table2.md"), ("Table 4", rep / "table4.md"), ("Ablation", rep / "ablation" / "ablation.md"))
+        ("Section 3.1", lay.report_sec31 / "sec31.md"), ("Table 1", lay.report_sec32 / "table1.md"),
+        ("Table 2", rep / "table2.md"), ("Table 4", rep / "table4.md"),
+        ("Ablation", lay.report_ablation / "ablation.md"))
         if p.is_file()]
     figs = []
     for sub in FIGURE_ORDER:
@@ -233,20 +236,20 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
 
 def settings_section(run_dir: Path) -> str:
     lines = []
-    spec = run_dir / "estimate" / "spec.json"
+    spec = RunLayout(run_dir).spec
     if spec.is_file():
         s = json.loads(spec.read_text())
         c = s.get("config", {})
         lines.append(f"* Estimator: dataset `{s.get('dataset')}` ({s.get('n_train')} train / {s.get('n_test')} test), "
                      f"net `{c.get('net')}`, {c.get('models')} models on {c.get('subset_ratio')} subsets, "
                      f"{c.get('epochs')} epochs, lr {c.get('lr')}, batch {c.get('batch_size')}, seed {c.get('seed')}.")
-    plan = run_dir / "pipeline" / "plan.json"
+    plan = RunLayout(run_dir).plan
     if plan.is_file():
         p = json.loads(plan.read_text())
         lines.append(f"* Pipeline mode: {'quick (smoke-test sizes)' if p.get('quick') else 'full defaults'}; "
                      f"jobs: " + ", ".join(f"{st['name']} {len(st['jobs'])}" for st in p["stages"] if st["jobs"]) + ".")
-    for label, folder in (("Section 3.1 / 3.2 runs", run_dir / "sec31" / "train"),
-                          ("BAT table runs", run_dir / "train")):
+    for label, folder in (("Section 3.1 / 3.2 runs", RunLayout(run_dir).sec31_train),
+                          ("BAT table runs", RunLayout(run_dir).table_train)):
         cfgs = sorted(folder.glob("*/config.json")) if folder.is_dir() else []
         if cfgs:
             conf = json.loads(cfgs[0].read_text())
@@ -260,7 +263,7 @@ def settings_section(run_dir: Path) -> str:
                          + ("" if "aa" in (t.get("final_attacks") or []) or label != "BAT table runs" else
                             " (AutoAttack left out: about 2 minutes per checkpoint for digits on two CPU cores; "
                             "add it with --final-attacks clean fgsm pgd cw aa)") + ".")
-    abl = run_dir / "ablation" / "train"
+    abl = RunLayout(run_dir).ablation_train
     if abl.is_dir():
         cells = set()
         for c in abl.glob("*/config.json"):
@@ -272,14 +275,14 @@ def settings_section(run_dir: Path) -> str:
             betas = sorted({b for _, b in cells} | {0.0})
             lines.append(f"* Ablation grid: alpha {[float(a) for a in alphas]} x beta {[float(b) for b in betas]} "
                          f"(alpha = beta = 0 is PGD-AT; the paper's grid is 0..3 x 0..0.3).")
-    timing = run_dir / "pipeline" / "timing.json"
+    timing = RunLayout(run_dir).timing
     if timing.is_file():
         t = json.loads(timing.read_text())
         total = sum(v["seconds"] for v in t.values())
         lines.append("* Wall time of the last run of each stage: " + ", ".join(
             f"{k} {v['seconds']:.0f} s" + (f" ({v['jobs']} jobs)" if v.get("jobs") else "") for k, v in t.items())
             + f"; sum {total / 60:.1f} min.")
-    sets = run_dir / "splits" / "splits.parquet"
+    sets = RunLayout(run_dir).split_file
     if sets.is_file():
         from memadv.data.splits import read_splits
         _, meta = read_splits(sets)
@@ -289,7 +292,7 @@ def settings_section(run_dir: Path) -> str:
 
 def noise_section(run_dir: Path) -> str:
     parts = []
-    mem = run_dir / "scores" / "mem.parquet"
+    mem = RunLayout(run_dir).mem
     if mem.is_file():
         df = pd.read_parquet(mem)
         se = df["mem_se"].to_numpy(float) if "mem_se" in df else np.array([])
@@ -301,7 +304,7 @@ def noise_section(run_dir: Path) -> str:
                          f"{np.median(nz) if nz.size else float('nan'):.3f} (90th percentile "
                          f"{np.percentile(nz, 90) if nz.size else float('nan'):.3f}), to compare with the "
                          f"thresholds 0.15 (atypical) and 0.02 (typical).")
-    summary = _read_text(run_dir / "splits" / "summary.md")
+    summary = _read_text(RunLayout(run_dir).split_summary)
     if summary:
         m = re.search(r"## Noise floor\n(.*?)(?=\n## |\Z)", summary, re.S)
         if m:
@@ -343,7 +346,7 @@ def render_markdown(g: dict[str, Any]) -> str:
         lines += [text.strip(), ""]
     lines += ["## Figures", ""]
     for p in g["figures"]:
-        rel = p.relative_to(rd / "report")
+        rel = p.relative_to(RunLayout(rd).report)
         lines += [f"### {rel}", "", f"![{rel}]({rel})", ""]
     return "\n".join(lines) + "\n"
 
@@ -368,7 +371,7 @@ def markdown_to_html(md: str, images: dict[str, str]) -> str:
 def write_report(run_dir: str | Path, seeds: list[int] | None = None) -> list[Path]:
     """Write report.md, report.html and claims.json under ``RUN/report``; returns their paths."""
     run_dir = Path(run_dir)
-    rep = run_dir / "report"
+    rep = RunLayout(run_dir).report
     rep.mkdir(parents=True, exist_ok=True)
     g = gather(run_dir, seeds)
     md = render_markdown(g)
