@@ -80,7 +80,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         if f.metadata.get("unit"):
             parts.append(f"[{f.metadata['unit']}]")
         # a help text that states its own default (a per-dataset table) does not get "(default: None)" too
-        said = "(default:" in parts[0]
+        said = "(default" in parts[0]
         tail = [] if said else [f"default: {default!r}"]
         if f.metadata.get("source"):
             tail.append(f"source: {f.metadata['source']}")

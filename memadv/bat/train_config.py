@@ -52,6 +52,15 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "synthetic-longtail": dict(_EMBEDDED),
 }
 
+
+
+def per_dataset(name: str) -> str:
+    """``(default per data set: cifar10 160, ..., digits 30)``: the table's values of one field, for --help."""
+    def fmt(v: Any) -> str:
+        return "all" if v is None else (" ".join(str(x) for x in v) if isinstance(v, list) else str(v))
+    return "(default per data set: " + ", ".join(f"{d} {fmt(t[name])}" for d, t in DATASET_DEFAULTS.items()) + ")"
+
+
 # Fields that describe the machine, not the run: they may differ when a run is resumed.
 MACHINE_FIELDS = ("device", "data_root", "progress", "eval_batch_size")
 
@@ -66,23 +75,22 @@ class TrainConfig:
     method: str = option("pgd", "training objective: " + ", ".join(METHODS), source="paper Sec. 5.1")
     dataset: str = option("digits", "dataset name: " + ", ".join(DATASETS))
     data_root: str | None = option(None, "folder holding the dataset files (CIFAR, Tiny ImageNet)")
-    net: str | None = option(None, "architecture (default: per-dataset table in memadv.bat.train_config)")
-    epochs: int | None = option(None, "training epochs (default: per-dataset table)", source="paper Sec. 5.1: 160")
+    net: str | None = option(None, "architecture " + per_dataset("net"))
+    epochs: int | None = option(None, "training epochs " + per_dataset("epochs"), source="paper Sec. 5.1: 160")
     lr: float = option(0.1, "initial SGD learning rate", source="paper Sec. 5.1")
-    milestones: list[int] | None = option(None, "epochs after which lr is multiplied by --lr-gamma (default: "
-                                          "per-dataset table, scaled to --epochs when that is set)",
+    milestones: list[int] | None = option(None, "epochs after which lr is multiplied by --lr-gamma, scaled to "
+                                          "--epochs when that is set " + per_dataset("milestones"),
                                           source="paper Sec. 5.1: 80 120")
     lr_gamma: float = option(0.1, "learning-rate decay factor at each milestone", source="paper Sec. 5.1")
     momentum: float = option(0.9, "SGD momentum", source="paper App. D")
     weight_decay: float = option(5e-4, "SGD weight decay", source="paper App. D")
-    batch_size: int | None = option(None, "mini-batch size (default: per-dataset table)", unit="examples")
-    crop_pad: int | None = option(None, "random-crop padding (default: per-dataset table)", unit="pixels")
-    flip: bool | None = option(None, "random horizontal flips (default: per-dataset table)")
+    batch_size: int | None = option(None, "mini-batch size " + per_dataset("batch_size"), unit="examples")
+    crop_pad: int | None = option(None, "random-crop padding " + per_dataset("crop_pad"), unit="pixels")
+    flip: bool | None = option(None, "random horizontal flips " + per_dataset("flip"))
     seed: int = option(0, "seed of initialisation, data order, augmentation and attacks")
     eval_every: int = option(1, "evaluate every N epochs (and always after the last)", unit="epochs")
     eval_max: int | None = option(None, "evaluate at most this many examples per split each epoch (a fixed "
-                                        "random subset; 0 = all; default: per-dataset table, 10000 for CIFAR / "
-                                        "Tiny ImageNet, all for the embedded sets)", unit="examples")
+                                        "random subset; 0 = all) " + per_dataset("eval_max"), unit="examples")
     eval_batch_size: int = option(512, "evaluation batch size", unit="examples")
     final_attacks: list[str] = option(list(FINAL_ATTACKS), "attacks of the final evaluation (Table 4)",
                                       source="paper App. D")
