@@ -69,7 +69,6 @@ def build_objective_for(cfg: TrainConfig, objective_cfg: ObjectiveConfig, mem: t
     return build_objective(cfg.method, objective_cfg, mem=mem, dataset=cfg.dataset)
 
 
-
 # --------------------------------------------------------------------------- the loop
 
 def _stats_value(v: Any) -> float:
