@@ -66,6 +66,9 @@ class Dataset:
             if ids is not None and (ids.dtype != np.int64 or ids.shape != (self.labels(split).shape[0],)):
                 raise TypeError(f"{self.name} {split} ids must be int64 ({self.labels(split).shape[0]},), "
                                 f"got {ids.dtype} {ids.shape}")
+            # canonical order is kept by a reduced copy, and positions() relies on it (binary search)
+            if ids is not None and ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+                raise ValueError(f"{self.name} {split} ids must be strictly increasing (canonical order)")
         if not self.class_names:
             self.class_names = [str(c) for c in range(self.num_classes)]
 

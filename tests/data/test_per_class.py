@@ -57,6 +57,16 @@ def test_reduced_copy_keeps_original_ids_and_images() -> None:
         small.positions("train", np.array([dropped]))
 
 
+def test_positions_of_a_full_copy_and_unsorted_ids() -> None:
+    ds = make()
+    assert ds.positions("test", np.array([[3, 0]])).tolist() == [[3, 0]]
+    with pytest.raises(DatasetError, match="id 17 "):
+        ds.positions("test", np.array([2, 17]))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Dataset("toy", ds.x_train[:2], ds.y_train[:2], ds.x_test, ds.y_test, 3, ds.mean, ds.std,
+                train_ids=np.array([5, 1]))
+
+
 def test_fingerprint_covers_the_choice_not_only_labels() -> None:
     """Two selections with the same label sequence must not share a fingerprint."""
     y = torch.tensor([0, 0, 1, 1])
