@@ -40,3 +40,8 @@ class IncompleteRunError(MemadvError):
 
 class SchemaError(MemadvError):
     """A file whose columns, keys or shapes are not what its schema says."""
+
+
+class IdxFileError(DatasetError):
+    """An IDX file (the MNIST / Fashion-MNIST format) that is missing, truncated or malformed;
+    the message names the file."""

@@ -39,6 +39,12 @@ DEFAULT_EPS: dict[str, float] = {
     "tinyimagenet": 4 / 255,       # paper, Sec. 5.1 ("bounded by l_inf-norm 4/255")
     "digits": 64 / 255,            # memadv's choice, see ObjectiveConfig.eps
     "synthetic-longtail": 64 / 255,  # same 8x8 [0, 1] images as digits; same choice
+    # Wong & Kolter 2018 (ICML, "Provable defenses against adversarial examples via the convex outer
+    # adversarial polytope"), Fashion-MNIST experiments: eps 0.1; reference code
+    # locuslab/convex_adversarial examples/fashion_mnist.py (--epsilon default 0.1).
+    "fashion-mnist": 0.1,
+    # Madry et al. 2018 (ICLR) MNIST challenge and the TRADES reference code (train_trades_mnist.py): 0.3.
+    "mnist": 0.3,
 }
 
 GAIRAT_WEIGHTS = ("tanh", "sigmoid", "discrete")

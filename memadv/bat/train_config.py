@@ -44,12 +44,19 @@ FINAL_ATTACKS = ATTACK_NAMES  # the final evaluation may run every attack memadv
 #             10k train ids once per run and keeps the whole 10k test set)
 _PAPER = dict(epochs=160, milestones=[80, 120], batch_size=128, crop_pad=4, flip=True, eval_max=10000)
 _EMBEDDED = dict(net="mlp", epochs=30, milestones=[15, 23], batch_size=64, crop_pad=0, flip=False, eval_max=None)
+# fashion-mnist, mnist (28x28 grey, 60k/10k): the estimator's net (mlp, see memadv.estimate.config),
+# batch 128 as the Madry/TRADES MNIST code, no crop/flip (the estimator's models see no augmentation
+# either, and a flipped digit changes class), the embedded sets' 30-epoch schedule, and the CIFAR cap
+# of 10,000 evaluation examples per split (60k train images would make PGD-20 per epoch dominate).
+_MNIST_LIKE = dict(net="mlp", epochs=30, milestones=[15, 23], batch_size=128, crop_pad=0, flip=False, eval_max=10000)
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": dict(net="resnet18", **_PAPER),
     "cifar100": dict(net="resnet18", **_PAPER),
     "tinyimagenet": dict(net="resnet32", **_PAPER),
     "digits": dict(_EMBEDDED),
     "synthetic-longtail": dict(_EMBEDDED),
+    "fashion-mnist": dict(_MNIST_LIKE),
+    "mnist": dict(_MNIST_LIKE),
 }
 
 
@@ -74,7 +81,8 @@ class TrainConfig:
     # (choices are checked in __post_init__, so a wrong name is a one-line error with exit status 2)
     method: str = option("pgd", "training objective: " + ", ".join(METHODS), source="paper Sec. 5.1")
     dataset: str = option("digits", "dataset name: " + ", ".join(DATASETS))
-    data_root: str | None = option(None, "folder holding the dataset files (CIFAR, Tiny ImageNet)")
+    data_root: str | None = option(None, "folder holding the dataset files (CIFAR, Tiny ImageNet, "
+                                 "MNIST; fashion-mnist defaults to /usr/share/datasets/fashion-mnist)")
     net: str | None = option(None, "architecture " + per_dataset("net"))
     epochs: int | None = option(None, "training epochs " + per_dataset("epochs"), source="paper Sec. 5.1: 160")
     lr: float = option(0.1, "initial SGD learning rate", source="paper Sec. 5.1")

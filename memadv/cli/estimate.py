@@ -12,6 +12,9 @@ from memadv.executors import ExecutorConfig
 EXAMPLES = """examples:
   memadv estimate --dataset digits --out runs/digits
   memadv estimate --dataset synthetic-longtail --out runs/lt
+  memadv estimate --dataset fashion-mnist --out runs/fm        # reads /usr/share/datasets/fashion-mnist
+                                                               # (apt-get install dataset-fashion-mnist)
+  memadv estimate --dataset fashion-mnist --per-class 1000 --out runs/fm1k   # first 1,000 per class
   memadv estimate --dataset cifar100 --data-root /datasets --net resnet18 --models 4000 \\
       --models-per-shard 8 --executor slurm --partition gpu --gpus-per-task 1 --timeout-min 240 --out runs/c100
 

@@ -3,6 +3,10 @@
 Images are uint8 tensors (N, C, H, W) in the canonical order of the original files: an example's
 id is its position. Models receive floats in [0, 1]; normalisation (``mean``/``std``) happens
 inside the model, so that attacks work in pixel space.
+
+A reduced copy (:func:`memadv.data.per_class.first_per_class`) keeps a subset of the examples in
+canonical order; its ``train_ids`` / ``test_ids`` then hold each kept example's original position,
+so ids stay the positions in the original files, and its fingerprints cover that choice.
 """
 
 from __future__ import annotations
@@ -14,15 +18,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from memadv.errors import DatasetError
+
 SPLITS = ("train", "test")
 
 
-def fingerprint_labels(name: str, split: str, labels: np.ndarray | torch.Tensor) -> str:
-    """Hash of (dataset name, split, labels in canonical order): what score files are tied to."""
+def fingerprint_labels(name: str, split: str, labels: np.ndarray | torch.Tensor,
+                       ids: np.ndarray | None = None) -> str:
+    """Hash of (dataset name, split, labels in canonical order[, kept original ids]): what score
+    files are tied to. ``ids`` (int64 (N,), original positions) is given for a reduced copy of a
+    data set; a full data set (``ids`` None) hashes as before, so existing fingerprints stay valid."""
     labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
     h = hashlib.sha256()
     h.update(f"{name}\0{split}\0{labels.shape[0]}\0".encode())
     h.update(labels.tobytes())
+    if ids is not None:
+        h.update(b"\0ids\0")
+        h.update(np.ascontiguousarray(np.asarray(ids, dtype=np.int64)).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -39,6 +51,9 @@ class Dataset:
     class_names: list[str] = field(default_factory=list)
     # Ground truth that a generator knows (synthetic-longtail); empty for real data.
     ground_truth: dict[str, Any] = field(default_factory=dict)
+    # Original positions (int64 (N,)) of the examples of a reduced copy; None = all, in order.
+    train_ids: np.ndarray | None = None
+    test_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for split in SPLITS:
@@ -47,6 +62,13 @@ class Dataset:
                 raise TypeError(f"{self.name} {split} images must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
             if y.dtype != torch.int64 or y.shape != (x.shape[0],):
                 raise TypeError(f"{self.name} {split} labels must be int64 (N,), got {y.dtype} {tuple(y.shape)}")
+        for split, ids in (("train", self.train_ids), ("test", self.test_ids)):
+            if ids is not None and (ids.dtype != np.int64 or ids.shape != (self.labels(split).shape[0],)):
+                raise TypeError(f"{self.name} {split} ids must be int64 ({self.labels(split).shape[0]},), "
+                                f"got {ids.dtype} {ids.shape}")
+            # canonical order is kept by a reduced copy, and positions() relies on it (binary search)
+            if ids is not None and ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+                raise ValueError(f"{self.name} {split} ids must be strictly increasing (canonical order)")
         if not self.class_names:
             self.class_names = [str(c) for c in range(self.num_classes)]
 
@@ -56,8 +78,31 @@ class Dataset:
     def labels(self, split: str) -> torch.Tensor:
         return {"train": self.y_train, "test": self.y_test}[split]
 
+    def ids(self, split: str) -> np.ndarray:
+        """Canonical ids (int64 (N,)) of the examples of ``split``: their positions in the original
+        files (``arange(N)`` for a full data set)."""
+        kept = {"train": self.train_ids, "test": self.test_ids}[split]
+        return np.arange(self.labels(split).shape[0], dtype=np.int64) if kept is None else kept
+
+    def positions(self, split: str, ids: np.ndarray) -> np.ndarray:
+        """Positions in this (possibly reduced) copy of the canonical ``ids`` (int64 array, any
+        shape): what indexes ``images(split)``. Raises DatasetError naming an id it does not hold."""
+        ids = np.asarray(ids, dtype=np.int64)
+        kept = {"train": self.train_ids, "test": self.test_ids}[split]
+        n = self.labels(split).shape[0]
+        if kept is None:
+            bad = ids[(ids < 0) | (ids >= n)]
+        else:  # kept is sorted (canonical order), so a binary search finds each id
+            pos = np.searchsorted(kept, ids).clip(0, max(n - 1, 0))
+            bad = ids[kept[pos] != ids] if n else ids
+        if bad.size:
+            raise DatasetError(f"{self.name} {split}: id {int(bad.flat[0])} is not in this copy of the data set "
+                               f"({n} examples{'' if kept is None else ', reduced'}); the scores or splits belong to another size")
+        return ids if kept is None else pos
+
     def fingerprint(self, split: str) -> str:
-        return fingerprint_labels(self.name, split, self.labels(split).numpy())
+        kept = {"train": self.train_ids, "test": self.test_ids}[split]
+        return fingerprint_labels(self.name, split, self.labels(split).numpy(), kept)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -23,6 +23,7 @@ import dask
 import numpy as np
 import pandas as pd
 
+from memadv.data.dataset import Dataset
 from memadv.data.scores import Scores, dataset_meta, write_scores
 from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, read_spec, shard_path
 from memadv.errors import IncompleteRunError, SchemaError
@@ -104,6 +105,16 @@ def load_shards(run_dir: Path, allow_partial: bool = False) -> tuple[dict[str, A
     return spec, merged, missing
 
 
+def _to_canonical_ids(scores: Scores, dataset: Dataset) -> None:
+    """Positions in a reduced copy (``--per-class``) -> original positions, in place: score files
+    always speak of canonical ids. A no-op for a full data set."""
+    for table, column, split in ((scores.mem, "idx", "train"), (scores.infl, "train_idx", "train"),
+                                 (scores.infl, "test_idx", "test"), (scores.test_acc, "idx", "test")):
+        ids = {"train": dataset.train_ids, "test": dataset.test_ids}[split]
+        if ids is not None and column in table:
+            table[column] = ids[table[column].to_numpy(np.int64)]
+
+
 def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: Any = None) -> Scores:
     """Rebuild ``scores/`` from the shards (any time, as often as wanted)."""
     run_dir = Path(run_dir)
@@ -118,5 +129,6 @@ def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: An
                     infl=influence(sh["mask"], sh["test_correct"], y_train, y_test, cfg.cross_class_threshold,
                                    scheduler=scheduler),
                     test_acc=test_accuracy(sh["test_correct"], y_test), meta=meta)
+    _to_canonical_ids(scores, dataset)
     write_scores(run_dir / "scores", scores)
     return scores

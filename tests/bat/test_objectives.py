@@ -341,8 +341,9 @@ def test_build_objective_errors_and_defaults():
     with pytest.raises(ConfigError, match="--eps is unset"):
         build_objective("pgd", ObjectiveConfig())
     with pytest.raises(ConfigError, match="no default --eps"):
-        build_objective("pgd", ObjectiveConfig(), dataset="mnist")
-    for ds, eps in [("cifar100", 8 / 255), ("cifar10", 8 / 255), ("tinyimagenet", 4 / 255), ("digits", 64 / 255)]:
+        build_objective("pgd", ObjectiveConfig(), dataset="svhn")
+    for ds, eps in [("cifar100", 8 / 255), ("cifar10", 8 / 255), ("tinyimagenet", 4 / 255), ("digits", 64 / 255),
+                    ("fashion-mnist", 0.1), ("mnist", 0.3)]:
         obj = build_objective("pgd", ObjectiveConfig(), dataset=ds)
         assert obj.cfg.eps == eps == DEFAULT_EPS[ds]
         assert obj.cfg.step_size == eps / 4 and obj.cfg.eval_step_size == eps / 4
