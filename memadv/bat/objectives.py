@@ -78,11 +78,17 @@ class ObjectiveConfig:
     step_size: float | None = option(None, "PGD step size for training; unset = eps/4 (2/255 at eps 8/255)",
                                      unit="pixel in [0, 1]", source="Madry et al. 2018; Rice et al. 2020")
     steps: int = option(10, "PGD steps of the training attack", source="TRADES/MART/GAIRAT reference code (10)")
-    eval_steps: int = option(20, "steps of the evaluation PGD and CW attacks (PGD-20)", source="paper Sec. 5.1")
-    eval_step_size: float | None = option(None, "step size of evaluation PGD/CW; unset = eps/4",
-                                          unit="pixel in [0, 1]", source="GAIRAT reference code (eps/4)")
+    eval_steps: int = option(20, "steps of the evaluation PGD attack (PGD-20)", source="paper Sec. 5.1; GAIRAT.py l. 257")
+    eval_step_size: float | None = option(None, "step size of evaluation PGD; unset = eps/4",
+                                          unit="pixel in [0, 1]", source="GAIRAT.py l. 257 (0.031/4)")
+    cw_steps: int = option(30, "steps of the CW-inf evaluation attack (PGD on the CW margin, uniform random start)",
+                           source="Friendly-Adversarial-Training attack_test.py l. 62 (perturb_steps=30)")
+    cw_step_size: float | None = option(None, "step size of the CW-inf evaluation attack; unset = eps/4",
+                                        unit="pixel in [0, 1]",
+                                        source="Friendly-Adversarial-Training attack_test.py l. 62 (0.031/4)")
     cw_confidence: float = option(50.0, "margin kappa of the CW loss used by the CW evaluation attack",
-                                  source="CW loss of MART/GAIRAT reference code")
+                                  source="cwloss(confidence=50): GAIRAT attack_generator.py l. 5, "
+                                         "Friendly-Adversarial-Training attack_generator.py l. 4")
     # BAT (Eqs. 4-8)
     alpha: float = option(1.0, "BAT re-weighting strength: w = exp(-alpha * q) (Eq. 5)",
                           source="paper Table 2 (alpha = 1 or 2)")
@@ -105,18 +111,20 @@ class ObjectiveConfig:
                                   source="GAIRAT code (--Lambda_schedule fixed)")
     gairat_weight: str = option("tanh", "GAIRAT weight assignment function", choices=GAIRAT_WEIGHTS,
                                 source="GAIRAT code (--weight_assignment_function Tanh)")
-    gairat_burn_in: float = option(0.5, "fraction of the epochs trained as plain PGD-AT before GAIRAT re-weights",
-                                   source="GAIRAT code (--begin_epoch 60 of 120 epochs)")
+    gairat_burn_in: float = option(0.5, "fraction of the epochs trained as plain PGD-AT before GAIRAT re-weights "
+                                        "(0.5 of 160 = epoch 80; adaptation, docs/attacks.md)",
+                                   source="GAIRAT.py l. 13, 36, 79: begin_epoch 60 of 120 = its first lr drop")
 
     def __post_init__(self) -> None:
         if self.eps is not None:
             check_range("eps", self.eps, 0.0, 1.0)
-        for name in ("step_size", "eval_step_size"):
+        for name in ("step_size", "eval_step_size", "cw_step_size"):
             v = getattr(self, name)
             if v is not None:
                 check_range(name, v, 0.0, 1.0)
         check_range("steps", self.steps, 0)
         check_range("eval_steps", self.eval_steps, 0)
+        check_range("cw_steps", self.cw_steps, 0)
         check_range("cw_confidence", self.cw_confidence, 0.0)
         check_range("alpha", self.alpha, 0.0)
         check_range("beta", self.beta, 0.0)
@@ -135,7 +143,8 @@ class ObjectiveConfig:
             raise ConfigError("--gairat-lambda-max must be finite with --gairat-schedule linear")
 
     def resolve(self, dataset: str | None = None) -> "ObjectiveConfig":
-        """A copy with ``eps``, ``step_size`` and ``eval_step_size`` filled in (dataset default eps, eps/4)."""
+        """A copy with ``eps``, ``step_size``, ``eval_step_size`` and ``cw_step_size`` filled in (dataset
+        default eps, eps/4)."""
         eps = self.eps
         if eps is None:
             if dataset is None:
@@ -145,7 +154,8 @@ class ObjectiveConfig:
             eps = DEFAULT_EPS[dataset]
         return replace(self, eps=eps,
                        step_size=eps / 4 if self.step_size is None else self.step_size,
-                       eval_step_size=eps / 4 if self.eval_step_size is None else self.eval_step_size)
+                       eval_step_size=eps / 4 if self.eval_step_size is None else self.eval_step_size,
+                       cw_step_size=eps / 4 if self.cw_step_size is None else self.cw_step_size)
 
 
 # --------------------------------------------------------------------------- formulas (pure functions)
@@ -389,6 +399,10 @@ class GAIRAT(Objective):
     for ``e < b`` plain PGD-AT (lambda = +inf, weights 1); afterwards ``lambda = cfg.gairat_lambda``
     ("fixed") or ``lambda_max - (e / T) (lambda_max - lambda)`` ("linear"). The reference's
     "piecewise" schedule is not offered: its later branches are unreachable there, so it equals "fixed".
+    Burn-in: the reference (``GAIRAT.py`` l. 36, 141) re-weights from epoch 60 of its 120 (l. 13), which
+    is where its "piecewise" learning rate first drops (l. 79: ``t / epochs < 0.5``). memadv keeps the
+    *fraction* (0.5: epoch 80 of the paper's 160, again the first lr drop, milestones 80/120) rather
+    than the absolute 60 — an adaptation, labelled in the table notes and ``docs/attacks.md``.
     Before the first :meth:`set_epoch` call the objective is in burn-in.
     """
 
@@ -501,7 +515,8 @@ def build_objective(method: str, cfg: ObjectiveConfig, mem: Tensor | None = None
     """
     if method not in OBJECTIVES:
         raise UnknownChoiceError("method", method, OBJECTIVES)
-    cfg = cfg.resolve(dataset) if (cfg.eps is None or cfg.step_size is None or cfg.eval_step_size is None) else cfg
+    cfg = cfg.resolve(dataset) if (cfg.eps is None or cfg.step_size is None or cfg.eval_step_size is None
+                                   or cfg.cw_step_size is None) else cfg
     cls = OBJECTIVES[method]
     if cls.needs_mem:
         if mem is None:

@@ -44,6 +44,7 @@ import pandas as pd
 import torch
 
 from memadv.bat import evaluate as ev
+from memadv.bat import selection
 from memadv.config import check_range, config_to_dict, option
 from memadv.data.atomic import atomic_path, write_json_atomic
 from memadv.data.augment import random_crop_flip
@@ -127,6 +128,12 @@ class TrainConfig:
     splits: str | None = option(None, "split file (splits.parquet) for typical/atypical evaluation "
                                       "(default: <run>/splits/splits.parquet beside --scores, if present)")
     name: str | None = option(None, "run folder name (default: <method>[-<hyper-parameters>]-seed<seed>)")
+    # issue 9 hook: held-out checkpoint selection (memadv.bat.selection, memadv.data.validation)
+    val_fraction: float = option(0.0, "hold this share of every class of the training set out of training and "
+                                      "select best checkpoints on it too (0 = none: the paper's test-selected "
+                                      "protocol only)", unit="fraction of each class",
+                                 source="Rice et al. 2020, robust_overfitting generate_validation.py (1,000 ids)")
+    val_seed: int = option(0, "seed of the validation slice (one slice for every method and --seed)")
     device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, mps")
     progress: bool = option(True, "show progress bars")
 
@@ -149,6 +156,7 @@ class TrainConfig:
         if self.crop_pad is not None:
             check_range("crop_pad", self.crop_pad, 0)
         check_range("eval_every", self.eval_every, 1)
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, hi_open=True)
         if self.eval_max is not None:
             check_range("eval_max", self.eval_max, 0)
         check_range("eval_batch_size", self.eval_batch_size, 1)
@@ -310,6 +318,8 @@ def run_name(cfg: TrainConfig, objective_cfg: Any = None) -> str:
             v = getattr(objective_cfg, name)
             if (cfg.method == "bat" and name in ("alpha", "beta")) or v != getattr(defaults, name):
                 parts.append(f"{name.replace('_', '')}{_fmt(v)}")
+    if cfg.val_fraction > 0:  # issue 9 hook: a run with a validation slice trains on other data
+        parts.append(f"val{_fmt(cfg.val_fraction)}")
     parts.append(f"seed{cfg.seed}")
     return "-".join(parts)
 
@@ -400,15 +410,17 @@ def _stats_value(v: Any) -> float:
 
 
 def train_one_epoch(model, objective, optimizer, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
-                    epoch: int, data_gen: torch.Generator, device: torch.device) -> dict[str, float]:
-    """One pass over the training set (order and augmentation drawn from ``data_gen``).
+                    epoch: int, data_gen: torch.Generator, device: torch.device,
+                    ids: torch.Tensor | None = None) -> dict[str, float]:
+    """One pass over the training set (order and augmentation drawn from ``data_gen``); ``ids``
+    (int64, default all) restricts it to those training ids (the validation slice is left out).
 
     Returns the mean loss and the mean of every objective statistic, weighted by batch size.
     Raises :class:`NonFiniteLossError` naming the epoch and batch when the loss is NaN or infinite.
     """
-    n = images.shape[0]
+    n = images.shape[0] if ids is None else ids.shape[0]
     perm = torch.randperm(n, generator=data_gen)
-    batches = perm.split(cfg.batch_size)
+    batches = (perm if ids is None else ids[perm]).split(cfg.batch_size)
     total_loss, total_n = 0.0, 0
     stats_sum: dict[str, float] = {}
     it: Any = batches
@@ -450,7 +462,8 @@ def epoch_attacks(ocfg: Any) -> list[ev.AttackSpec]:
 
 
 def final_attacks(cfg: TrainConfig, ocfg: Any) -> list[ev.AttackSpec]:
-    specs = ev.paper_attacks(ocfg.eps, ocfg.eval_step_size, ocfg.eval_steps, cw_confidence=ocfg.cw_confidence)
+    specs = ev.paper_attacks(ocfg.eps, ocfg.eval_step_size, ocfg.eval_steps, cw_confidence=ocfg.cw_confidence,
+                             cw_steps=ocfg.cw_steps, cw_step_size=ocfg.cw_step_size)  # issue 9: reference CW
     return [s for s in specs if s.name in cfg.final_attacks]
 
 
@@ -475,6 +488,7 @@ def prepare(cfg: TrainConfig, objective_cfg: Any = None, dataset: Dataset | None
     if cfg.method == "bat" and mem is None:
         raise ConfigError("--method bat needs memorization scores: pass --scores (a scores/ folder with mem.parquet)")
     subsets = load_subsets(cfg, dataset)
+    subsets = selection.with_validation(subsets, dataset, cfg.val_fraction, cfg.val_seed)  # issue 9 hook
     return cfg, ocfg, dataset, mem, subsets
 
 
@@ -502,6 +516,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", conf)
     meta = {**dataset_meta(dataset), "run": name, "method": cfg.method, "config": conf}
+    train_ids = selection.training_ids(run_dir, subsets, dataset, meta)  # issue 9 hook: checks the slice on resume
 
     torch.manual_seed(cfg.seed)
     from memadv.nets import build_net
@@ -510,7 +525,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
     rows: list[dict[str, Any]] = []
-    best: dict[str, tuple[float, int]] = {"adv": (-1.0, 0), "clean": (-1.0, 0)}
+    best: dict[str, tuple[float, int]] = {kind: (-1.0, 0) for kind in selection.best_kinds(subsets)}
     start_epoch = 1
     data_gen = torch.Generator()
     last = run_dir / "last.pt"
@@ -520,12 +535,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         rows = list(ck["metrics"])
-        best = {k: (float(v[0]), int(v[1])) for k, v in ck["best"].items()}
+        best.update({k: (float(v[0]), int(v[1])) for k, v in ck["best"].items()})
         start_epoch = int(ck["epoch"]) + 1
         set_rng_state(ck["rng"], data_gen)
         _write_metrics(run_dir, rows, meta)  # drops a row whose epoch's checkpoint never landed
 
     eval_subsets = cap_subsets(subsets, cfg.eval_max, cfg.seed)
+    if selection.VAL_KEY in subsets:  # issue 9 hook: the whole validation slice, never capped
+        eval_subsets[selection.VAL_KEY] = subsets[selection.VAL_KEY]
     specs = epoch_attacks(ocfg)
     epochs: Any = range(start_epoch, cfg.epochs + 1)
     if cfg.progress:
@@ -538,7 +555,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
         t0 = time.perf_counter()
         try:
             stats = train_one_epoch(model, objective, optimizer, dataset.x_train, dataset.y_train, cfg, epoch,
-                                    data_gen, device)
+                                    data_gen, device, ids=train_ids)
         except NonFiniteLossError as e:
             kept = f"{last} (epoch {epoch - 1})" if last.exists() else "none (it was the first epoch)"
             raise NonFiniteLossError(f"{e}; stopped, last checkpoint kept: {kept}; lower --lr or check the "
@@ -553,8 +570,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
             row = {"epoch": epoch, "lr": lr, **stats, **acc, **extra, "time_s": train_time,
                    "eval_time_s": time.perf_counter() - t1}
             rows.append(row)
-            for kind in ("adv", "clean"):
-                value = acc[f"test/all/{kind}"]
+            for kind in best:
+                value = acc[selection.SELECTION_COLUMN[f"best_{kind}"]]
                 if value > best[kind][0]:
                     best[kind] = (value, epoch)
                     save_checkpoint(run_dir / f"best_{kind}.pt",
@@ -575,7 +592,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: Any = None, *,
 # --------------------------------------------------------------------------- final evaluation (Table 4)
 
 FINAL_COLUMNS = ["checkpoint", "epoch", "subset", "attack", "acc", "n"]
-CHECKPOINTS = (("last", "last.pt"), ("best_adv", "best_adv.pt"), ("best_clean", "best_clean.pt"))
+CHECKPOINTS = tuple(selection.CHECKPOINT_FILES.items())  # last, best_adv, best_clean, best_val_adv, best_val_clean
 
 
 def final_evaluation(run_dir: Path, model, dataset: Dataset, subsets: dict[str, np.ndarray], cfg: TrainConfig,

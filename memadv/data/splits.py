@@ -76,6 +76,11 @@ class SplitConfig:
                                               "unset: compare the estimates themselves as the paper does",
                                         unit="standard errors")
     allow_partial: bool = option(False, "accept scores aggregated from an unfinished estimate", cli=False)
+    # issue 9 hook (memadv.estimate.full_models)
+    erm_models: str = option("full", "models whose test correctness the --min-test-acc rule uses: full = the "
+                                     "estimate's full-data ERM models (paper Sec. 3.2 'ERM trained on D'; falls back "
+                                     "to subset, with a warning, when the run has none), subset = the 70%-subset "
+                                     "models", choices=("full", "subset"), source="paper Sec. 3.2")
 
     def __post_init__(self) -> None:
         for name in ("mem_atypical", "mem_typical", "infl_atypical", "infl_typical", "min_test_acc"):
@@ -85,6 +90,8 @@ class SplitConfig:
             check_range(name, float(value), 0.0, 1.0)
         if self.pairs not in PAIRS_CHOICES:
             raise UnknownChoiceError("pairs", self.pairs, PAIRS_CHOICES)
+        if self.erm_models not in ("full", "subset"):
+            raise UnknownChoiceError("erm models", self.erm_models, ("full", "subset"))
         if self.mem_typical >= self.mem_atypical:
             raise ConfigError(f"--mem-typical ({self.mem_typical}) must be below --mem-atypical ({self.mem_atypical})")
         if self.infl_typical >= self.infl_atypical:
@@ -422,8 +429,10 @@ def make_splits(path: str | Path, cfg: SplitConfig, out: str | Path | None = Non
     compute the sets and write them to ``out`` (default ``RUN/splits``); returns (result, folder)."""
     from memadv.data.scores import read_scores, scores_dir_of
 
-    scores = read_scores(path)
+    from memadv.estimate.full_models import describe_erm_accuracy, use_erm_accuracy
+    scores = use_erm_accuracy(read_scores(path), path, cfg.erm_models)  # issue 9 hook: ERM on all of D
     result = compute_splits(scores, cfg)
+    describe_erm_accuracy(result, scores.meta)  # issue 9 hook: the rule names its models
     run_dir = Path(path).resolve()
     if run_dir.name == "scores":
         run_dir = run_dir.parent
