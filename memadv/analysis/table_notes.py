@@ -80,3 +80,29 @@ def attack_note(runs: list[Any]) -> str:
                   f"uniform random start; FGSM without start; AA = AutoAttack standard")
     return ("Attacks: " + "; ".join(sorted(parts)) + " (reference settings and adaptations: docs/attacks.md).") \
         if parts else ""
+
+
+def protocol_section(run_dir: Any) -> str:
+    """Markdown for the report: the selection protocol behind every number it shows, per part."""
+    from pathlib import Path
+
+    from memadv.data.tables import read_meta
+    run_dir = Path(run_dir)
+    lines = ["* **Section 3.1 (Figs. 2-3, C1-C2) and Section 3.2 (Table 1, C3-C5):** the last epoch of every run, "
+             "or every epoch where a figure draws a curve; no checkpoint is selected.",
+             "* **Table 2 / Table 4 (C6):** every row is labelled with its checkpoint in the *Selection* column. "
+             "*Last* = last epoch. *Best Adv.* / *Best Clean* = the epoch of highest test PGD-20 / clean accuracy, "
+             "reported on the same test set (test-selected, the paper's protocol and an optimistic estimate). "
+             "*Best ..., val.* rows (runs trained with `--val-fraction`) are selected on a held-out slice of the "
+             "training set. Each method's rule and its source are in the table notes; claim C6 compares BAT's last "
+             "epoch with PGD-AT's test-selected best-adversarial epoch, as the paper does.",
+             "* **Ablation (Fig. 5):** the last epoch of every run."]
+    split_file = run_dir / "splits" / "splits.parquet"
+    if split_file.is_file():
+        src = read_meta(split_file).get("source_scores", {})
+        which = src.get("test_acc_source", "subset")
+        lines.append("* **Typical test set (D'_typ):** the 80% ERM-accuracy rule used "
+                     + (f"{src.get('n_full_models', '?')} models trained on all of D (paper Sec. 3.2)"
+                        if which == "full" else f"the {src.get('n_models', '?')} subset models of the estimate "
+                        "(no full-data models in this run: an approximation of the paper's rule)") + ".")
+    return "\n".join(lines)

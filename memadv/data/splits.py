@@ -362,7 +362,10 @@ def split_meta(scores: Scores, cfg: SplitConfig, result: SplitResult, source: st
     return {**{k: m[k] for k in keep if k in m},
             "thresholds": config_to_dict(cfg),
             "source_scores": {"path": source, "source": m.get("source"), "se_known": scores.se_known,
-                              "complete": m.get("complete", True), "n_models": m.get("n_models")},
+                              "complete": m.get("complete", True), "n_models": m.get("n_models"),
+                              # issue 9 hook: which models the min-test-acc rule used
+                              "test_acc_source": m.get("test_acc_source", "subset"),
+                              "n_full_models": m.get("n_full_models")},
             "sizes": {k: int(v.size) for k, v in result.sets.items()},
             "memadv_version": __version__}
 
