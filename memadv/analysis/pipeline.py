@@ -269,7 +269,8 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         report.write_report(run_dir, settings.seeds)
 
     # issue 9 hook: the full-data models' test accuracy is an estimate output and a splits input
-    scores = lambda d: [d / "scores" / "mem.parquet"] + ([d / "scores" / FULL_FILE] if cfg.full_models else [])  # noqa: E731
+    full = [FULL_FILE] if cfg.full_models else []
+    scores = lambda d: [d / "scores" / f for f in ["mem.parquet"] + full]  # noqa: E731
     splits = lambda d: [d / "splits" / "splits.parquet"]  # noqa: E731
     sec31_jobs = lambda d: [s31.sec31_train_dir(d) / n for n in s31.sec31_run_names(settings)]  # noqa: E731
     sec32_jobs = lambda d: s32.sec32_run_dirs(d, settings)  # noqa: E731

@@ -75,7 +75,8 @@ def attack_note(runs: list[Any]) -> str:
         cw_step = r.objective("cw_step_size", step)
         if eps is None or step is None or cw_step is None:
             continue
-        parts.add(f"ε = {eps * 255:.3g}/255: PGD-{steps} (step {step * 255:.3g}/255) and CW-inf = PGD-{cw_steps} on the "
+        parts.add(f"ε = {eps * 255:.3g}/255: PGD-{steps} (step {step * 255:.3g}/255) and CW-inf = PGD-{cw_steps} "
+                  f"on the "
                   f"CW margin, κ = {r.objective('cw_confidence', 50.0):g} (step {cw_step * 255:.3g}/255), both from a "
                   f"uniform random start; FGSM without start; AA = AutoAttack standard")
     return ("Attacks: " + "; ".join(sorted(parts)) + " (reference settings and adaptations: docs/attacks.md).") \

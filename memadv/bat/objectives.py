@@ -78,7 +78,8 @@ class ObjectiveConfig:
     step_size: float | None = option(None, "PGD step size for training; unset = eps/4 (2/255 at eps 8/255)",
                                      unit="pixel in [0, 1]", source="Madry et al. 2018; Rice et al. 2020")
     steps: int = option(10, "PGD steps of the training attack", source="TRADES/MART/GAIRAT reference code (10)")
-    eval_steps: int = option(20, "steps of the evaluation PGD attack (PGD-20)", source="paper Sec. 5.1; GAIRAT.py l. 257")
+    eval_steps: int = option(20, "steps of the evaluation PGD attack (PGD-20)",
+                             source="paper Sec. 5.1; GAIRAT.py l. 257")
     eval_step_size: float | None = option(None, "step size of evaluation PGD; unset = eps/4",
                                           unit="pixel in [0, 1]", source="GAIRAT.py l. 257 (0.031/4)")
     cw_steps: int = option(30, "steps of the CW-inf evaluation attack (PGD on the CW margin, uniform random start)",

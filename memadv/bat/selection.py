@@ -82,7 +82,8 @@ METHOD_RULES: dict[str, Rule] = {
     "erm": Rule(("last",), "no selection (plain training)"),
     "pgd": Rule(("best_adv", "best_clean", "last"),
                 "paper Tables 2/4 (Best Adv./Best Clean rows); robust_overfitting train_cifar.py l. 441-449"),
-    "trades": Rule(("last",), "TRADES train_trades_cifar10.py: fixed 76 epochs (l. 20), saves every epoch (l. 169-173), no selection"),
+    "trades": Rule(("last",), "TRADES train_trades_cifar10.py: fixed 76 epochs (l. 20), saves every epoch "
+                              "(l. 169-173), no selection"),
     "mart": Rule(("last",), "MART train_wideresnet.py: saves every epoch (l. 200-204), no selection"),
     "gairat": Rule(("best_adv", "last"), "GAIRAT.py l. 257, 271-280: bestpoint = highest test PGD-20; README l. 97"),
     "bat": Rule(("last",), "paper Algorithm 1: trains to the last epoch"),

@@ -21,9 +21,11 @@ Files of one run (``<out>/<run name>/``):
 * ``metrics.parquet``  one row per evaluation (columns ``epoch, lr, loss, time_s, ...`` and
   ``<split>/<set>/<clean|adv|n>``, e.g. ``test/atypical/adv``);
 * ``best_adv.pt`` / ``best_clean.pt``  the weights at the highest ``test/all/adv`` / ``test/all/clean``
-  (the paper's tables report both for PGD-AT);
+  (the paper's tables report both for PGD-AT; test-selected, see :mod:`memadv.bat.selection`);
+* with ``--val-fraction``: ``validation.parquet`` (the held-out training ids, checked on resume) and
+  ``best_val_adv.pt`` / ``best_val_clean.pt`` (highest ``train/val/adv`` / ``train/val/clean``);
 * ``final.parquet``  after the last epoch: clean / FGSM / PGD-20 / CW / AutoAttack accuracy of the
-  last, best-adv and best-clean weights on the test subsets (Table 4).
+  last and every best weights on the test subsets (Table 4).
 
 A non-finite loss stops the run with the epoch and batch named; ``last.pt`` (previous epoch) is kept.
 """
