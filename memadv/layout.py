@@ -53,6 +53,11 @@ class RunLayout:
         return self.scores / "mem.parquet"
 
     @property
+    def test_acc_full(self) -> Path:
+        """The full-data ERM models' test correctness (``memadv.estimate.full_models``)."""
+        return self.scores / "test_acc_full.parquet"
+
+    @property
     def splits(self) -> Path:
         return self.root / "splits"
 

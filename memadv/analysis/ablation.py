@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from memadv.analysis.bat_tables import SELECT, Run, find_runs, report_dir, select_row
+from memadv.bat.selection import PROTOCOL
 from memadv.analysis.outputs import pyplot, save_figure, write_csv
 from memadv.data.atomic import write_text_atomic
 from memadv.data.tables import markdown_table
@@ -74,7 +75,8 @@ def _markdown(df: pd.DataFrame, select: str) -> str:
              r["source"]] for _, r in df.iterrows()]
     lines = ["### Fig. 5: BAT ablation (overall test accuracy, %)", ""] + markdown_table(
         ["α", "β", "Clean Acc.", "Adv. Acc. (PGD-20)", "seeds", "source"], rows)
-    lines += ["", f"Checkpoint: {select}; source `pgd` = PGD-AT runs standing in for α = β = 0."]
+    lines += ["", f"Checkpoint: {select} — {PROTOCOL[select]}; source `pgd` = PGD-AT runs standing in for "
+                  f"α = β = 0."]
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +116,7 @@ def fig5(df: pd.DataFrame, out: Path) -> list[Path]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: report/ beside the train/ folder)")
-    parser.add_argument("--select", choices=tuple(SELECT), default="last",
+    parser.add_argument("--select", choices=tuple(k for k in SELECT if k != "own"), default="last",
                         help="checkpoint whose accuracy each cell shows (default: last, as the paper trains BAT "
                              "to the last epoch)")
 

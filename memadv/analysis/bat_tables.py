@@ -10,10 +10,14 @@ seed form one row; cells show the mean over seeds, with ``± std`` when there ar
   ``final.parquet`` for the selected checkpoint.
 * **Fig. 4** — overall test clean (left) and PGD-20 (right) accuracy per epoch (``fig4_curves``).
 
-Checkpoint selection: PGD-AT gets two rows, *Best Adv.* (the epoch of highest ``test/all/adv``)
-and *Best Clean* (highest ``test/all/clean``), as in the paper's tables; every other method the
-``--select`` checkpoint (default ``last``: the paper trains BAT to the last epoch). Ties go to the
-earlier epoch, as in the training loop's ``best_*.pt``.
+Checkpoint selection (:mod:`memadv.bat.selection`): every method gets the rows of its own paper's
+rule plus its last epoch — PGD-AT *Best Adv.* / *Best Clean* / *Last*, GAIRAT *Best Adv.* / *Last*,
+ERM, TRADES, MART and BAT *Last* — and runs trained with ``--val-fraction`` also get the
+validation-selected twin of every best row (*Best Adv., val.*). ``--select last|best-adv|best-clean``
+replaces the rule of every method but PGD-AT. Every row, in the CSV and in the Markdown, names its
+selection, and the table notes say whether a best epoch was chosen on the test set itself
+(test-selected: optimistic, the paper's protocol) or on the held-out slice, and where each
+method's rule comes from. Ties go to the earlier epoch, as in the training loop's ``best_*.pt``.
 
 Numbers are percentages. Outputs (Markdown + CSV, PNG + PDF) go to ``--out`` (default: the
 ``report/`` folder of the run, beside ``train/``).
@@ -32,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from memadv.analysis.outputs import pyplot, save_figure, write_csv
+from memadv.analysis.table_notes import attack_note, selection_notes
+from memadv.bat import selection
 from memadv.data.atomic import write_text_atomic
 from memadv.data.tables import markdown_table, read_table
 from memadv.errors import MemadvError
@@ -39,7 +45,7 @@ from memadv.errors import MemadvError
 SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
 TABLE4_ATTACKS = (("clean", "Clean Acc."), ("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("aa", "AA."))
 METHOD_ORDER = ("erm", "pgd", "trades", "mart", "gairat", "bat")
-SELECT = {"last": "last", "best-adv": "best_adv", "best-clean": "best_clean"}
+SELECT = {"own": "own", "last": "last", "best-adv": "best_adv", "best-clean": "best_clean"}
 
 
 # --------------------------------------------------------------------------- runs
@@ -103,15 +109,14 @@ def report_dir(path: str | Path, out: str | Path | None) -> Path:
     return path / "report"
 
 
-def select_row(metrics: pd.DataFrame, checkpoint: str) -> pd.Series:
-    """The metrics row of ``checkpoint`` (last / best_adv / best_clean; ties -> earliest epoch)."""
-    if checkpoint == "last":
-        return metrics.iloc[-1]
-    col = {"best_adv": "test/all/adv", "best_clean": "test/all/clean"}[checkpoint]
-    values = metrics[col].to_numpy(dtype=float)
-    if np.all(np.isnan(values)):
-        return metrics.iloc[-1]
-    return metrics.iloc[int(np.nanargmax(values))]
+def select_row(metrics: pd.DataFrame, checkpoint: str) -> pd.Series | None:
+    """The metrics row of ``checkpoint`` (see :func:`memadv.bat.selection.select_row`)."""
+    return selection.select_row(metrics, checkpoint)
+
+
+def has_val(run: Run) -> bool:
+    """Whether the run held out a validation slice (its metrics carry ``train/val/*`` columns)."""
+    return selection.SELECTION_COLUMN["best_val_adv"] in run.metrics.columns
 
 
 def method_label(run: Run) -> str:
@@ -129,8 +134,9 @@ def method_label(run: Run) -> str:
     return m.upper()
 
 
-def row_plan(runs: list[Run], select: str) -> list[tuple[str, str, list[Run]]]:
-    """(row label, checkpoint, runs) per table row, in the paper's method order."""
+def row_plan(runs: list[Run], select: str = "own") -> list[tuple[str, str, list[Run]]]:
+    """(row label, checkpoint, runs) per table row, in the paper's method order; ``select`` is
+    "own" (each method's rule) or a checkpoint that replaces it (:func:`selection.method_checkpoints`)."""
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.group, []).append(r)
@@ -144,12 +150,8 @@ def row_plan(runs: list[Run], select: str) -> list[tuple[str, str, list[Run]]]:
     for g in order:
         rs = sorted(groups[g], key=lambda r: r.seed)
         label = labels[g] if counts[labels[g]] == 1 else f"{labels[g]} [{g}]"
-        if rs[0].method == "pgd":
-            plan.append((f"{label} (Best Adv.)", "best_adv", rs))
-            plan.append((f"{label} (Best Clean)", "best_clean", rs))
-        else:
-            suffix = "" if select == "last" else f" ({'Best Adv.' if select == 'best_adv' else 'Best Clean'})"
-            plan.append((label + suffix, select, rs))
+        for ck in selection.method_checkpoints(rs[0].method, any(has_val(r) for r in rs), select):
+            plan.append((f"{label} ({selection.ROW_SUFFIX[ck]})", ck, rs))
     return plan
 
 
@@ -163,13 +165,13 @@ def _agg(values: list[float]) -> tuple[float, float]:
     return float(ok.mean()), float(ok.std(ddof=1)) if ok.size > 1 else float("nan")
 
 
-def table2(runs: list[Run], select: str = "last") -> pd.DataFrame:
+def table2(runs: list[Run], select: str = "own") -> pd.DataFrame:
     """One row per (method group, checkpoint); ``<Set> Acc.`` / ``<Set> Adv.`` in percent (+ ``_std``)."""
     rows = []
     for label, ck, rs in row_plan(runs, select):
-        picked = [select_row(r.metrics, ck) for r in rs]
-        row: dict[str, Any] = {"method": label, "checkpoint": ck, "n_seeds": len(rs),
-                               "epochs": " ".join(str(int(p["epoch"])) for p in picked)}
+        picked = [p for p in (select_row(r.metrics, ck) for r in rs) if p is not None]
+        row: dict[str, Any] = {"method": label, "checkpoint": ck, "selection": selection.PROTOCOL[ck],
+                               "n_seeds": len(picked), "epochs": " ".join(str(int(p["epoch"])) for p in picked)}
         for key, name in SETS:
             for kind, suffix in (("clean", "Acc."), ("adv", "Adv.")):
                 col = f"test/{key}/{kind}"
@@ -180,11 +182,12 @@ def table2(runs: list[Run], select: str = "last") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table4(runs: list[Run], select: str = "last") -> pd.DataFrame:
+def table4(runs: list[Run], select: str = "own") -> pd.DataFrame:
     """Clean / FGSM / PGD / CW / AA accuracy (percent) on all test examples, from ``final.parquet``."""
     rows = []
     for label, ck, rs in row_plan(runs, select):
-        row: dict[str, Any] = {"method": label, "checkpoint": ck, "n_seeds": len(rs)}
+        row: dict[str, Any] = {"method": label, "checkpoint": ck, "selection": selection.PROTOCOL[ck],
+                               "n_seeds": len(rs)}
         for attack, name in TABLE4_ATTACKS:
             vals = []
             for r in rs:
@@ -206,9 +209,9 @@ def _cell(mean: float, std: float) -> str:
 
 
 def to_markdown(df: pd.DataFrame, value_cols: list[str], title: str, note: str = "") -> str:
-    head = ["Method"] + value_cols
-    rows = [[str(r["method"])] + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols]
-            for _, r in df.iterrows()]
+    head = ["Method", "Selection"] + value_cols
+    rows = [[str(r["method"]), selection.ROW_SUFFIX[str(r["checkpoint"])]]
+            + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols] for _, r in df.iterrows()]
     lines = [f"### {title}", ""] + markdown_table(head, rows)
     if note:
         lines += ["", note]
@@ -222,10 +225,10 @@ def fig4(runs: list[Run], out: Path) -> list[Path]:
     plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for label, _ck, rs in row_plan(runs, "last"):
-        if rs[0].method == "pgd" and "(Best Clean)" in label:
+    for label, ck, rs in row_plan(runs, "last"):
+        if ck != "last":
             continue
-        label = label.replace(" (Best Adv.)", "")
+        label = label.replace(f" ({selection.ROW_SUFFIX['last']})", "")
         for ax, kind in zip(axes, ("clean", "adv")):
             col = f"test/all/{kind}"
             frames = [r.metrics[["epoch", col]].set_index("epoch")[col] for r in rs if col in r.metrics]
@@ -250,13 +253,14 @@ def fig4(runs: list[Run], out: Path) -> list[Path]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: report/ beside the train/ folder)")
-    parser.add_argument("--select", choices=tuple(SELECT), default="last",
-                        help="checkpoint of the methods other than PGD-AT (PGD-AT always gets best-adv and "
-                             "best-clean rows, as in the paper); default: last")
+    parser.add_argument("--select", choices=tuple(SELECT), default="own",
+                        help="own (default): each method's checkpoint rule from its paper/reference code "
+                             "(memadv.bat.selection) plus its last epoch; last / best-adv / best-clean: that "
+                             "checkpoint (and the last) for every method but PGD-AT, which keeps the paper's rows")
 
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
-    select = SELECT[getattr(args, "select", "last")]
+    select = SELECT[getattr(args, "select", "own")]
     runs = find_runs(run_dir)
     out = report_dir(run_dir, getattr(args, "out", None))
     out.mkdir(parents=True, exist_ok=True)
@@ -264,7 +268,8 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     t2 = table2(runs, select)
     cols2 = [f"{name} {s}" for _, name in SETS for s in ("Acc.", "Adv.")]
     note = (f"Test accuracy (%) at the selected epoch (column `epochs` of table2.csv), PGD-20 for Adv.; "
-            f"mean ± std over seeds where there are several. Runs: {', '.join(sorted({r.path.name for r in runs}))}.")
+            f"mean ± std over seeds where there are several. Runs: {', '.join(sorted({r.path.name for r in runs}))}."
+            f"\n\n{selection_notes(runs, t2)}")
     write_text_atomic(out / "table2.md", to_markdown(t2, cols2, "Table 2: clean and adversarial accuracy", note))
     write_csv(out / "table2.csv", t2)
     paths += [out / "table2.md", out / "table2.csv"]
@@ -273,7 +278,8 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
         cols4 = [name for _, name in TABLE4_ATTACKS]
         write_text_atomic(out / "table4.md", to_markdown(
             t4, cols4, "Table 4: accuracy under attacks",
-            "Test accuracy (%) on all test examples; – = not evaluated (see --final-attacks)."))
+            "Test accuracy (%) on all test examples; – = not evaluated (see --final-attacks). "
+            + attack_note(runs) + f"\n\n{selection_notes(runs, t4)}"))
         write_csv(out / "table4.csv", t4)
         paths += [out / "table4.md", out / "table4.csv"]
     paths += fig4(runs, out)

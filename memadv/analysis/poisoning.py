@@ -62,7 +62,7 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
 
 def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_show: int = 6,
                      n_neighbours: int = 4) -> list[Path]:
-    from memadv.bat.objectives import ObjectiveConfig
+    from memadv.bat.objective_config import ObjectiveConfig
     from memadv.bat.runs import TrainingRun
     from memadv.data.registry import load_dataset
     from memadv.data.splits import read_split_sets

@@ -42,8 +42,10 @@ def cw_loss(logits: Tensor, y: Tensor, confidence: float = 50.0) -> Tensor:
     ``-max(z_y - max_{j != y} z_j + confidence, 0)``.
 
     Ascending it pushes the largest wrong logit above the true one until the margin reaches
-    ``confidence``. ``confidence = 50`` is the value of the ``cwloss`` used for CW evaluation in the
-    CAT, MART and GAIRAT reference code.
+    ``confidence``. ``confidence = 50`` is the default of ``cwloss`` in the GAIRAT repository
+    (``attack_generator.py`` l. 5; ``GAIRAT.py`` itself evaluates only PGD-20, l. 257) and in
+    Friendly-Adversarial-Training (``attack_generator.py`` l. 4), whose ``attack_test.py`` l. 62 runs
+    the CW evaluation: 30 steps of eps/4 from a uniform random start. The MART repository has no CW code.
     """
     onehot = F.one_hot(y, logits.shape[1]).to(torch.bool)
     real = logits.gather(1, y[:, None]).squeeze(1)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memadv.bat.objectives import ObjectiveConfig
+from memadv.bat import selection
+from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train_config import MACHINE_FIELDS, TrainConfig
 from memadv.config import config_to_dict
 from memadv.data.atomic import atomic_path
@@ -27,7 +28,7 @@ from memadv.nets import build_net
 
 CHECKPOINT_VERSION = 1
 FINAL_COLUMNS = ["checkpoint", "epoch", "subset", "attack", "acc", "n"]
-CHECKPOINTS = (("last", "last.pt"), ("best_adv", "best_adv.pt"), ("best_clean", "best_clean.pt"))
+CHECKPOINTS = tuple(selection.CHECKPOINT_FILES.items())  # last, best_adv, best_clean, best_val_adv, best_val_clean
 
 
 # --------------------------------------------------------------------------- run identity
@@ -57,6 +58,8 @@ def run_name(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None) -> 
             v = getattr(objective_cfg, name)
             if (cfg.method == "bat" and name in ("alpha", "beta")) or v != getattr(defaults, name):
                 parts.append(f"{name.replace('_', '')}{_fmt(v)}")
+    if cfg.val_fraction > 0:  # a run with a validation slice trains on other data (issue 9)
+        parts.append(f"val{_fmt(cfg.val_fraction)}")
     parts.append(f"seed{cfg.seed}")
     return "-".join(parts)
 

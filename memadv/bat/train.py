@@ -21,9 +21,11 @@ Files of one run (``<out>/<run name>/``):
 * ``metrics.parquet``  one row per evaluation (columns ``epoch, lr, loss, time_s, ...`` and
   ``<split>/<set>/<clean|adv|n>``, e.g. ``test/atypical/adv``);
 * ``best_adv.pt`` / ``best_clean.pt``  the weights at the highest ``test/all/adv`` / ``test/all/clean``
-  (the paper's tables report both for PGD-AT);
+  (the paper's tables report both for PGD-AT; test-selected, see :mod:`memadv.bat.selection`);
+* with ``--val-fraction``: ``validation.parquet`` (the held-out training ids, checked on resume) and
+  ``best_val_adv.pt`` / ``best_val_clean.pt`` (highest ``train/val/adv`` / ``train/val/clean``);
 * ``final.parquet``  after the last epoch: clean / FGSM / PGD-20 / CW / AutoAttack accuracy of the
-  last, best-adv and best-clean weights on the test subsets (Table 4).
+  last and every best weights on the test subsets (Table 4).
 
 A non-finite loss stops the run with the epoch and batch named; ``last.pt`` (previous epoch) is kept.
 """
@@ -41,8 +43,10 @@ import pandas as pd
 import torch
 
 from memadv.bat import evaluate as ev
+from memadv.bat import selection
 from memadv.bat.inputs import cap_subsets, default_splits_path, load_mem, load_subsets, resolve_device
-from memadv.bat.objectives import ObjectiveConfig, build_objective
+from memadv.bat.objective_config import ObjectiveConfig
+from memadv.bat.objectives import build_objective
 from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, check_same_config, full_config,
                              load_checkpoint, rng_state, run_name, save_checkpoint, seed_epoch, set_rng_state)
 from memadv.bat.train_config import TrainConfig, resolve_objective_config
@@ -78,15 +82,17 @@ def _stats_value(v: Any) -> float:
 
 
 def train_one_epoch(model, objective, optimizer, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
-                    epoch: int, data_gen: torch.Generator, device: torch.device) -> dict[str, float]:
-    """One pass over the training set (order and augmentation drawn from ``data_gen``).
+                    epoch: int, data_gen: torch.Generator, device: torch.device,
+                    ids: torch.Tensor | None = None) -> dict[str, float]:
+    """One pass over the training set (order and augmentation drawn from ``data_gen``); ``ids``
+    (int64, default all) restricts it to those training ids (the validation slice is left out).
 
     Returns the mean loss and the mean of every objective statistic, weighted by batch size.
     Raises :class:`NonFiniteLossError` naming the epoch and batch when the loss is NaN or infinite.
     """
-    n = images.shape[0]
+    n = images.shape[0] if ids is None else ids.shape[0]
     perm = torch.randperm(n, generator=data_gen)
-    batches = perm.split(cfg.batch_size)
+    batches = (perm if ids is None else ids[perm]).split(cfg.batch_size)
     total_loss, total_n = 0.0, 0
     stats_sum: dict[str, float] = {}
     it: Any = batches
@@ -128,7 +134,8 @@ def epoch_attacks(ocfg: ObjectiveConfig) -> list[ev.AttackSpec]:
 
 
 def final_attacks(cfg: TrainConfig, ocfg: ObjectiveConfig) -> list[ev.AttackSpec]:
-    specs = ev.paper_attacks(ocfg.eps, ocfg.eval_step_size, ocfg.eval_steps, cw_confidence=ocfg.cw_confidence)
+    specs = ev.paper_attacks(ocfg.eps, ocfg.eval_step_size, ocfg.eval_steps, cw_confidence=ocfg.cw_confidence,
+                             cw_steps=ocfg.cw_steps, cw_step_size=ocfg.cw_step_size)  # issue 9: reference CW
     return [s for s in specs if s.name in cfg.final_attacks]
 
 
@@ -153,6 +160,7 @@ def prepare(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None, data
     if cfg.method == "bat" and mem is None:
         raise ConfigError("--method bat needs memorization scores: pass --scores (a scores/ folder with mem.parquet)")
     subsets = load_subsets(cfg, dataset)
+    subsets = selection.with_validation(subsets, dataset, cfg.val_fraction, cfg.val_seed)  # issue 9 hook
     return cfg, ocfg, dataset, mem, subsets
 
 
@@ -180,6 +188,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", conf)
     meta = {**dataset_meta(dataset), "run": name, "method": cfg.method, "config": conf}
+    train_ids = selection.training_ids(run_dir, subsets, dataset, meta)  # issue 9 hook: checks the slice on resume
 
     torch.manual_seed(cfg.seed)
     from memadv.nets import build_net
@@ -188,7 +197,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
     rows: list[dict[str, Any]] = []
-    best: dict[str, tuple[float, int]] = {"adv": (-1.0, 0), "clean": (-1.0, 0)}
+    best: dict[str, tuple[float, int]] = {kind: (-1.0, 0) for kind in selection.best_kinds(subsets)}
     start_epoch = 1
     data_gen = torch.Generator()
     last = run_dir / "last.pt"
@@ -198,12 +207,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         rows = list(ck["metrics"])
-        best = {k: (float(v[0]), int(v[1])) for k, v in ck["best"].items()}
+        best.update({k: (float(v[0]), int(v[1])) for k, v in ck["best"].items()})
         start_epoch = int(ck["epoch"]) + 1
         set_rng_state(ck["rng"], data_gen)
         _write_metrics(run_dir, rows, meta)  # drops a row whose epoch's checkpoint never landed
 
     eval_subsets = cap_subsets(subsets, cfg.eval_max, cfg.seed)
+    if selection.VAL_KEY in subsets:  # issue 9 hook: the whole validation slice, never capped
+        eval_subsets[selection.VAL_KEY] = subsets[selection.VAL_KEY]
     specs = epoch_attacks(ocfg)
     epochs: Any = range(start_epoch, cfg.epochs + 1)
     if cfg.progress:
@@ -216,7 +227,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
         t0 = time.perf_counter()
         try:
             stats = train_one_epoch(model, objective, optimizer, dataset.x_train, dataset.y_train, cfg, epoch,
-                                    data_gen, device)
+                                    data_gen, device, ids=train_ids)
         except NonFiniteLossError as e:
             kept = f"{last} (epoch {epoch - 1})" if last.exists() else "none (it was the first epoch)"
             raise NonFiniteLossError(f"{e}; stopped, last checkpoint kept: {kept}; lower --lr or check the "
@@ -231,8 +242,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
             row = {"epoch": epoch, "lr": lr, **stats, **acc, **extra, "time_s": train_time,
                    "eval_time_s": time.perf_counter() - t1}
             rows.append(row)
-            for kind in ("adv", "clean"):
-                value = acc[f"test/all/{kind}"]
+            for kind in best:
+                value = acc[selection.SELECTION_COLUMN[f"best_{kind}"]]
                 if value > best[kind][0]:
                     best[kind] = (value, epoch)
                     save_checkpoint(run_dir / f"best_{kind}.pt",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memadv.bat.evaluate import ATTACK_NAMES
-from memadv.bat.objectives import ObjectiveConfig
+from memadv.bat.objective_config import ObjectiveConfig
 from memadv.config import build_config, check_range, option
 from memadv.data.registry import DATASETS
 from memadv.errors import ConfigError, UnknownChoiceError
@@ -24,7 +24,7 @@ FINAL_ATTACKS = ATTACK_NAMES  # the final evaluation may run every attack memadv
 
 # --------------------------------------------------------------------------- per-dataset defaults
 # ONE table: the value a TrainConfig field takes when it is left unset (None) on the command line or
-# in TOML. (The attack radius eps is the objective's: memadv.bat.objectives.DEFAULT_EPS — 8/255
+# in TOML. (The attack radius eps is the objective's: memadv.bat.objective_config.DEFAULT_EPS — 8/255
 # CIFAR, 4/255 Tiny ImageNet as in the paper, 64/255 for the 8x8 embedded sets.)
 #
 # field       cifar10, cifar100          tinyimagenet               digits, synthetic-longtail
@@ -108,6 +108,12 @@ class TrainConfig:
     splits: str | None = option(None, "split file (splits.parquet) for typical/atypical evaluation "
                                       "(default: <run>/splits/splits.parquet beside --scores, if present)")
     name: str | None = option(None, "run folder name (default: <method>[-<hyper-parameters>]-seed<seed>)")
+    # held-out checkpoint selection (memadv.bat.selection, memadv.data.validation)
+    val_fraction: float = option(0.0, "hold this share of every class of the training set out of training and "
+                                      "select best checkpoints on it too (0 = none: the paper's test-selected "
+                                      "protocol only)", unit="fraction of each class",
+                                 source="Rice et al. 2020, robust_overfitting generate_validation.py (1,000 ids)")
+    val_seed: int = option(0, "seed of the validation slice (one slice for every method and --seed)")
     device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, mps")
     progress: bool = option(True, "show progress bars")
 
@@ -130,6 +136,7 @@ class TrainConfig:
         if self.crop_pad is not None:
             check_range("crop_pad", self.crop_pad, 0)
         check_range("eval_every", self.eval_every, 1)
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, hi_open=True)
         if self.eval_max is not None:
             check_range("eval_max", self.eval_max, 0)
         check_range("eval_batch_size", self.eval_batch_size, 1)

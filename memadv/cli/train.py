@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.bat.objectives import ObjectiveConfig
+from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train import train
 from memadv.bat.train_config import METHODS, TrainConfig
 from memadv.config import add_config_arguments, build_config

@@ -40,6 +40,7 @@ from memadv import __version__
 from memadv.config import check_range, config_to_dict, option
 from memadv.data.atomic import atomic_dir, write_text_atomic
 from memadv.data.dataset import Dataset
+from memadv.data.erm_accuracy import ERM_MODEL_CHOICES, describe_erm_accuracy, use_erm_accuracy
 from memadv.data.scores import Scores, check_fingerprint
 from memadv.data.tables import markdown_table, read_table, write_table
 from memadv.errors import (ConfigError, FingerprintMismatchError, IncompleteRunError, SchemaError,
@@ -72,6 +73,11 @@ class SplitConfig:
                                               "unset: compare the estimates themselves as the paper does",
                                         unit="standard errors")
     allow_partial: bool = option(False, "accept scores aggregated from an unfinished estimate", cli=False)
+    # issue 9 hook (memadv.estimate.full_models)
+    erm_models: str = option("full", "models whose test correctness the --min-test-acc rule uses: full = the "
+                                     "estimate's full-data ERM models (paper Sec. 3.2 'ERM trained on D'; falls back "
+                                     "to subset, with a warning, when the run has none), subset = the 70%-subset "
+                                     "models", choices=("full", "subset"), source="paper Sec. 3.2")
 
     def __post_init__(self) -> None:
         for name in ("mem_atypical", "mem_typical", "infl_atypical", "infl_typical", "min_test_acc"):
@@ -81,6 +87,8 @@ class SplitConfig:
             check_range(name, float(value), 0.0, 1.0)
         if self.pairs not in PAIRS_CHOICES:
             raise UnknownChoiceError("pairs", self.pairs, PAIRS_CHOICES)
+        if self.erm_models not in ERM_MODEL_CHOICES:
+            raise UnknownChoiceError("erm models", self.erm_models, ERM_MODEL_CHOICES)
         if self.mem_typical >= self.mem_atypical:
             raise ConfigError(f"--mem-typical ({self.mem_typical}) must be below --mem-atypical ({self.mem_atypical})")
         if self.infl_typical >= self.infl_atypical:
@@ -330,7 +338,10 @@ def split_meta(scores: Scores, cfg: SplitConfig, result: SplitResult, source: st
     return {**{k: m[k] for k in keep if k in m},
             "thresholds": config_to_dict(cfg),
             "source_scores": {"path": source, "source": m.get("source"), "se_known": scores.se_known,
-                              "complete": m.get("complete", True), "n_models": m.get("n_models")},
+                              "complete": m.get("complete", True), "n_models": m.get("n_models"),
+                              # issue 9 hook: which models the min-test-acc rule used
+                              "test_acc_source": m.get("test_acc_source", "subset"),
+                              "n_full_models": m.get("n_full_models")},
             "sizes": {k: int(v.size) for k, v in result.sets.items()},
             "memadv_version": __version__}
 
@@ -398,9 +409,9 @@ def make_splits(path: str | Path, cfg: SplitConfig, out: str | Path | None = Non
     """The whole ``memadv splits`` stage: read the scores of ``path`` (a run or its ``scores/``),
     compute the sets and write them to ``out`` (default ``RUN/splits``); returns (result, folder)."""
     from memadv.data.scores import read_scores, scores_dir_of
-
-    scores = read_scores(path)
+    scores = use_erm_accuracy(read_scores(path), path, cfg.erm_models)  # ERM on all of D (Sec. 3.2)
     result = compute_splits(scores, cfg)
+    describe_erm_accuracy(result, scores.meta)  # the rule names its models
     run_dir = Path(path).resolve()
     if run_dir.name == "scores":
         run_dir = run_dir.parent

@@ -12,6 +12,7 @@ import numpy as np
 from memadv.data.scores import Scores
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.config import EstimateConfig
+from memadv.estimate.full_models import run_full_models
 from memadv.estimate.shards import (ShardTask, dataset_for, finished_shards, read_shard, read_spec, shard_path,
                                     write_or_check_spec)
 from memadv.executors import ExecutorConfig, run_tasks, task_states
@@ -34,7 +35,9 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
                "slurm": executor.cpus_per_task}.get(executor.executor)
     run_tasks(ShardTask(run_dir, threads=threads), todo, executor, jobs_folder(run_dir), desc="shards",
               progress=progress)
-    return aggregate(run_dir, scheduler=scheduler)
+    scores = aggregate(run_dir, scheduler=scheduler)
+    run_full_models(run_dir, cfg.full_models, executor, progress=progress)  # issue 9 hook: ERM on all of D
+    return scores
 
 
 def estimate_status(run_dir: str | Path) -> dict[str, Any]:

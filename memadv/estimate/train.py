@@ -70,11 +70,14 @@ def predict_correct(packed: PackedNets, x: torch.Tensor, y: torch.Tensor, device
 
 
 def train_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int],
-                 dtype: torch.dtype = torch.float32) -> TrainedModels:
+                 dtype: torch.dtype = torch.float32, masks: np.ndarray | None = None) -> TrainedModels:
+    """Train models ``model_ids`` on their subsets; ``masks`` ((K, n_train) bool, equal row sums)
+    overrides the sampled subsets (issue 9 hook: full-data models, memadv.estimate.full_models)."""
     device = torch.device(cfg.device)
     model_ids = list(model_ids)
     n = dataset.x_train.shape[0]
-    masks = np.stack([subset_mask(cfg.seed, m, n, cfg.subset_ratio) for m in model_ids])
+    if masks is None:
+        masks = np.stack([subset_mask(cfg.seed, m, n, cfg.subset_ratio) for m in model_ids])
     subsets = torch.from_numpy(np.stack([np.flatnonzero(row) for row in masks]))  # (K, n_in), equal sizes
     order_gens = [torch.Generator().manual_seed(model_seed(cfg.seed, m, "order")) for m in model_ids]
 

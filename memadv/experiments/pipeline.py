@@ -51,7 +51,7 @@ TABLE_RUNS: list[dict[str, Any]] = [{"method": "pgd"}, {"method": "trades"}, {"m
                                     {"method": "gairat"}, {"method": "bat", "alpha": 1.0, "beta": 0.2},
                                     {"method": "bat", "alpha": 2.0, "beta": 0.2}]
 # --quick: every stage with tiny sizes (tests)
-QUICK_ESTIMATE = dict(models=48, models_per_shard=24, epochs=8)
+QUICK_ESTIMATE = dict(models=48, models_per_shard=24, epochs=8, full_models=4)
 QUICK_TRAIN = dict(train_epochs=2, eval_max=120, final_max=60, final_attacks=["clean", "fgsm", "pgd"])
 QUICK_ABLATION = dict(ablation_alpha=[0.0, 1.0, 2.0], ablation_beta=[0.0, 0.2], train_seeds=[0])
 
@@ -250,7 +250,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         task = TrainTask(runs=runs, out_dir=str(lay.table_train), overrides={})
         run_tasks(task, list(range(len(runs))), executor, lay.table_jobs,
                   desc="bat table training", progress=progress)
-        bat_tables.make_figures(lay.table_train, argparse.Namespace(out=lay.report, select="last"))
+        bat_tables.make_figures(lay.table_train, argparse.Namespace(out=lay.report, select="own"))
 
     def run_ablation(run_dir: Path) -> None:
         from memadv.analysis import ablation
@@ -268,7 +268,8 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         from memadv.analysis import report
         report.write_report(run_dir, settings.seeds)
 
-    scores = lambda d: [RunLayout(d).mem]  # noqa: E731
+    # the full-data models' test accuracy (issue 9) is an estimate output and a splits input
+    scores = lambda d: [RunLayout(d).mem] + ([RunLayout(d).test_acc_full] if cfg.full_models else [])  # noqa: E731
     splits = lambda d: [RunLayout(d).split_file]  # noqa: E731
     sec31_jobs = lambda d: [s31.sec31_train_dir(d) / n for n in s31.sec31_run_names(settings)]  # noqa: E731
     sec32_jobs = lambda d: s32.sec32_run_dirs(d, settings)  # noqa: E731

@@ -31,7 +31,7 @@ class Sec31Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.bat.objectives import ObjectiveConfig
+        from memadv.bat.objective_config import ObjectiveConfig
         from memadv.bat.train import train
         from memadv.bat.train_config import TrainConfig
         splits = RunLayout(self.run_dir).split_file
@@ -63,7 +63,7 @@ class Sec32Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.bat.objectives import ObjectiveConfig
+        from memadv.bat.objective_config import ObjectiveConfig
         from memadv.bat.train import train
         from memadv.bat.train_config import TrainConfig
         from memadv.data.registry import load_dataset

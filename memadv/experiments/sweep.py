@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memadv.bat.objectives import ObjectiveConfig
+from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.runs import run_name
 from memadv.bat.train_config import TrainConfig, make_configs
 from memadv.config import _base_type

@@ -60,7 +60,8 @@ def _m(run: Path) -> pd.DataFrame:
 
 def test_table2_equals_metrics(train_dir):
     t2 = table2(find_runs(train_dir)).set_index("method")
-    assert list(t2.index) == ["PGD-AT (Best Adv.)", "PGD-AT (Best Clean)", "TRADES (1/λ = 5)", "BAT (α = 1, β = 0.2)"]
+    assert list(t2.index) == ["PGD-AT (Best Adv.)", "PGD-AT (Best Clean)", "PGD-AT (Last)", "TRADES (1/λ = 5) (Last)",
+                              "BAT (α = 1, β = 0.2) (Last)"]
     pgd = [_m(train_dir / f"pgd-seed{s}") for s in (0, 1)]
     best_adv = [m.loc[m["test/all/adv"].idxmax()] for m in pgd]
     best_clean = [m.loc[m["test/all/clean"].idxmax()] for m in pgd]
@@ -73,10 +74,10 @@ def test_table2_equals_metrics(train_dir):
         assert t2.loc[label, "epochs"] == " ".join(str(int(r["epoch"])) for r in rows)
     bat = [_m(train_dir / f"bat-alpha1-beta0.2-seed{s}").iloc[-1] for s in (0, 1)]  # BAT: last epoch
     expected = np.mean([100 * r["test/atypical/adv"] for r in bat])
-    assert t2.loc["BAT (α = 1, β = 0.2)", "Atyp. Adv."] == pytest.approx(expected)
+    assert t2.loc["BAT (α = 1, β = 0.2) (Last)", "Atyp. Adv."] == pytest.approx(expected)
     trades = _m(train_dir / "trades-seed0").iloc[-1]
-    assert t2.loc["TRADES (1/λ = 5)", "All Acc."] == pytest.approx(100 * trades["test/all/clean"])
-    assert np.isnan(t2.loc["TRADES (1/λ = 5)", "All Acc. std"])  # one seed: no std
+    assert t2.loc["TRADES (1/λ = 5) (Last)", "All Acc."] == pytest.approx(100 * trades["test/all/clean"])
+    assert np.isnan(t2.loc["TRADES (1/λ = 5) (Last)", "All Acc. std"])  # one seed: no std
     # --select best-adv applies to the non-PGD rows
     t2b = table2(find_runs(train_dir), "best_adv").set_index("method")
     best = _m(train_dir / "trades-seed0")["test/all/adv"].max()
@@ -92,7 +93,7 @@ def test_table4_equals_final(train_dir):
             assert t4.loc[label, col] == pytest.approx(np.mean(vals))
     f = pd.read_parquet(train_dir / "trades-seed0" / "final.parquet")
     cw = f[(f["checkpoint"] == "last") & (f["attack"] == "cw")]["acc"].iloc[0]
-    assert t4.loc["TRADES (1/λ = 5)", "CW"] == pytest.approx(100 * cw)
+    assert t4.loc["TRADES (1/λ = 5) (Last)", "CW"] == pytest.approx(100 * cw)
 
 
 def test_cli_writes_tables_and_figures(train_dir, capsys):
@@ -105,7 +106,7 @@ def test_cli_writes_tables_and_figures(train_dir, capsys):
     pd.testing.assert_series_equal(csv["All Adv."], t2["All Adv."], check_exact=False)
     md = (report / "table2.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| TRADES"))
-    assert f"{t2.loc['TRADES (1/λ = 5)', 'All Acc.']:.1f}" in row
+    assert f"{t2.loc['TRADES (1/λ = 5) (Last)', 'All Acc.']:.1f}" in row
     assert "±" in next(line for line in md.splitlines() if line.startswith("| BAT"))
 
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from memadv.bat.objective_config import DEFAULT_EPS, ObjectiveConfig
 from memadv.bat.objectives import (
-    DEFAULT_EPS, OBJECTIVES, ObjectiveConfig, bat_discrimination_loss, bat_weights, build_objective,
+    OBJECTIVES, bat_discrimination_loss, bat_weights, build_objective,
     gairat_weights, mart_loss_fn, poisoning_score, trades_loss_fn, weighted_ce,
 )
 from memadv.config import build_config

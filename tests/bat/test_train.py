@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import memadv.bat.train as T
-from memadv.bat.objectives import ObjectiveConfig
+from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train import TrainConfig, train
 from memadv.cli.main import main
 from memadv.data import load_dataset
@@ -119,7 +119,7 @@ def test_resume_after_kill_ends_with_identical_metrics(tmp_path, digits, monkeyp
 
     real = T.train_one_epoch
 
-    def dying(model, objective, optimizer, images, labels, cfg_, epoch, gen, device):
+    def dying(model, objective, optimizer, images, labels, cfg_, epoch, gen, device, **kw):
         if epoch == 3:  # die in the middle of the third epoch, after some optimizer steps
             loss = objective.loss
             calls = {"n": 0}
@@ -130,7 +130,7 @@ def test_resume_after_kill_ends_with_identical_metrics(tmp_path, digits, monkeyp
                     raise Killed()
                 return loss(*a, **k)
             objective.loss = loss_then_die
-        return real(model, objective, optimizer, images, labels, cfg_, epoch, gen, device)
+        return real(model, objective, optimizer, images, labels, cfg_, epoch, gen, device, **kw)
 
     monkeypatch.setattr(T, "train_one_epoch", dying)
     with pytest.raises(Killed):
