@@ -10,10 +10,15 @@ Definitions (thresholds are :class:`SplitConfig` options; defaults are the paper
 
 The influence conditions use same-class pairs only by default (the paper calls (i, j) a
 high-influence pair only when both share a class, Sec. 2.1); ``pairs="any-class"`` uses every
-pair stored in ``infl.parquet``. With ``significance=z`` every memorization and influence
-condition compares the estimate shifted by z standard errors against the noise:
-"x > t" becomes "x - z*SE > t" and "x < t" becomes "x + z*SE < t". The accuracy rule is never
-shifted. NaN estimates compare false, so an example with an undefined estimate is in no set; a test
+pair stored in ``infl.parquet``. Each reading needs the pairs with infl > the lowest influence
+threshold (``infl_typical``); a score folder whose stored pairs (its ``--keep`` rule, in the
+metadata) do not include them all is refused with a one-line SchemaError. With ``significance=z``
+every memorization and influence condition compares a z-level confidence interval of the
+difference p_in - p_out with the threshold: "x > t" becomes "lower bound > t" and "x < t"
+becomes "upper bound < t". The interval is Newcombe's hybrid score interval for a difference of
+two proportions (Newcombe 1998, Statistics in Medicine 17:873, method 10), built from the Wilson
+score intervals of p_in and p_out; unlike x -/+ z*SE it does not collapse to a point when every
+model agrees (p = 0 or 1). The accuracy rule is never shifted. NaN estimates compare false, so an example with an undefined estimate is in no set; a test
 example with unknown accuracy is not typical while the accuracy rule is active (``min_test_acc > 0``).
 
 Output folder ``splits/`` (written all at once: a temporary folder renamed into place):
@@ -71,9 +76,10 @@ class SplitConfig:
                                       "paper's definition of a high-influence pair (Sec. 2.1) and the default; "
                                       "any-class also uses the cross-class pairs stored in infl.parquet",
                         choices=PAIRS_CHOICES)
-    significance: float | None = option(None, "z: every mem/infl condition becomes 'estimate - z*SE above the "
-                                              "threshold' (and 'estimate + z*SE below' for mem < typical); "
-                                              "unset: compare the estimates themselves as the paper does",
+    significance: float | None = option(None, "z: every mem/infl condition becomes 'lower bound of the z-level "
+                                              "Newcombe-Wilson interval above the threshold' (and 'upper bound "
+                                              "below' for mem < typical); unset: compare the estimates themselves "
+                                              "as the paper does",
                                         unit="standard errors")
     allow_partial: bool = option(False, "accept scores aggregated from an unfinished estimate", cli=False)
 
@@ -113,12 +119,62 @@ def _norm_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def _above(est: np.ndarray, se: np.ndarray, t: float, z: float | None) -> np.ndarray:
-    return (est - z * se) > t if z else est > t
+def _above(est: np.ndarray, lo: np.ndarray | None, t: float) -> np.ndarray:
+    return (lo if lo is not None else est) > t
 
 
-def _below(est: np.ndarray, se: np.ndarray, t: float, z: float | None) -> np.ndarray:
-    return (est + z * se) < t if z else est < t
+def _below(est: np.ndarray, hi: np.ndarray | None, t: float) -> np.ndarray:
+    return (hi if hi is not None else est) < t
+
+
+def wilson(p: np.ndarray, n: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval (lower, upper) of a proportion p observed in n trials; NaN where n = 0."""
+    p = np.asarray(p, np.float64)
+    n = np.asarray(n, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z2n = z * z / n
+        centre = (p + z2n / 2) / (1 + z2n)
+        half = z / (1 + z2n) * np.sqrt(p * (1 - p) / n + z2n / (4 * n))
+        bad = ~(n > 0)
+    return np.where(bad, np.nan, centre - half), np.where(bad, np.nan, centre + half)
+
+
+def newcombe(p_in: np.ndarray, n_in: np.ndarray, p_out: np.ndarray, n_out: np.ndarray, z: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of Newcombe's hybrid score interval for p_in - p_out (Newcombe 1998, method 10)."""
+    l1, u1 = wilson(p_in, n_in, z)
+    l2, u2 = wilson(p_out, n_out, z)
+    d = np.asarray(p_in, np.float64) - np.asarray(p_out, np.float64)
+    return d - np.sqrt((p_in - l1) ** 2 + (u2 - p_out) ** 2), d + np.sqrt((u1 - p_in) ** 2 + (p_out - l2) ** 2)
+
+
+def infl_coverage(meta: dict[str, Any]) -> tuple[float | None, float | None, str]:
+    """(same-class, cross-class) |infl| from which a score folder stores pairs (0: all, None: none), and its
+    keep rule in words. Files older than the keep rule: memadv's held every same-class pair and the cross-class
+    ones above ``cross_class_threshold``; Feldman & Zhang's infl matrix holds same-class pairs only."""
+    if "infl_min_abs_same" in meta:
+        return meta.get("infl_min_abs_same"), meta.get("infl_min_abs_cross"), f"--keep {meta.get('infl_keep')}"
+    if meta.get("source") == "feldman-zhang":
+        return 0.0, None, "a Feldman & Zhang same-class matrix"
+    return 0.0, _cross_class_threshold(meta), "same-class pairs and cross-class pairs above cross_class_threshold"
+
+
+def _check_coverage(meta: dict[str, Any], cfg: SplitConfig) -> None:
+    """Refuse a definition whose influence rules need pairs the score folder does not store."""
+    if meta.get("has_infl") is False:
+        return  # no influence at all: reported as a warning
+    same, cross, how = infl_coverage(meta)
+    t = min(cfg.infl_typical, cfg.infl_atypical)
+    kinds = [("same-class", same)] + ([("cross-class", cross)] if cfg.pairs == "any-class" else [])
+    for kind, k in kinds:
+        if k is None or k > t:
+            held = "none" if k is None else f"only those with |infl| >= {k}"
+            fix = ("--keep same-class" if kind == "same-class" and cfg.pairs == "same-class"
+                   else f"--keep threshold --keep-threshold {t}")
+            raise SchemaError(f"these scores cannot answer --pairs {cfg.pairs} at infl > {t}: they store {held} of "
+                              f"the {kind} pairs ({how}); re-aggregate with `memadv aggregate RUN {fix}`, or raise "
+                              f"--infl-typical to at least {k}" + (" or use --pairs same-class"
+                                                                    if kind == "cross-class" else ""))
 
 
 def _median(x: np.ndarray) -> float:
@@ -154,8 +210,13 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     m_se = mem["mem_se"].to_numpy(np.float64)
     if len(np.unique(tr_idx)) != len(tr_idx):
         raise SchemaError("mem.parquet has repeated training ids")
-    atyp = _above(m, m_se, cfg.mem_atypical, z)
-    typ = _below(m, m_se, cfg.mem_typical, z)
+    if z:
+        m_lo, m_hi = newcombe(mem["p_in"].to_numpy(np.float64), mem["n_in"].to_numpy(np.float64),
+                              mem["p_out"].to_numpy(np.float64), mem["n_out"].to_numpy(np.float64), z)
+    else:
+        m_lo = m_hi = None
+    atyp = _above(m, m_lo, cfg.mem_atypical)
+    typ = _below(m, m_hi, cfg.mem_typical)
     n_undefined = int(np.isnan(m).sum())
     atyp_ids = tr_idx[atyp]
 
@@ -167,16 +228,12 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     te_lab = ta["label"].to_numpy(np.int64)
     p_ok = ta["p_correct"].to_numpy(np.float64)
 
+    _check_coverage(meta, cfg)
     infl = scores.infl
     if cfg.pairs == "same-class":
         infl = infl[infl["train_label"].to_numpy(np.int64) == infl["test_label"].to_numpy(np.int64)]
-    else:
-        cross = _cross_class_threshold(meta)
-        for t, what in ((cfg.infl_typical, "typical-test"), (cfg.infl_atypical, "atypical-test")):
-            if cross is not None and cross > t:
-                warnings.append(f"--pairs any-class: the run kept cross-class pairs only at |infl| >= {cross}, so "
-                                f"the {what} rule (infl > {t}) misses cross-class pairs between {t} and {cross}")
     considered = infl[np.isin(infl["train_idx"].to_numpy(np.int64), atyp_ids)]
+    c_train = considered["train_idx"].to_numpy(np.int64)
     c_test = considered["test_idx"].to_numpy(np.int64)
     c_infl = considered["infl"].to_numpy(np.float64)
     c_se = considered["infl_se"].to_numpy(np.float64)
@@ -184,8 +241,9 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     if unknown_test.size:
         raise SchemaError(f"infl.parquet names {unknown_test.size} test ids missing from test_acc.parquet "
                           f"(first: {int(unknown_test[0])})")
-    te_atyp_ids = np.unique(c_test[_above(c_infl, c_se, cfg.infl_atypical, z)])
-    infl_excl = np.isin(te_idx, np.unique(c_test[_above(c_infl, c_se, cfg.infl_typical, z)]))
+    c_lo = _infl_lower_bound(c_train, c_test, c_infl, mem, ta, z) if z else None
+    te_atyp_ids = np.unique(c_test[_above(c_infl, c_lo, cfg.infl_atypical)])
+    infl_excl = np.isin(te_idx, np.unique(c_test[_above(c_infl, c_lo, cfg.infl_typical)]))
     te_atyp = np.isin(te_idx, te_atyp_ids)
     if cfg.min_test_acc > 0:
         acc_unknown = np.isnan(p_ok)
@@ -216,8 +274,8 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     per_class.index.name, per_class.columns.name = "set", "class"
 
     pairs_word = "same-class pairs" if cfg.pairs == "same-class" else "any-class pairs"
-    zs = f" - {z}*SE" if z else ""
-    zb = f" + {z}*SE" if z else ""
+    zs = f" (Newcombe-Wilson lower bound, z={z})" if z else ""
+    zb = f" (Newcombe-Wilson upper bound, z={z})" if z else ""
     n_tr, n_te = len(tr_idx), len(te_idx)
     rules = [
         {"set": "train/atypical", "rule": f"keep mem{zs} > {cfg.mem_atypical}", "considered": n_tr,
@@ -251,6 +309,25 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
         if sets[key].size == 0:
             warnings.append(f"{key} is empty")
     return SplitResult(rows=rows, sets=sets, per_class=per_class, rules=rules, noise=noise, warnings=warnings)
+
+
+def _infl_lower_bound(c_train: np.ndarray, c_test: np.ndarray, c_infl: np.ndarray, mem: pd.DataFrame,
+                      ta: pd.DataFrame, z: float) -> np.ndarray:
+    """Newcombe lower bound of infl for the pairs (c_train, c_test).
+
+    infl.parquet stores only the difference; its two proportions follow from n_in, n_out of the
+    training example (mem.parquet) and P(correct) of the test example over all M = n_in + n_out
+    models (test_acc.parquet): M p_correct = n_in p_in + n_out p_out and infl = p_in - p_out give
+    p_out = p_correct - infl n_in / M.
+    """
+    tr_pos = pd.Index(mem["idx"].to_numpy(np.int64)).get_indexer(c_train)
+    te_pos = pd.Index(ta["idx"].to_numpy(np.int64)).get_indexer(c_test)
+    n_in = mem["n_in"].to_numpy(np.float64)[tr_pos]
+    n_out = mem["n_out"].to_numpy(np.float64)[tr_pos]
+    p_ok = ta["p_correct"].to_numpy(np.float64)[te_pos]
+    p_out = np.clip(p_ok - c_infl * n_in / (n_in + n_out), 0.0, 1.0)
+    p_in = np.clip(p_out + c_infl, 0.0, 1.0)
+    return newcombe(p_in, n_in, p_out, n_out, z)[0]
 
 
 def _cross_class_threshold(meta: dict[str, Any]) -> float | None:
