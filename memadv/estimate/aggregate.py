@@ -328,9 +328,3 @@ def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: An
     write_scores(run_dir / "scores", scores)
     return scores
 
-
-def peak_bytes_estimate(models: int, n_train: int, n_test: int, kept_pairs: int) -> int:
-    """Rough aggregation working set in bytes (docs/estimator.md): unpacked shards (1 byte per bit),
-    float32 test correctness, two block matrices and 48 bytes per stored pair (x2 while sorting)."""
-    return int(models * (n_train + n_test) + 4 * models * n_test + 2 * BLOCK_BYTES + 96 * kept_pairs
-               + 4 * models * math.ceil(BLOCK_BYTES / (4 * max(n_test, 1))))
