@@ -18,6 +18,16 @@ def _unit(text: str) -> float:
     return v
 
 
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return v
+
+
 def _unit_or_none(text: str) -> float | str | None:
     # "spec" is the default: the run's own setting, resolved by aggregate().
     return text if text == "spec" else None if text == "none" else _unit(text)
@@ -25,7 +35,7 @@ def _unit_or_none(text: str) -> float | str | None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from memadv.data.scores import KEEP_CHOICES
-    from memadv.estimate.aggregate import AUTO_MAX_SAME_CLASS_PAIRS, DEFAULT_KEEP_THRESHOLD
+    from memadv.estimate.aggregate import AUTO_MAX_SAME_CLASS_PAIRS, DEFAULT_KEEP_THRESHOLD, MAX_KEPT_PAIRS
 
     p = sub.add_parser("aggregate", help="rebuild scores/ from the finished shards of a run",
                        description="Aggregate the shards of an estimate into scores/mem.parquet, infl.parquet and "
@@ -47,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "default: the run's setting)")
     p.add_argument("--data-root", default=None,
                    help="where the data set lies now, if it moved since the estimate (same data: fingerprint checked)")
+    p.add_argument("--max-pairs", type=_count, default=MAX_KEPT_PAIRS,
+                   help=f"refuse (one-line error) to keep more influence pairs than this (default {MAX_KEPT_PAIRS:,}: "
+                        "3 GiB at 48 bytes a pair), the memory bound of aggregation")
     add_dask(p)
     p.set_defaults(func=run)
 
@@ -58,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     with dask_scheduler(args.dask_cluster):
         scores = aggregate(args.run, allow_partial=args.allow_partial, keep=args.keep,
                            keep_threshold=args.keep_threshold, cross_class_threshold=args.cross_class_threshold,
-                           data_root=args.data_root)
+                           data_root=args.data_root, max_pairs=args.max_pairs)
     note = "" if scores.meta["complete"] else f" (partial: {scores.meta['missing_shards']} shards missing)"
     print(f"{args.run}/scores: {scores.meta['n_models']} models, {len(scores.infl)} pairs kept "
           f"(--keep {scores.meta['infl_keep']}){note}")

@@ -52,6 +52,9 @@ DEFAULT_KEEP_THRESHOLD = 0.02
 # about 0.8 GiB in memory; CIFAR-100 has 5M), and switches to `threshold` above it (Fashion-MNIST
 # and CIFAR-10 have 60M same-class pairs, 2.9 GiB).
 AUTO_MAX_SAME_CLASS_PAIRS = 1 << 24
+# The memory bound: aggregation refuses to keep more pairs than this (48 bytes a row, 3 GiB), with a
+# one-line error, instead of running out of memory; Fashion-MNIST's 60M same-class pairs fit.
+MAX_KEPT_PAIRS = 1 << 26
 # One block of the all-pairs pass holds a (rows x n_test) float32 matrix of this many bytes.
 BLOCK_BYTES = 64 << 20
 # Float32 GEMMs on 0/1 and centred masks keep the count error far below 1/2 up to this many models
@@ -224,19 +227,27 @@ def _cat(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray, n
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))  # type: ignore[return-value]
 
 
+def _check_kept(kept: int, max_pairs: int, rule: KeepRule, done: float) -> None:
+    if kept > max_pairs:
+        raise ConfigError(f"--keep {rule.choice} keeps more than --max-pairs {max_pairs:,} (influence) pairs "
+                          f"({kept:,} after {done:.0%} of the training set, 48 bytes each); raise --keep-threshold, "
+                          f"use --keep same-class --cross-class-threshold none, or raise --max-pairs if memory allows")
+
+
 def _run_block(plan: _Influence, s: int, e: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return plan.block(s, e)
 
 
 def influence(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, y_test: np.ndarray,
-              rule: KeepRule, *, block_rows: int | None = None, scheduler: Any = None) -> pd.DataFrame:
+              rule: KeepRule, *, block_rows: int | None = None, scheduler: Any = None,
+              max_pairs: int = MAX_KEPT_PAIRS) -> pd.DataFrame:
     """Eq. 2 for the pairs ``rule`` keeps, one row per pair, sorted by (train_idx, test_idx).
 
     masks (M x n_train bool), test_correct (M x n_test bool), y_train (n_train,), y_test (n_test,).
     Columns ``train_idx, test_idx, train_label, test_label, infl, infl_se`` (infl and its standard
     error are NaN where i is in every subset or in none). Blocks run in this process (BLAS threads)
     unless ``scheduler`` or the active dask configuration is a dask.distributed cluster, which then
-    gets one task per block.
+    gets one task per block. Raises ConfigError as soon as more than ``max_pairs`` pairs are kept.
     """
     n_train, n_test = masks.shape[1], test_correct.shape[1]
     plan = _Influence(masks, test_correct, y_train, y_test, rule)
@@ -259,9 +270,14 @@ def influence(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, 
         largest = max((e - s) * plan.m * (n_test if rule.cross_min is not None else
                                           max(np.diff(list(plan.te_span.values()), axis=1).max(initial=0), 1))
                       for s, e in ranges) if ranges else 0
+        parts, kept = [], 0
         with threadpool_limits(1, user_api="blas") if largest < SMALL_GEMM else contextlib.nullcontext():
-            parts = [plan.block(s, e) for s, e in ranges]
+            for s, e in ranges:
+                parts.append(plan.block(s, e))
+                kept += len(parts[-1][0])
+                _check_kept(kept, max_pairs, rule, e / n_train)
     r, c, infl, se = _cat(parts)
+    _check_kept(len(r), max_pairs, rule, 1.0)
     tr = plan.tr_order[r].astype(np.int64)
     te = plan.te_order[c].astype(np.int64)
     order = np.argsort(tr * max(n_test, 1) + te, kind="stable")
@@ -303,7 +319,7 @@ def load_shards(run_dir: Path, allow_partial: bool = False) -> tuple[dict[str, A
 
 def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: Any = None, keep: str = "auto",
               keep_threshold: float = DEFAULT_KEEP_THRESHOLD, cross_class_threshold: float | None | str = "spec",
-              data_root: str | None = None) -> Scores:
+              data_root: str | None = None, max_pairs: int = MAX_KEPT_PAIRS) -> Scores:
     """Rebuild ``scores/`` from the shards (any time, as often as wanted, with any keep rule).
 
     ``cross_class_threshold`` "spec" takes the run's ``cross_class_threshold`` (used by
@@ -324,7 +340,8 @@ def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: An
             "complete": not missing, "missing_shards": len(missing), "spec": spec["config"],
             "cross_class_threshold": rule.cross_min if rule.choice == "same-class" else None, **rule.meta()}
     scores = Scores(mem=memorization(sh["mask"], sh["train_correct"], y_train),
-                    infl=influence(sh["mask"], sh["test_correct"], y_train, y_test, rule, scheduler=scheduler),
+                    infl=influence(sh["mask"], sh["test_correct"], y_train, y_test, rule, scheduler=scheduler,
+                                   max_pairs=max_pairs),
                     test_acc=test_accuracy(sh["test_correct"], y_test), meta=meta)
     write_scores(run_dir / "scores", scores)
     return scores

@@ -154,3 +154,11 @@ def test_legacy_and_imported_metadata_are_read():
     compute_splits(s, SplitConfig())
     with pytest.raises(SchemaError, match="cannot answer"):
         compute_splits(s, SplitConfig(pairs="any-class"))
+
+
+def test_memory_bound_refuses_too_many_pairs():
+    masks, test_correct, y_train, y_test = case(0)
+    full = influence(masks, test_correct, y_train, y_test, KeepRule("all", 0.0, 0.0))
+    assert len(full) == masks.shape[1] * test_correct.shape[1]
+    with pytest.raises(ConfigError, match="--keep all keeps more than --max-pairs 100 .*raise --keep-threshold"):
+        influence(masks, test_correct, y_train, y_test, KeepRule("all", 0.0, 0.0), max_pairs=100, block_rows=4)
