@@ -154,7 +154,11 @@ class _Influence:
         self.te_order = np.argsort(y_test, kind="stable")
         self.y_tr = np.asarray(y_train)[self.tr_order]
         self.y_te = np.asarray(y_test)[self.te_order]
-        self.masks = masks = np.asarray(masks, dtype=bool)              # no copy for the shards' bool arrays
+        masks = np.asarray(masks, dtype=bool)
+        # One class-sorted copy of the masks (M x n_train bytes), gathered with np.take (7x faster than
+        # fancy indexing): gathering each block's columns from the unsorted masks instead re-reads the
+        # whole matrix per block (measured: 131 ms per CIFAR-100 class, 13 s of the same-class pass).
+        self.masks = np.take(masks, self.tr_order, axis=1)
         self.t = np.take(test_correct, self.te_order, axis=1).astype(self.dtype)  # M x n_test, columns by class
         self.tot = test_correct.sum(0)[self.te_order].astype(np.float64)  # exact: models with j correct
         self.n_in = np.add.reduce(masks.view(np.uint8), axis=0, dtype=np.int64)[self.tr_order].astype(np.float64)
@@ -174,9 +178,7 @@ class _Influence:
         """(train positions, test positions, infl, se) kept among training rows [s, e) (sorted order)."""
         rule = self.rule
         n_in, n_out = self.n_in[s:e], self.n_out[s:e]
-        # Column gathers with np.take: 7x faster than fancy indexing on an (M x n) bool array (measured).
-        a = np.subtract(np.take(self.masks, self.tr_order[s:e], axis=1), (n_in / self.m).astype(self.dtype),
-                        dtype=self.dtype)                                 # centred masks S - n_in / M
+        a = np.subtract(self.masks[:, s:e], (n_in / self.m).astype(self.dtype), dtype=self.dtype)  # S - n_in / M
         y_b = self.y_tr[s:e]
         bounds = np.flatnonzero(np.diff(y_b)) + 1
         spans = [(int(r0), int(r1), *self.te_span.get(y_b[r0], (0, 0)))
