@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the data set lies now, if it moved since the estimate (same data: fingerprint checked)")
     p.add_argument("--max-pairs", type=_count, default=MAX_KEPT_PAIRS,
                    help=f"refuse (one-line error) to keep more influence pairs than this (default {MAX_KEPT_PAIRS:,}: "
-                        "3 GiB at 48 bytes a pair), the memory bound of aggregation")
+                        "about 5 GiB at the aggregation peak), the memory bound of aggregation")
     add_dask(p)
     p.set_defaults(func=run)
 

@@ -48,12 +48,13 @@ from memadv.errors import ConfigError, IncompleteRunError, SchemaError, UnknownC
 # The lowest influence threshold any split definition uses by default (paper Sec. 3.2, infl > 0.02):
 # `--keep threshold` keeps pairs with |infl| >= this, so every default definition is answered.
 DEFAULT_KEEP_THRESHOLD = 0.02
-# `--keep auto` keeps every same-class pair while there are at most this many (x 48 bytes per row:
-# about 0.8 GiB in memory; CIFAR-100 has 5M), and switches to `threshold` above it (Fashion-MNIST
-# and CIFAR-10 have 60M same-class pairs, 2.9 GiB).
+# `--keep auto` keeps every same-class pair while there are at most this many (48 bytes a row, about
+# 80 at the aggregation peak: 1.3 GiB; CIFAR-100 has 5M), and switches to `threshold` above it
+# (Fashion-MNIST and CIFAR-10 have 60M same-class pairs: 4.7 GiB measured).
 AUTO_MAX_SAME_CLASS_PAIRS = 1 << 24
-# The memory bound: aggregation refuses to keep more pairs than this (48 bytes a row, 3 GiB), with a
-# one-line error, instead of running out of memory; Fashion-MNIST's 60M same-class pairs fit.
+# The memory bound: aggregation refuses to keep more pairs than this (48 bytes a row in the table, about
+# 80 at the peak: 4.7 GiB measured for 60M), with a one-line error, instead of running out of memory;
+# Fashion-MNIST's 60M same-class pairs fit.
 MAX_KEPT_PAIRS = 1 << 26
 # One block of the all-pairs pass holds a (rows x n_test) float32 matrix of this many bytes.
 BLOCK_BYTES = 64 << 20
