@@ -1,69 +1,146 @@
-"""Blockwise (dask) vs dense influence aggregation, measured side by side.
+"""Influence aggregation (memadv.estimate.aggregate.influence) against a dense two-GEMM evaluation,
+measured side by side in one process.
 
-Builds random subset masks and test correctness for M models, then computes the influence table
-(all same-class pairs + cross-class pairs with |infl| >= 0.15) twice: blockwise as memadv does
-(``memadv.estimate.aggregate.influence``) and densely (the whole n_train x n_test matrices at once).
-Prints time and peak traced memory of each and checks they agree. The last line is the headline.
+Synthetic subset masks (70% in) and test correctness (per-test-example success rates uniform in
+[0, 1]) for M models; labels uniform over the classes. Sides:
 
-    python bench/blockwise_vs_dense.py [--models 2000] [--train 20000] [--test 4000] [--classes 100]
+* dense: what a user would write with numpy: the two count matrices C_in = S^T T and
+  C_out = (1 - S)^T T as float32 GEMMs (exact on 0/1 data up to 2^24), infl = C_in / n_in - C_out / n_out
+  for every pair, then the pairs memadv's default layout keeps (all same-class pairs, cross-class
+  pairs with |infl| >= 0.15) and their standard errors;
+* memadv all pairs: the same layout (``--keep same-class``, cross-class threshold 0.15);
+* memadv threshold: ``--keep threshold`` at 0.02 (what ``--keep auto`` picks for 10-class sets);
+* memadv same-class only: ``--keep same-class --cross-class-threshold none`` (the layout of Feldman &
+  Zhang's released files), per-class GEMMs.
+
+Time is wall-clock; memory is the process's peak resident set above its level before the side ran
+(Linux VmHWM, reset through /proc/self/clear_refs), so BLAS and torch buffers count too. The inputs
+(masks and correctness, bool) exist before any side runs and are not counted. The last line is the
+headline.
+
+    python bench/blockwise_vs_dense.py [--models 4000] [--train 50000] [--test 10000] [--classes 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
-import tracemalloc
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from memadv.estimate.aggregate import difference_of_means, influence
+from memadv.estimate.aggregate import BLOCK_BYTES, KeepRule, difference_of_means, influence
+
+CROSS = 0.15
 
 
-def dense(masks, test_correct, y_train, y_test, threshold):
+def dense(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, y_test: np.ndarray) -> pd.DataFrame:
     m = masks.shape[0]
-    c_in = masks.T.astype(np.float64) @ test_correct.astype(np.float64)
-    n_in = masks.sum(0).astype(np.float64)[:, None]
-    _, _, infl, se = difference_of_means(c_in, n_in, test_correct.sum(0)[None, :] - c_in, m - n_in)
-    same = y_train[:, None] == y_test[None, :]
-    i, j = np.nonzero(same | (np.abs(infl) >= threshold))
-    return pd.DataFrame({"train_idx": i, "test_idx": j, "infl": infl[i, j], "infl_se": se[i, j]})
+    t = test_correct.astype(np.float32)
+    c_in = masks.T.astype(np.float32) @ t
+    c_out = (~masks).T.astype(np.float32) @ t
+    del t
+    n_in = masks.sum(0).astype(np.float32)[:, None]
+    n_out = m - n_in
+    infl = c_in / n_in
+    infl -= c_out / n_out
+    keep = np.abs(infl) >= CROSS
+    keep |= y_train[:, None] == y_test[None, :]
+    i, j = np.nonzero(keep)
+    del keep, infl
+    n_in, n_out = n_in[i, 0].astype(np.float64), n_out[i, 0].astype(np.float64)
+    _, _, d, se = difference_of_means(c_in[i, j].astype(np.float64), n_in, c_out[i, j].astype(np.float64), n_out)
+    return pd.DataFrame({"train_idx": i, "test_idx": j, "infl": d, "infl_se": se})
 
 
-def measure(fn):
-    tracemalloc.start()
+def gemm_limit(masks: np.ndarray, test_correct: np.ndarray) -> None:
+    """The arithmetic every all-pairs evaluation must do: S^T T once, in float32, block by block."""
+    t = test_correct.astype(np.float32)
+    rows = max(1, BLOCK_BYTES // (4 * t.shape[1]))
+    for s in range(0, masks.shape[1], rows):
+        masks[:, s:s + rows].T.astype(np.float32) @ t
+
+
+def _status(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def measure(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(result, seconds, peak resident MiB above the level before the call)."""
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    base = _status("VmRSS")
     t0 = time.perf_counter()
     out = fn()
     seconds = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return out, seconds, peak / 2**20
+    return out, seconds, (_status("VmHWM") - base) / 2**20
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", type=int, default=2000)
-    ap.add_argument("--train", type=int, default=20000)
-    ap.add_argument("--test", type=int, default=4000)
+    ap.add_argument("--models", type=int, default=4000)
+    ap.add_argument("--train", type=int, default=50000)
+    ap.add_argument("--test", type=int, default=10000)
     ap.add_argument("--classes", type=int, default=100)
+    ap.add_argument("--no-dense", action="store_true", help="skip the dense side (ratios then are not printed)")
+    ap.add_argument("--only-same-class", action="store_true", help="time the same-class-only side alone")
+    ap.add_argument("--threshold-side", action="store_true",
+                    help="also time --keep threshold at 0.02 (on these synthetic data about a quarter of all pairs "
+                         "pass it: n_train x n_test / 4 rows of 48 bytes)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    masks = rng.random((args.models, args.train)) < 0.7
-    test_correct = rng.random((args.models, args.test)) < 0.6
+    masks = rng.random((args.models, args.train), dtype=np.float32) < 0.7
+    test_correct = rng.random((args.models, args.test), dtype=np.float32) < rng.random(args.test, dtype=np.float32)
     y_train = rng.integers(0, args.classes, args.train)
     y_test = rng.integers(0, args.classes, args.test)
-    print(f"machine: {platform.processor() or platform.machine()}; {args.models} models, {args.train} train x "
-          f"{args.test} test examples, {args.classes} classes")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} (absolute times are taken under that load; ratios are side by side)")
+    print(f"{args.models} models, {args.train} train x {args.test} test examples, {args.classes} classes")
 
-    blk, t_blk, mem_blk = measure(lambda: influence(masks, test_correct, y_train, y_test, 0.15, scheduler="threads"))
-    den, t_den, mem_den = measure(lambda: dense(masks, test_correct, y_train, y_test, 0.15))
-    assert len(blk) == len(den)
-    diff = np.max(np.abs(blk["infl"].to_numpy() - den["infl"].to_numpy()))
-    print(f"blockwise: {t_blk:7.2f} s, peak {mem_blk:8.1f} MiB, {len(blk)} pairs")
-    print(f"dense:     {t_den:7.2f} s, peak {mem_den:8.1f} MiB, max |difference| {diff:.2e}")
-    print(f"blockwise aggregation: {t_den / t_blk:.2f}x the speed and {mem_blk / mem_den:.2f}x the peak memory of dense "
-          f"({args.train}x{args.test} pairs, {args.models} models)")
+    sides = {"all pairs": KeepRule("same-class", 0.0, CROSS), "same-class only": KeepRule("same-class", 0.0, None)}
+    if args.threshold_side:
+        sides["threshold 0.02"] = KeepRule("threshold", 0.02, 0.02)
+    if args.only_same_class:
+        sides = {"same-class only": sides["same-class only"]}
+    res = {}
+    for name, rule in sides.items():
+        res[name] = measure(lambda r=rule: influence(masks, test_correct, y_train, y_test, r))
+        df, sec, mib = res[name]
+        print(f"memadv {name:16s} {sec:8.2f} s, peak {mib:8.1f} MiB, {len(df):>11,d} pairs kept", flush=True)
+    if args.no_dense or args.only_same_class:
+        return
+    _, t_gemm, m_gemm = measure(lambda: gemm_limit(masks, test_correct))
+    print(f"GEMM limit (one float32 GEMM S^T T, blockwise, nothing else) {t_gemm:8.2f} s, peak {m_gemm:8.1f} MiB",
+          flush=True)
+    den, t_den, m_den = measure(lambda: dense(masks, test_correct, y_train, y_test))
+    print(f"dense two-GEMM          {t_den:8.2f} s, peak {m_den:8.1f} MiB, {len(den):>11,d} pairs kept", flush=True)
+    allp = res["all pairs"][0]
+    n_test = args.test
+    k_mem = allp["train_idx"].to_numpy() * n_test + allp["test_idx"].to_numpy()
+    k_den = den["train_idx"].to_numpy() * n_test + den["test_idx"].to_numpy()
+    only_mem, only_den = np.setdiff1d(k_mem, k_den).size, np.setdiff1d(k_den, k_mem).size
+    o_mem, o_den = np.argsort(k_mem), np.argsort(k_den)
+    common_m = np.isin(k_mem[o_mem], k_den, assume_unique=True)
+    common_d = np.isin(k_den[o_den], k_mem, assume_unique=True)
+    diff = float(np.nanmax(np.abs(allp["infl"].to_numpy()[o_mem][common_m] - den["infl"].to_numpy()[o_den][common_d]),
+                           initial=0.0))
+    print(f"all pairs vs dense: {only_mem} pairs kept only by memadv, {only_den} only by dense (float32 rounding "
+          f"at the threshold in dense), max |infl difference| on common pairs {diff:.1e}")
+    for name in sides:
+        _, sec, mib = res[name]
+        print(f"memadv {name}: {sec / t_den:.3f}x the dense time ({t_den / sec:.1f}x faster), "
+              f"{mib / m_den:.3f}x its peak memory")
+    print(f"GEMM limit: {t_gemm / t_den:.3f}x the dense time; memadv all pairs = {res['all pairs'][1] / t_gemm:.2f}x "
+          f"the GEMM limit")
+    a, s = res["all pairs"], res["same-class only"]
+    print(f"HEADLINE {args.models}x{args.train}x{args.test}, {args.classes} classes: all pairs {a[1] / t_den:.2f}x "
+          f"dense time at {a[2] / m_den:.2f}x its memory; same-class only {t_den / s[1]:.0f}x faster than dense")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ Make the atypical/typical split files of a run from its scores (RUN/scores/), as
   D'_atyp = {j in D' : infl(i, j) > 0.15 for some i in D_atyp}
   D'_typ  = D' - {j : infl(i, j) > 0.02 for some i in D_atyp} - {j : P(F(x'_j) = y'_j) < 0.8}
 Influence conditions use same-class pairs by default (the paper's definition of a high-influence pair);
---pairs any-class uses every stored pair. Prints each set's size, size per class, the examples each rule
+--pairs any-class uses every stored pair; scores whose stored pairs (memadv aggregate --keep) cannot
+answer a definition are refused. --significance z compares Newcombe-Wilson interval bounds with the
+thresholds. Prints each set's size, size per class, the examples each rule
 removed and how each threshold compares with the run's standard errors (the noise floor).
 Writes RUN/splits/: splits.parquet, one CSV of ids per set, summary.md (all or nothing)."""
 

@@ -2,14 +2,20 @@
 
 * ``mem.parquet``: one row per training example — ``idx, label, mem, mem_se, p_in, p_out, n_in, n_out``.
 * ``infl.parquet``: one row per (train, test) pair kept — ``train_idx, test_idx, train_label,
-  test_label, infl, infl_se``: every same-class pair, plus cross-class pairs whose |infl| is above
-  the run's ``cross_class_threshold``.
+  test_label, infl, infl_se``. Which pairs are kept is the aggregation's ``--keep`` rule, recorded
+  in the metadata as ``infl_keep`` (``same-class``, ``threshold``, ``all``), ``infl_min_abs_same``
+  and ``infl_min_abs_cross`` (same-class / cross-class pairs are stored where |infl| >= that value;
+  0: all of them; null: none). ``splits`` refuses a definition these pairs cannot answer.
 * ``test_acc.parquet``: one row per test example — ``idx, label, p_correct, n_models``.
 
 Metadata (parquet key-value ``memadv``) of every file: ``dataset``, ``fingerprint_train``,
 ``fingerprint_test``, ``n_models``, ``source`` ("memadv" or "feldman-zhang"), ``se_known``
 (False for imported estimates, whose files carry no standard errors), ``complete`` (False for
-scores aggregated from an unfinished run with ``--allow-partial``) and the estimator spec.
+scores aggregated from an unfinished run with ``--allow-partial``), the estimator spec and
+``scores_id``, a token shared by the three files of one aggregation (``read_scores`` refuses a mix).
+
+The folder is written as a whole: into a temporary sibling folder, then swapped into place, so a
+reader sees the old set or the new one, never a mix (paper-independent; issue 10 item 9).
 
 Undefined estimates: where an example was in (or out of) no model's subset, ``p_in`` (or
 ``p_out``), the difference and its standard error are NaN in that row only; every comparison with
@@ -18,19 +24,25 @@ NaN is false, so such an example falls in neither the atypical nor the typical s
 
 from __future__ import annotations
 
+import json
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from memadv.data.atomic import atomic_dir
 from memadv.data.dataset import Dataset
-from memadv.data.tables import read_table, write_table
+from memadv.data.tables import read_meta, read_table, write_table
 from memadv.errors import FingerprintMismatchError, SchemaError
 
 MEM_COLUMNS = ["idx", "label", "mem", "mem_se", "p_in", "p_out", "n_in", "n_out"]
 INFL_COLUMNS = ["train_idx", "test_idx", "train_label", "test_label", "infl", "infl_se"]
 TEST_ACC_COLUMNS = ["idx", "label", "p_correct", "n_models"]
+# ``--keep`` choices of ``memadv aggregate`` (memadv.estimate.aggregate.keep_rule).
+KEEP_CHOICES = ("auto", "same-class", "threshold", "all")
 SCORE_FILES = {"mem": ("mem.parquet", MEM_COLUMNS), "infl": ("infl.parquet", INFL_COLUMNS),
                "test_acc": ("test_acc.parquet", TEST_ACC_COLUMNS)}
 
@@ -58,27 +70,62 @@ def scores_dir_of(path: str | Path) -> Path:
 
 
 def write_scores(scores_dir: str | Path, scores: Scores) -> None:
-    """Write the three files; ``mem.parquet`` last, so its presence means the set is complete."""
-    d = Path(scores_dir)
+    """Write the three files into a temporary sibling folder, then swap it in place of ``scores_dir``.
+
+    Raises SchemaError (before anything is written) when a table lacks a column.
+    """
+    tables = {}
     for key in ("infl", "test_acc", "mem"):
         name, cols = SCORE_FILES[key]
         df = getattr(scores, key)
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise SchemaError(f"{key} table lacks columns {missing}")
-        write_table(d / name, df[cols], scores.meta)
+        tables[name] = df[cols]
+    meta = {**scores.meta, "scores_id": uuid.uuid4().hex}
+    old = Path(scores_dir)
+    with atomic_dir(old) as tmp:
+        # Other files in the folder (e.g. import-fz's filenames.parquet) are not ours to drop: carry them over.
+        for p in sorted(old.iterdir()) if old.is_dir() else []:
+            if p.name not in tables and not p.name.startswith("."):
+                if p.is_dir():
+                    shutil.copytree(p, tmp / p.name, symlinks=True)
+                else:
+                    shutil.copy2(p, tmp / p.name, follow_symlinks=False)
+        for name, df in tables.items():
+            write_table(tmp / name, df, meta)
+    scores.meta = meta
 
 
 def read_scores(path: str | Path, dataset: Dataset | None = None, *, need_infl: bool = True) -> Scores:
-    """Read a score folder (or run folder); with ``dataset``, refuse scores of another dataset."""
+    """Read a score folder (or run folder); with ``dataset``, refuse scores of another dataset.
+
+    Raises SchemaError when mem.parquet is missing or the files come from different aggregations
+    (their ``scores_id`` or, for older files, ``n_models`` differ), FingerprintMismatchError for
+    scores of another dataset.
+    """
     d = scores_dir_of(path)
     if not (d / "mem.parquet").exists():
         raise SchemaError(f"no scores in {d} (mem.parquet missing); run `memadv aggregate` or `memadv estimate` first")
     mem, meta = read_table(d / "mem.parquet", required=MEM_COLUMNS)
-    test_acc, _ = read_table(d / "test_acc.parquet", required=TEST_ACC_COLUMNS) if (d / "test_acc.parquet").exists() \
-        else (pd.DataFrame(columns=TEST_ACC_COLUMNS), meta)
-    infl = (read_table(d / "infl.parquet", required=INFL_COLUMNS)[0] if need_infl and (d / "infl.parquet").exists()
-            else pd.DataFrame(columns=INFL_COLUMNS))
+    metas = {"mem.parquet": meta}
+    if (d / "test_acc.parquet").exists():
+        test_acc, metas["test_acc.parquet"] = read_table(d / "test_acc.parquet", required=TEST_ACC_COLUMNS)
+    else:
+        test_acc = pd.DataFrame(columns=TEST_ACC_COLUMNS)
+    if (d / "infl.parquet").exists():
+        if need_infl:
+            infl, metas["infl.parquet"] = read_table(d / "infl.parquet", required=INFL_COLUMNS)
+        else:
+            infl, metas["infl.parquet"] = pd.DataFrame(columns=INFL_COLUMNS), read_meta(d / "infl.parquet")
+    else:
+        infl = pd.DataFrame(columns=INFL_COLUMNS)
+    for key in ("scores_id", "n_models", "fingerprint_train", "fingerprint_test"):
+        values = {name: m.get(key) for name, m in metas.items()}
+        if len({json.dumps(v) for v in values.values()}) > 1:
+            raise SchemaError(f"{d}: the score files come from different aggregations ({key}: "
+                              + ", ".join(f"{n} {v}" for n, v in values.items())
+                              + "); re-run `memadv aggregate` to rebuild the folder")
     scores = Scores(mem=mem, infl=infl, test_acc=test_acc, meta=meta)
     if dataset is not None:
         check_fingerprint(meta, dataset, what=str(d))

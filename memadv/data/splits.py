@@ -10,10 +10,15 @@ Definitions (thresholds are :class:`SplitConfig` options; defaults are the paper
 
 The influence conditions use same-class pairs only by default (the paper calls (i, j) a
 high-influence pair only when both share a class, Sec. 2.1); ``pairs="any-class"`` uses every
-pair stored in ``infl.parquet``. With ``significance=z`` every memorization and influence
-condition compares the estimate shifted by z standard errors against the noise:
-"x > t" becomes "x - z*SE > t" and "x < t" becomes "x + z*SE < t". The accuracy rule is never
-shifted. NaN estimates compare false, so an example with an undefined estimate is in no set; a test
+pair stored in ``infl.parquet``. Each reading needs the pairs with infl > the lowest influence
+threshold (``infl_typical``); a score folder whose stored pairs (its ``--keep`` rule, in the
+metadata) do not include them all is refused with a one-line SchemaError. With ``significance=z``
+every memorization and influence condition compares a z-level confidence interval of the
+difference p_in - p_out with the threshold: "x > t" becomes "lower bound > t" and "x < t"
+becomes "upper bound < t". The interval is Newcombe's hybrid score interval for a difference of
+two proportions (Newcombe 1998, Statistics in Medicine 17:873, method 10), built from the Wilson
+score intervals of p_in and p_out; unlike x -/+ z*SE it does not collapse to a point when every
+model agrees (p = 0 or 1). The accuracy rule is never shifted. NaN estimates compare false, so an example with an undefined estimate is in no set; a test
 example with unknown accuracy is not typical while the accuracy rule is active (``min_test_acc > 0``).
 
 Output folder ``splits/`` (written all at once: a temporary folder renamed into place):
@@ -28,7 +33,6 @@ Output folder ``splits/`` (written all at once: a temporary folder renamed into 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ from memadv.config import check_range, config_to_dict, option
 from memadv.data.atomic import atomic_dir, write_text_atomic
 from memadv.data.dataset import Dataset
 from memadv.data.erm_accuracy import ERM_MODEL_CHOICES, describe_erm_accuracy, use_erm_accuracy
+from memadv.data.significance import above, below, infl_lower_bound, newcombe, norm_cdf
 from memadv.data.scores import Scores, check_fingerprint
 from memadv.data.tables import markdown_table, read_table, write_table
 from memadv.errors import (ConfigError, FingerprintMismatchError, IncompleteRunError, SchemaError,
@@ -68,9 +73,10 @@ class SplitConfig:
                                       "paper's definition of a high-influence pair (Sec. 2.1) and the default; "
                                       "any-class also uses the cross-class pairs stored in infl.parquet",
                         choices=PAIRS_CHOICES)
-    significance: float | None = option(None, "z: every mem/infl condition becomes 'estimate - z*SE above the "
-                                              "threshold' (and 'estimate + z*SE below' for mem < typical); "
-                                              "unset: compare the estimates themselves as the paper does",
+    significance: float | None = option(None, "z: every mem/infl condition becomes 'lower bound of the z-level "
+                                              "Newcombe-Wilson interval above the threshold' (and 'upper bound "
+                                              "below' for mem < typical); unset: compare the estimates themselves "
+                                              "as the paper does",
                                         unit="standard errors")
     allow_partial: bool = option(False, "accept scores aggregated from an unfinished estimate", cli=False)
     # issue 9 hook (memadv.estimate.full_models)
@@ -113,16 +119,33 @@ class SplitResult:
 # ---------------------------------------------------------------------------------------------
 # definitions
 
-def _norm_cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+def infl_coverage(meta: dict[str, Any]) -> tuple[float | None, float | None, str]:
+    """(same-class, cross-class) |infl| from which a score folder stores pairs (0: all, None: none), and its
+    keep rule in words. Files older than the keep rule: memadv's held every same-class pair and the cross-class
+    ones above ``cross_class_threshold``; Feldman & Zhang's infl matrix holds same-class pairs only."""
+    if "infl_min_abs_same" in meta:
+        return meta.get("infl_min_abs_same"), meta.get("infl_min_abs_cross"), f"--keep {meta.get('infl_keep')}"
+    if meta.get("source") == "feldman-zhang":
+        return 0.0, None, "a Feldman & Zhang same-class matrix"
+    return 0.0, _cross_class_threshold(meta), "same-class pairs and cross-class pairs above cross_class_threshold"
 
 
-def _above(est: np.ndarray, se: np.ndarray, t: float, z: float | None) -> np.ndarray:
-    return (est - z * se) > t if z else est > t
-
-
-def _below(est: np.ndarray, se: np.ndarray, t: float, z: float | None) -> np.ndarray:
-    return (est + z * se) < t if z else est < t
+def _check_coverage(meta: dict[str, Any], cfg: SplitConfig) -> None:
+    """Refuse a definition whose influence rules need pairs the score folder does not store."""
+    if meta.get("has_infl") is False:
+        return  # no influence at all: reported as a warning
+    same, cross, how = infl_coverage(meta)
+    t = min(cfg.infl_typical, cfg.infl_atypical)
+    kinds = [("same-class", same)] + ([("cross-class", cross)] if cfg.pairs == "any-class" else [])
+    for kind, k in kinds:
+        if k is None or k > t:
+            held = "none" if k is None else f"only those with |infl| >= {k}"
+            fix = ("--keep same-class" if kind == "same-class" and cfg.pairs == "same-class"
+                   else f"--keep threshold --keep-threshold {t}")
+            raise SchemaError(f"these scores cannot answer --pairs {cfg.pairs} at infl > {t}: they store {held} of "
+                              f"the {kind} pairs ({how}); re-aggregate with `memadv aggregate RUN {fix}`, or raise "
+                              f"--infl-typical to at least {k}" + (" or use --pairs same-class"
+                                                                    if kind == "cross-class" else ""))
 
 
 def _median(x: np.ndarray) -> float:
@@ -158,8 +181,13 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     m_se = mem["mem_se"].to_numpy(np.float64)
     if len(np.unique(tr_idx)) != len(tr_idx):
         raise SchemaError("mem.parquet has repeated training ids")
-    atyp = _above(m, m_se, cfg.mem_atypical, z)
-    typ = _below(m, m_se, cfg.mem_typical, z)
+    if z:
+        m_lo, m_hi = newcombe(mem["p_in"].to_numpy(np.float64), mem["n_in"].to_numpy(np.float64),
+                              mem["p_out"].to_numpy(np.float64), mem["n_out"].to_numpy(np.float64), z)
+    else:
+        m_lo = m_hi = None
+    atyp = above(m, m_lo, cfg.mem_atypical)
+    typ = below(m, m_hi, cfg.mem_typical)
     n_undefined = int(np.isnan(m).sum())
     atyp_ids = tr_idx[atyp]
 
@@ -171,16 +199,12 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     te_lab = ta["label"].to_numpy(np.int64)
     p_ok = ta["p_correct"].to_numpy(np.float64)
 
+    _check_coverage(meta, cfg)
     infl = scores.infl
     if cfg.pairs == "same-class":
         infl = infl[infl["train_label"].to_numpy(np.int64) == infl["test_label"].to_numpy(np.int64)]
-    else:
-        cross = _cross_class_threshold(meta)
-        for t, what in ((cfg.infl_typical, "typical-test"), (cfg.infl_atypical, "atypical-test")):
-            if cross is not None and cross > t:
-                warnings.append(f"--pairs any-class: the run kept cross-class pairs only at |infl| >= {cross}, so "
-                                f"the {what} rule (infl > {t}) misses cross-class pairs between {t} and {cross}")
     considered = infl[np.isin(infl["train_idx"].to_numpy(np.int64), atyp_ids)]
+    c_train = considered["train_idx"].to_numpy(np.int64)
     c_test = considered["test_idx"].to_numpy(np.int64)
     c_infl = considered["infl"].to_numpy(np.float64)
     c_se = considered["infl_se"].to_numpy(np.float64)
@@ -188,8 +212,9 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     if unknown_test.size:
         raise SchemaError(f"infl.parquet names {unknown_test.size} test ids missing from test_acc.parquet "
                           f"(first: {int(unknown_test[0])})")
-    te_atyp_ids = np.unique(c_test[_above(c_infl, c_se, cfg.infl_atypical, z)])
-    infl_excl = np.isin(te_idx, np.unique(c_test[_above(c_infl, c_se, cfg.infl_typical, z)]))
+    c_lo = infl_lower_bound(c_train, c_test, c_infl, mem, ta, z) if z else None
+    te_atyp_ids = np.unique(c_test[above(c_infl, c_lo, cfg.infl_atypical)])
+    infl_excl = np.isin(te_idx, np.unique(c_test[above(c_infl, c_lo, cfg.infl_typical)]))
     te_atyp = np.isin(te_idx, te_atyp_ids)
     if cfg.min_test_acc > 0:
         acc_unknown = np.isnan(p_ok)
@@ -220,8 +245,8 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     per_class.index.name, per_class.columns.name = "set", "class"
 
     pairs_word = "same-class pairs" if cfg.pairs == "same-class" else "any-class pairs"
-    zs = f" - {z}*SE" if z else ""
-    zb = f" + {z}*SE" if z else ""
+    zs = f" (Newcombe-Wilson lower bound, z={z})" if z else ""
+    zb = f" (Newcombe-Wilson upper bound, z={z})" if z else ""
     n_tr, n_te = len(tr_idx), len(te_idx)
     rules = [
         {"set": "train/atypical", "rule": f"keep mem{zs} > {cfg.mem_atypical}", "considered": n_tr,
@@ -307,7 +332,7 @@ def _noise_report(cfg: SplitConfig, m_se: np.ndarray, c_test: np.ndarray, c_se: 
         ratio = t / se if se and np.isfinite(se) and se > 0 else float("nan")
         p_noise = None
         if k is not None and np.isfinite(ratio):
-            p_noise = float(np.mean(1.0 - _norm_cdf(ratio + z) ** per_test)) if per_test.size else 0.0
+            p_noise = float(np.mean(1.0 - norm_cdf(ratio + z) ** per_test)) if per_test.size else 0.0
         note = ""
         if np.isfinite(ratio) and ratio < 2.0:
             note = "within 2 SE of zero"

@@ -3,30 +3,121 @@
 For M models with subset masks S (M x n_train), training correctness A (M x n_train) and test
 correctness T (M x n_test):
 
-    mem_i    = P(A_mi | i in S_m) - P(A_mi | i not in S_m)
-    infl_ij  = P(T_mj | i in S_m) - P(T_mj | i not in S_m)
+    mem_i    = P(A_mi | i in S_m) - P(A_mi | i not in S_m)                      (paper Eq. 1)
+    infl_ij  = P(T_mj | i in S_m) - P(T_mj | i not in S_m)                      (paper Eq. 2)
 
 Both are differences of two binomial means; the standard error is
-sqrt(p_in (1 - p_in) / n_in + p_out (1 - p_out) / n_out). ``infl`` needs, for every pair, the
-count of models with i in and j correct: the GEMM S^T T. It is computed block by block of training
-examples (dask tasks), and the count with i out follows as C_out = C_total - C_in, so the
-n_train x n_test matrix is never held whole; each block keeps only the pairs the schema stores
-(same class, or cross-class with |infl| >= threshold).
+sqrt(p_in (1 - p_in) / n_in + p_out (1 - p_out) / n_out).
+
+``infl`` needs, for every pair, c_ij = #models with i in and j correct, i.e. the GEMM S^T T. Which
+pairs are computed and stored is a :class:`KeepRule` (``--keep``; docs/estimator.md, "Influence
+storage"):
+
+* same-class pairs only: one small GEMM per class (S restricted to class c's training columns
+  times T restricted to class c's test columns), about 1/num_classes of the all-pairs work;
+* otherwise all pairs, block by block of training examples (at most ``BLOCK_BYTES`` of float32 per
+  block). One float32 GEMM per block gives the centred count D_ij = c_ij - n_in_i tot_j / M, and
+  infl_ij = M D_ij / (n_in_i n_out_i), so |infl| >= k is a per-row threshold on |D|: only the
+  pairs above it (minus a rounding margin) are recomputed exactly in float64 and stored. The
+  n_train x n_test matrix is never held whole.
+
+Counts are exact: c_ij = round(D_ij + n_in_i tot_j / M), because the float32 error of D is far below
+1/2 for M <= ``F32_MAX_MODELS`` (above that the GEMM runs in float64), so every stored value
+equals a dense float64 evaluation of the same formula.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from memadv.data.dataset import Dataset
-from memadv.data.scores import Scores, dataset_meta, write_scores
+from memadv.data.scores import KEEP_CHOICES, Scores, dataset_meta, write_scores
 from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, read_spec, shard_path
-from memadv.errors import IncompleteRunError, SchemaError
+from memadv.errors import ConfigError, IncompleteRunError, SchemaError, UnknownChoiceError
+
+# Hyper-parameters of the influence storage (docs/estimator.md, "Influence storage").
+# The lowest influence threshold any split definition uses by default (paper Sec. 3.2, infl > 0.02):
+# `--keep threshold` keeps pairs with |infl| >= this, so every default definition is answered.
+DEFAULT_KEEP_THRESHOLD = 0.02
+# `--keep auto` keeps every same-class pair while there are at most this many (48 bytes a row, about
+# 80 at the aggregation peak: 1.3 GiB; CIFAR-100 has 5M), and switches to `threshold` above it
+# (Fashion-MNIST and CIFAR-10 have 60M same-class pairs: 4.7 GiB measured).
+AUTO_MAX_SAME_CLASS_PAIRS = 1 << 24
+# The memory bound: aggregation refuses to keep more pairs than this (48 bytes a row in the table, about
+# 80 at the peak: 4.7 GiB measured for 60M), with a one-line error, instead of running out of memory;
+# Fashion-MNIST's 60M same-class pairs fit.
+MAX_KEPT_PAIRS = 1 << 26
+# One block of the all-pairs pass holds a (rows x n_test) float32 matrix of this many bytes.
+BLOCK_BYTES = 64 << 20
+# Float32 GEMMs on 0/1 and centred masks keep the count error far below 1/2 up to this many models
+# (error ~ 2^-24 * M^1.5 in the worst case: 0.13 at M = 16384); above it the GEMM runs in float64.
+F32_MAX_MODELS = 16384
+# GEMMs below this many multiply-adds run on one BLAS thread (measured: a 100 x 1000 x 40 product
+# took 0.6 ms on one thread and 9-24 ms on two on a busy 2-core machine).
+SMALL_GEMM = 1 << 27
+# Margin (in count units) by which the float32 pre-selection is widened before the exact test.
+SELECT_MARGIN = 0.5
+
+_LOCAL_SCHEDULERS = (None, "sync", "synchronous", "single-threaded", "threads", "threading")
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepRule:
+    """Which (train, test) pairs ``infl.parquet`` holds.
+
+    ``same_min`` / ``cross_min``: same-class / cross-class pairs are kept where |infl| >= this
+    (0: every pair, including undefined NaN estimates; None: no pair of that kind). ``choice``
+    is the user's ``--keep`` as resolved (``auto`` becomes what it chose).
+    """
+    choice: str
+    same_min: float | None
+    cross_min: float | None
+
+    def meta(self) -> dict[str, Any]:
+        """The metadata keys ``splits`` reads to decide which definitions the file can answer."""
+        return {"infl_keep": self.choice, "infl_min_abs_same": self.same_min, "infl_min_abs_cross": self.cross_min}
+
+
+def same_class_pairs(y_train: np.ndarray, y_test: np.ndarray) -> int:
+    """Number of (train, test) pairs that share a class."""
+    classes = np.union1d(y_train, y_test)
+    return int(sum(int((y_train == c).sum()) * int((y_test == c).sum()) for c in classes))
+
+
+def keep_rule(keep: str, y_train: np.ndarray, y_test: np.ndarray, *, keep_threshold: float = DEFAULT_KEEP_THRESHOLD,
+              cross_class_threshold: float | None = None) -> KeepRule:
+    """Resolve ``--keep`` into a :class:`KeepRule`.
+
+    * ``same-class``: every same-class pair (as Feldman & Zhang's released files), plus cross-class
+      pairs with |infl| >= ``cross_class_threshold`` (None: none);
+    * ``threshold``: pairs of any class with |infl| >= ``keep_threshold``;
+    * ``all``: every pair (n_train x n_test rows: small data sets only);
+    * ``auto``: ``same-class`` while the data set has at most ``AUTO_MAX_SAME_CLASS_PAIRS`` of them,
+      else ``threshold``.
+
+    Raises UnknownChoiceError for another ``keep`` and ConfigError for a threshold outside [0, 1].
+    """
+    if keep not in KEEP_CHOICES:
+        raise UnknownChoiceError("keep", keep, KEEP_CHOICES)
+    for name, v in (("keep-threshold", keep_threshold), ("cross-class-threshold", cross_class_threshold)):
+        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0):
+            raise ConfigError(f"--{name} must be a number in [0, 1], got {v!r}")
+    if keep == "auto":
+        keep = "same-class" if same_class_pairs(y_train, y_test) <= AUTO_MAX_SAME_CLASS_PAIRS else "threshold"
+    if keep == "same-class":
+        return KeepRule("same-class", 0.0, None if cross_class_threshold is None else float(cross_class_threshold))
+    if keep == "threshold":
+        return KeepRule("threshold", float(keep_threshold), float(keep_threshold))
+    return KeepRule("all", 0.0, 0.0)
 
 
 def difference_of_means(c_in: np.ndarray, n_in: np.ndarray, c_out: np.ndarray, n_out: np.ndarray
@@ -40,6 +131,7 @@ def difference_of_means(c_in: np.ndarray, n_in: np.ndarray, c_out: np.ndarray, n
 
 
 def memorization(masks: np.ndarray, train_correct: np.ndarray, y_train: np.ndarray) -> pd.DataFrame:
+    """Eq. 1 per training example: masks, train_correct (M x n_train bool) -> one row per example."""
     m = masks.shape[0]
     n_in = masks.sum(0).astype(np.int64)
     c_in = (masks & train_correct).sum(0)
@@ -50,45 +142,176 @@ def memorization(masks: np.ndarray, train_correct: np.ndarray, y_train: np.ndarr
                          "n_in": n_in, "n_out": (m - n_in).astype(np.int64)})
 
 
-def _influence_block(rows: np.ndarray, masks_b: np.ndarray, test_correct_f: np.ndarray, total_correct: np.ndarray,
-                     y_train_b: np.ndarray, y_test: np.ndarray, threshold: float) -> pd.DataFrame:
-    m = masks_b.shape[0]
-    c_in = masks_b.T.astype(np.float32) @ test_correct_f          # (b, n_test): models with i in and j correct
-    n_in = masks_b.sum(0).astype(np.float64)[:, None]
-    _, _, infl, se = difference_of_means(c_in.astype(np.float64), n_in, total_correct[None, :] - c_in, m - n_in)
-    same = y_train_b[:, None] == y_test[None, :]
-    keep = same | (np.abs(infl) >= threshold)
-    i, j = np.nonzero(keep)
-    return pd.DataFrame({"train_idx": rows[i].astype(np.int64), "test_idx": j.astype(np.int64),
-                         "train_label": y_train_b[i].astype(np.int64), "test_label": y_test[j].astype(np.int64),
-                         "infl": infl[i, j], "infl_se": se[i, j]})
+class _Influence:
+    """Shared state of one influence evaluation; :meth:`block` does training rows [s, e) of the
+    class-sorted order, so same-class (train, test) pairs of a block are contiguous sub-blocks."""
+
+    def __init__(self, masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, y_test: np.ndarray,
+                 rule: KeepRule):
+        self.m = masks.shape[0]
+        self.rule = rule
+        self.dtype = np.float32 if self.m <= F32_MAX_MODELS else np.float64
+        self.tr_order = np.argsort(y_train, kind="stable")
+        self.te_order = np.argsort(y_test, kind="stable")
+        self.y_tr = np.asarray(y_train)[self.tr_order]
+        self.y_te = np.asarray(y_test)[self.te_order]
+        masks = np.asarray(masks, dtype=bool)
+        # One class-sorted copy of the masks (M x n_train bytes), gathered with np.take (7x faster than
+        # fancy indexing): gathering each block's columns from the unsorted masks instead re-reads the
+        # whole matrix per block (measured: 131 ms per CIFAR-100 class, 13 s of the same-class pass).
+        self.masks = np.take(masks, self.tr_order, axis=1)
+        self.t = np.take(test_correct, self.te_order, axis=1).astype(self.dtype)  # M x n_test, columns by class
+        self.tot = test_correct.sum(0)[self.te_order].astype(np.float64)  # exact: models with j correct
+        self.n_in = np.add.reduce(masks.view(np.uint8), axis=0, dtype=np.int64)[self.tr_order].astype(np.float64)
+        self.n_out = self.m - self.n_in
+        classes = np.union1d(self.y_tr, self.y_te)
+        self.te_span = {c: (int(np.searchsorted(self.y_te, c, "left")), int(np.searchsorted(self.y_te, c, "right")))
+                        for c in classes}
+
+    def _exact(self, d: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """infl, se of pairs (rows[k], cols[k]) (sorted positions) from their centred counts d."""
+        n_in, tot = self.n_in[rows], self.tot[cols]
+        c = np.rint(d.astype(np.float64) + n_in * tot / self.m)
+        _, _, infl, se = difference_of_means(c, n_in, tot - c, self.n_out[rows])
+        return infl, se
+
+    def block(self, s: int, e: int) -> list[np.ndarray]:
+        """(train positions, test positions, infl, se) kept among training rows [s, e) (sorted order)."""
+        rule = self.rule
+        n_in, n_out = self.n_in[s:e], self.n_out[s:e]
+        a = np.subtract(self.masks[:, s:e], (n_in / self.m).astype(self.dtype), dtype=self.dtype)  # S - n_in / M
+        y_b = self.y_tr[s:e]
+        bounds = np.flatnonzero(np.diff(y_b)) + 1
+        spans = [(int(r0), int(r1), *self.te_span.get(y_b[r0], (0, 0)))
+                 for r0, r1 in zip(np.r_[0, bounds], np.r_[bounds, len(y_b)])]
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        split = rule.same_min != rule.cross_min   # same-class and cross-class pairs kept by different rules
+        d = None if rule.cross_min is None else a.T @ self.t      # (e - s) x n_test centred counts
+        if split and rule.same_min is not None:
+            for r0, r1, c0, c1 in spans:                                  # same-class sub-blocks, exactly
+                if c1 == c0:
+                    continue
+                sub = a[:, r0:r1].T @ self.t[:, c0:c1] if d is None else d[r0:r1, c0:c1]
+                rr = np.repeat(np.arange(s + r0, s + r1, dtype=np.int32), c1 - c0)   # int32: 8 bytes a pair less
+                cc = np.tile(np.arange(c0, c1, dtype=np.int32), r1 - r0)
+                infl, se = self._exact(sub.ravel(), rr, cc)
+                keep = slice(None) if rule.same_min == 0 else np.abs(infl) >= rule.same_min
+                out.append((rr[keep], cc[keep], infl[keep], se[keep]))
+        if d is None:
+            return _cat(out)
+        if split:
+            for r0, r1, c0, c1 in spans:
+                d[r0:r1, c0:c1] = 0.0                                     # done above (and excluded below)
+        k = rule.cross_min
+        if k == 0:
+            r, c = np.nonzero(np.ones(d.shape, bool))
+        else:
+            # |infl| >= k  <=>  |D| >= k n_in n_out / M; undefined rows (n_in or n_out = 0) never pass.
+            # Rows are screened by their extremes first (two cheap reductions): with any real threshold
+            # few rows hold a candidate, and only those are compared element by element.
+            thr = np.where((n_in > 0) & (n_out > 0), k * n_in * n_out / self.m - SELECT_MARGIN, np.inf).astype(d.dtype)
+            rows = np.flatnonzero((d.max(1) >= thr) | (-d.min(1) >= thr))
+            sub = np.abs(d[rows])
+            r, c = np.nonzero(np.greater_equal(sub, thr[rows, None], out=np.empty(sub.shape, bool)))
+            r = rows[r]
+        if split:
+            other = self.y_tr[r + s] != self.y_te[c]
+            r, c = r[other], c[other]
+        if r.size:
+            infl, se = self._exact(d[r, c], r + s, c)
+            keep = slice(None) if k == 0 else np.abs(infl) >= k
+            out.append(((r + s)[keep], c[keep], infl[keep], se[keep]))
+        return _cat(out)
+
+
+def _cat(parts: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    if not parts:
+        return [np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0), np.zeros(0)]
+    return [np.concatenate([p[i] for p in parts]) for i in range(4)]
+
+
+def _check_kept(kept: int, max_pairs: int, rule: KeepRule, done: float) -> None:
+    if kept > max_pairs:
+        raise ConfigError(f"--keep {rule.choice} keeps more than --max-pairs {max_pairs:,} (influence) pairs "
+                          f"({kept:,} after {done:.0%} of the training set, 48 bytes each); raise --keep-threshold, "
+                          f"use --keep same-class --cross-class-threshold none, or raise --max-pairs if memory allows")
+
+
+def _run_block(plan: _Influence, s: int, e: int) -> list[np.ndarray]:
+    return plan.block(s, e)
 
 
 def influence(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, y_test: np.ndarray,
-              threshold: float, block_rows: int | None = None, scheduler: Any = None) -> pd.DataFrame:
-    """All same-class pairs and cross-class pairs with |infl| >= threshold, computed blockwise."""
+              rule: KeepRule, *, block_rows: int | None = None, scheduler: Any = None,
+              max_pairs: int = MAX_KEPT_PAIRS) -> pd.DataFrame:
+    """Eq. 2 for the pairs ``rule`` keeps, one row per pair, grouped by class (rows follow the training
+    examples sorted by class, then the test examples sorted by class; no pair twice).
+
+    masks (M x n_train bool), test_correct (M x n_test bool), y_train (n_train,), y_test (n_test,).
+    Columns ``train_idx, test_idx, train_label, test_label, infl, infl_se`` (infl and its standard
+    error are NaN where i is in every subset or in none). Blocks run in this process (BLAS threads)
+    unless ``scheduler`` or the active dask configuration is a dask.distributed cluster, which then
+    gets one task per block. Raises ConfigError as soon as more than ``max_pairs`` pairs are kept.
+    """
     n_train, n_test = masks.shape[1], test_correct.shape[1]
-    if block_rows is None:  # about 64 MiB of float32 per (block x n_test) matrix
-        block_rows = max(1, (1 << 24) // max(n_test, 1))
-    t = test_correct.astype(np.float32)
-    total = t.sum(0).astype(np.float64)
-    tasks = [dask.delayed(_influence_block)(np.arange(s, min(s + block_rows, n_train)),
-                                            masks[:, s:s + block_rows], t, total,
-                                            y_train[s:s + block_rows], y_test, threshold)
-             for s in range(0, n_train, block_rows)]
-    blocks = dask.compute(*tasks, scheduler=scheduler) if scheduler is not None else dask.compute(*tasks)
-    return pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame()
+    plan = _Influence(masks, test_correct, y_train, y_test, rule)
+    if block_rows is None:
+        block_rows = max(1, BLOCK_BYTES // (4 * max(n_test, 1)))
+    starts = range(0, n_train, block_rows)
+    if rule.cross_min is None:  # same-class only: a block is one class (its rows cut to block_rows)
+        cuts = sorted({0, n_train, *np.flatnonzero(np.diff(plan.y_tr)) + 1, *starts})
+        ranges = list(zip(cuts[:-1], cuts[1:]))
+    else:
+        ranges = [(s, min(s + block_rows, n_train)) for s in starts]
+    distributed = (scheduler not in _LOCAL_SCHEDULERS
+                   or (scheduler is None and dask.config.get("scheduler", None) == "dask.distributed"))
+    if distributed:
+        shared = dask.delayed(plan, pure=True)
+        tasks = [dask.delayed(_run_block)(shared, s, e) for s, e in ranges]
+        parts = list(dask.compute(*tasks, scheduler=scheduler) if scheduler is not None else dask.compute(*tasks))
+    else:
+        # Small products run on one BLAS thread, where thread hand-offs cost more than they save.
+        largest = max((e - s) * plan.m * (n_test if rule.cross_min is not None else
+                                          max(np.diff(list(plan.te_span.values()), axis=1).max(initial=0), 1))
+                      for s, e in ranges) if ranges else 0
+        parts, kept = [], 0
+        with threadpool_limits(1, user_api="blas") if largest < SMALL_GEMM else contextlib.nullcontext():
+            for s, e in ranges:
+                parts.append(plan.block(s, e))
+                kept += len(parts[-1][0])
+                _check_kept(kept, max_pairs, rule, e / n_train)
+    _check_kept(sum(len(p[0]) for p in parts), max_pairs, rule, 1.0)
+    # Column by column, freeing each column's block pieces as soon as it is joined: the kept pairs are
+    # the only part of aggregation that grows with n_train x n_test (48 bytes a row in the table).
+    cols: list[np.ndarray] = []
+    for k, dtype in enumerate((np.int64, np.int64, np.float64, np.float64)):
+        pieces = [p[k] for p in parts]
+        cols.append(np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype))
+        for p in parts:
+            p[k] = None
+    tr = plan.tr_order[cols[0]]
+    te = plan.te_order[cols[1]]
+    del cols[:2]
+    return pd.DataFrame({"train_idx": tr, "test_idx": te,
+                         "train_label": np.asarray(y_train)[tr].astype(np.int64, copy=False),
+                         "test_label": np.asarray(y_test)[te].astype(np.int64, copy=False),
+                         "infl": cols[0], "infl_se": cols[1]}, copy=False)
 
 
 def test_accuracy(test_correct: np.ndarray, y_test: np.ndarray) -> pd.DataFrame:
+    """P(correct) per test example over all M models: test_correct (M x n_test) -> n_test rows."""
     return pd.DataFrame({"idx": np.arange(test_correct.shape[1], dtype=np.int64), "label": y_test.astype(np.int64),
                          "p_correct": test_correct.mean(0), "n_models": np.full(test_correct.shape[1], test_correct.shape[0], np.int64)})
 
 
 def load_shards(run_dir: Path, allow_partial: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray], list[int]]:
-    """Concatenate every finished shard (sorted by model id); refuse an unfinished run unless allowed."""
+    """Concatenate every finished shard (sorted by model id); refuse an unfinished run unless allowed.
+
+    Every shard is checked against the run's spec (:func:`memadv.estimate.shards.read_shard`):
+    a shard of another estimate raises SchemaError naming its file.
+    """
     spec = read_spec(run_dir)
-    n_shards, n_train, n_test = spec["n_shards"], spec["n_train"], spec["n_test"]
+    n_shards = spec["n_shards"]
     done = [s for s in range(n_shards) if shard_path(run_dir, s).exists()]
     missing = sorted(set(range(n_shards)) - set(done))
     if missing and not allow_partial:
@@ -96,7 +319,7 @@ def load_shards(run_dir: Path, allow_partial: bool = False) -> tuple[dict[str, A
                                  f"finish them with `memadv estimate --out {run_dir}` or pass --allow-partial")
     if len(done) == 0:
         raise IncompleteRunError(f"{run_dir}: no finished shard to aggregate")
-    parts = [read_shard(shard_path(run_dir, s), n_train, n_test) for s in done]
+    parts = [read_shard(shard_path(run_dir, s), spec=spec, shard=s) for s in done]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(merged["model_id"], kind="stable")
     merged = {k: v[order] for k, v in merged.items()}
@@ -115,20 +338,33 @@ def _to_canonical_ids(scores: Scores, dataset: Dataset) -> None:
             table[column] = ids[table[column].to_numpy(np.int64)]
 
 
-def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: Any = None) -> Scores:
-    """Rebuild ``scores/`` from the shards (any time, as often as wanted)."""
+def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: Any = None, keep: str = "auto",
+              keep_threshold: float = DEFAULT_KEEP_THRESHOLD, cross_class_threshold: float | None | str = "spec",
+              data_root: str | None = None, max_pairs: int = MAX_KEPT_PAIRS) -> Scores:
+    """Rebuild ``scores/`` from the shards (any time, as often as wanted, with any keep rule).
+
+    ``cross_class_threshold`` "spec" takes the run's ``cross_class_threshold`` (used by
+    ``--keep same-class``); ``data_root`` overrides where the data set is read (it must be the same
+    data: the fingerprint is checked). The score folder is replaced as a whole (SchemaError,
+    IncompleteRunError, FingerprintMismatchError, ConfigError before anything is written).
+    """
     run_dir = Path(run_dir)
     spec, sh, missing = load_shards(run_dir, allow_partial)
     cfg = config_from_spec(spec)
+    if data_root is not None:
+        cfg = dataclasses.replace(cfg, data_root=os.fspath(data_root))
     dataset = dataset_for(cfg, spec)
     y_train, y_test = dataset.y_train.numpy(), dataset.y_test.numpy()
+    cross = cfg.cross_class_threshold if cross_class_threshold == "spec" else cross_class_threshold
+    rule = keep_rule(keep, y_train, y_test, keep_threshold=keep_threshold, cross_class_threshold=cross)
     meta = {**dataset_meta(dataset), "n_models": int(sh["mask"].shape[0]), "source": "memadv", "se_known": True,
             "complete": not missing, "missing_shards": len(missing), "spec": spec["config"],
-            "cross_class_threshold": cfg.cross_class_threshold}
+            "cross_class_threshold": rule.cross_min if rule.choice == "same-class" else None, **rule.meta()}
     scores = Scores(mem=memorization(sh["mask"], sh["train_correct"], y_train),
-                    infl=influence(sh["mask"], sh["test_correct"], y_train, y_test, cfg.cross_class_threshold,
-                                   scheduler=scheduler),
+                    infl=influence(sh["mask"], sh["test_correct"], y_train, y_test, rule, scheduler=scheduler,
+                                   max_pairs=max_pairs),
                     test_acc=test_accuracy(sh["test_correct"], y_test), meta=meta)
     _to_canonical_ids(scores, dataset)
     write_scores(run_dir / "scores", scores)
     return scores
+

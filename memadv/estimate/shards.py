@@ -126,7 +126,8 @@ class ShardTask:
             "test_correct": [np.packbits(r).tobytes() for r in result.test_correct],
         }
         meta = {"shard": shard, "fingerprint_train": spec["fingerprint_train"],
-                "fingerprint_test": spec["fingerprint_test"], "n_train": spec["n_train"], "n_test": spec["n_test"]}
+                "fingerprint_test": spec["fingerprint_test"], "n_train": spec["n_train"], "n_test": spec["n_test"],
+                "estimate": spec_identity(spec)}
         write_table(out, pd.DataFrame(rows)[SHARD_COLUMNS], meta)
         return str(out)
 
@@ -135,11 +136,55 @@ def finished_shards(run_dir: Path, n_shards: int) -> list[int]:
     return [s for s in range(n_shards) if shard_path(run_dir, s).exists()]
 
 
-def read_shard(path: Path, n_train: int, n_test: int) -> dict[str, np.ndarray]:
-    df, _ = read_table(path, required=SHARD_COLUMNS)
+def spec_identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a run's spec that define its estimate (EstimateConfig.IDENTITY)."""
+    return {k: spec["config"].get(k) for k in EstimateConfig.IDENTITY}
+
+
+def read_shard(path: Path, n_train: int | None = None, n_test: int | None = None, *,
+               spec: dict[str, Any] | None = None, shard: int | None = None) -> dict[str, np.ndarray]:
+    """Unpack one shard file: ``mask``, ``train_correct`` (models x n_train bool), ``test_correct``
+    (models x n_test bool) and per-model columns.
+
+    With ``spec`` (and ``shard``, its number), the shard must belong to that run: same dataset
+    fingerprints, sizes, estimate-defining fields (EstimateConfig.IDENTITY), shard number and
+    exactly the model ids of that shard, and every packed row exactly ceil(n / 8) bytes (a short
+    row is refused, never zero-padded). Any mismatch raises SchemaError naming the file.
+    """
+    df, meta = read_table(path, required=SHARD_COLUMNS)
+    if spec is not None:
+        n_train, n_test = int(spec["n_train"]), int(spec["n_test"])
+        problems = [f"{k} {meta.get(k)!r} != {spec.get(k)!r}" for k in ("fingerprint_train", "fingerprint_test",
+                                                                          "n_train", "n_test")
+                    if meta.get(k) != spec.get(k)]
+        ident, want = meta.get("estimate"), spec_identity(spec)
+        if not isinstance(ident, dict):
+            problems.append("no estimate fields in its metadata")
+        else:
+            problems += [f"{k} {ident.get(k)!r} != {want[k]!r}" for k in want if ident.get(k) != want[k]]
+        if shard is not None:
+            if meta.get("shard") != shard:
+                problems.append(f"shard number {meta.get('shard')!r} != {shard}")
+            expected = list(config_from_spec(spec).shard_models(shard))
+            if df["model_id"].tolist() != expected:
+                problems.append(f"model ids {df['model_id'].tolist()[:4]}... are not those of shard {shard} "
+                                f"({expected[:4]}...)")
+        if problems:
+            raise SchemaError(f"{path} does not belong to the estimate of {spec_path(Path(path).parents[2])}: "
+                              + "; ".join(problems[:3]) + "; delete it and re-run `memadv estimate` to retrain it")
+    if n_train is None or n_test is None:
+        n_train, n_test = int(meta["n_train"]), int(meta["n_test"])
 
     def unpack(col: str, n: int) -> np.ndarray:
-        return np.stack([np.unpackbits(np.frombuffer(b, np.uint8), count=n).astype(bool) for b in df[col]])
+        size = -(-n // 8)
+        lengths = {len(b) for b in df[col]}
+        if lengths - {size}:
+            raise SchemaError(f"{path}: column {col} holds rows of {sorted(lengths)} bytes, expected {size} "
+                              f"({n} examples); the shard is of another estimate or truncated")
+        if len(df) == 0:
+            return np.zeros((0, n), bool)
+        return np.unpackbits(np.frombuffer(b"".join(df[col]), np.uint8).reshape(len(df), size), axis=1,
+                             count=n).astype(bool)
 
     return {"model_id": df["model_id"].to_numpy(), "mask": unpack("mask", n_train),
             "train_correct": unpack("train_correct", n_train), "test_correct": unpack("test_correct", n_test),

@@ -44,7 +44,8 @@ def make_dataset(name: str = "toy", tr_labels=TR_LABELS, te_labels=TE_LABELS) ->
 def make_scores(ds: Dataset, **meta_over) -> Scores:
     n = len(MEM)
     mem = pd.DataFrame({"idx": np.arange(n, dtype=np.int64), "label": np.array(TR_LABELS, np.int64),
-                        "mem": MEM, "mem_se": MEM_SE, "p_in": 0.5, "p_out": 0.5, "n_in": 10, "n_out": 10})
+                        "mem": MEM, "mem_se": MEM_SE, "p_in": 0.45 + np.array(MEM), "p_out": 0.45, "n_in": 10,
+                        "n_out": 10})
     tr = np.array([p[0] for p in PAIRS], np.int64)
     te = np.array([p[1] for p in PAIRS], np.int64)
     infl = pd.DataFrame({"train_idx": tr, "test_idx": te, "train_label": np.array(TR_LABELS)[tr],
@@ -52,7 +53,8 @@ def make_scores(ds: Dataset, **meta_over) -> Scores:
                          "infl_se": [p[3] for p in PAIRS]})
     ta = pd.DataFrame({"idx": np.arange(len(TE_LABELS), dtype=np.int64), "label": np.array(TE_LABELS, np.int64),
                        "p_correct": P_CORRECT, "n_models": 20})
-    meta = {**dataset_meta(ds), "n_models": 20, "source": "memadv", "se_known": True, "complete": True, **meta_over}
+    meta = {**dataset_meta(ds), "n_models": 20, "source": "memadv", "se_known": True, "complete": True,
+            "infl_keep": "all", "infl_min_abs_same": 0.0, "infl_min_abs_cross": 0.0, **meta_over}
     return Scores(mem=mem, infl=infl, test_acc=ta, meta=meta)
 
 
@@ -80,10 +82,20 @@ def test_any_class_pairs():
     assert s["test/atypical"] == [0, 2, 3]
     assert s["test/typical"] == [4]
     assert s["train/atypical"] == [0, 1, 4]
-    res = compute_splits(make_scores(make_dataset(), cross_class_threshold=0.15), SplitConfig(pairs="any-class"))
-    assert any("typical-test rule (infl > 0.02) misses" in w for w in res.warnings)
-    res = compute_splits(make_scores(make_dataset(), cross_class_threshold=0.15), SplitConfig())
-    assert not any("misses" in w for w in res.warnings)
+    # Pairs the folder does not store cannot answer a definition: refused, not silently incomplete.
+    kept = make_scores(make_dataset(), infl_keep="same-class", infl_min_abs_cross=0.15)
+    with pytest.raises(SchemaError, match="cannot answer --pairs any-class at infl > 0.02.*--keep threshold"):
+        compute_splits(kept, SplitConfig(pairs="any-class"))
+    assert compute_splits(kept, SplitConfig()).sets["test/atypical"].tolist() == [0]
+    legacy = make_scores(make_dataset(), cross_class_threshold=0.15)   # written before the keep rule existed
+    for key in ("infl_keep", "infl_min_abs_same", "infl_min_abs_cross"):
+        del legacy.meta[key]
+    with pytest.raises(SchemaError, match="cannot answer"):
+        compute_splits(legacy, SplitConfig(pairs="any-class"))
+    assert compute_splits(legacy, SplitConfig(pairs="any-class", infl_typical=0.15, infl_atypical=0.2)).sets
+    thr = make_scores(make_dataset(), infl_keep="threshold", infl_min_abs_same=0.05, infl_min_abs_cross=0.05)
+    with pytest.raises(SchemaError, match="cannot answer --pairs same-class at infl > 0.02"):
+        compute_splits(thr, SplitConfig())
 
 
 def test_accuracy_rule_and_switch_off():
@@ -93,14 +105,42 @@ def test_accuracy_rule_and_switch_off():
     assert sets_of(SplitConfig(min_test_acc=0.81))["test/typical"] == [3]
 
 
-def test_significance_shifts_every_condition():
-    s = sets_of(SplitConfig(significance=2.0))
-    # train 4: 0.3 - 2*0.1 = 0.1, no longer atypical; train 6: -0.1 + 2*0.07 = 0.04, no longer typical
-    assert s["train/atypical"] == [0, 1]
-    assert s["train/typical"] == [3]
-    # pair (1, 1): 0.03 - 2*0.01 = 0.01 no longer excludes test 1
-    assert s["test/atypical"] == [0]
-    assert s["test/typical"] == [1, 3, 4]
+def _wilson(p, n, z):
+    # Wilson (1927) score interval, written out independently of memadv.data.splits.
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return c - h, c + h
+
+
+def test_significance_uses_newcombe_wilson_intervals():
+    z = 2.0
+    s = sets_of(SplitConfig(significance=z))
+    p_in, p_out = 0.45 + np.array(MEM), 0.45
+    l1, u1 = _wilson(p_in, 10, z)
+    l2, u2 = _wilson(p_out, 10, z)
+    lo = p_in - p_out - np.sqrt((p_in - l1) ** 2 + (u2 - p_out) ** 2)
+    hi = p_in - p_out + np.sqrt((u1 - p_in) ** 2 + (p_out - l2) ** 2)
+    assert s["train/atypical"] == np.flatnonzero(lo > 0.15).tolist()
+    assert s["train/typical"] == np.flatnonzero(hi < 0.02).tolist()
+    assert s["train/atypical"] != sets_of(SplitConfig())["train/atypical"]  # the interval matters here
+
+
+def test_significance_does_not_collapse_when_all_models_agree():
+    """17 models that all get every example right: the plug-in SE is 0, but 17 models cannot show
+    mem < 0.02 or infl > 0.15 with any confidence (issue 10 item 10)."""
+    ds = make_dataset()
+    sc = make_scores(ds)
+    n_in, n_out = 12, 5
+    sc.mem = sc.mem.assign(mem=0.0, mem_se=0.0, p_in=1.0, p_out=1.0, n_in=n_in, n_out=n_out)
+    sc.mem.loc[0, ["mem", "p_out"]] = [1.0, 0.0]   # the one atypical example: in -> right, out -> wrong
+    sc.infl = sc.infl.assign(infl=np.where(sc.infl["train_idx"] == 0, 0.2, sc.infl["infl"]), infl_se=0.0)
+    sc.test_acc = sc.test_acc.assign(p_correct=1.0, n_models=n_in + n_out)
+    plain = compute_splits(sc, SplitConfig())
+    assert plain.sets["train/typical"].size == 7 and plain.sets["test/atypical"].tolist() == [0]
+    sig = compute_splits(sc, SplitConfig(significance=2.0))
+    assert sig.sets["train/typical"].size == 0          # x + 2*SE < 0.02 would have kept all 7
+    assert sig.sets["train/atypical"].tolist() == [0]   # mem = 1 on 12 vs 5 models is significant
+    assert sig.sets["test/atypical"].size == 0          # p_out = 0.8 from 5 models: lower bound < 0.15
 
 
 def test_significance_needs_standard_errors():

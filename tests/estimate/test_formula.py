@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from memadv.estimate import aggregate as agg
-from memadv.estimate.aggregate import influence, memorization
+from memadv.estimate.aggregate import KeepRule, influence, memorization
 
 
 def dense_reference(masks, train_correct, test_correct):
@@ -55,7 +55,8 @@ def test_influence_matches_dense_blockwise(random_run, block_rows):
     masks, train_correct, test_correct, y_train, y_test = random_run
     _, infl_ref = dense_reference(masks, train_correct, test_correct)
     threshold = 0.15
-    df = influence(masks, test_correct, y_train, y_test, threshold, block_rows=block_rows, scheduler="sync")
+    df = influence(masks, test_correct, y_train, y_test, KeepRule("same-class", 0.0, threshold), block_rows=block_rows,
+                   scheduler="sync")
     same = y_train[:, None] == y_test[None, :]
     expected_keep = same | (np.abs(np.nan_to_num(infl_ref, nan=0.0)) >= threshold) & ~np.isnan(infl_ref)
     got_keep = np.zeros_like(same)
