@@ -44,10 +44,13 @@ def train_one_by_one(cfg, dataset, m):
     return net.eval()
 
 
-@pytest.mark.parametrize("net,augment,epochs,batch_size", [("mlp", False, 2, 64), ("cnn", True, 1, 256)])
-def test_packed_equals_one_by_one(net, augment, epochs, batch_size):
+@pytest.mark.parametrize("packing", ["packed", "one-by-one"])
+@pytest.mark.parametrize("net,augment,epochs,batch_size", [("mlp", False, 2, 64), ("mlp", True, 1, 64),
+                                                           ("cnn", True, 1, 256), ("trades-cnn", True, 1, 256)])
+def test_packed_equals_one_by_one(net, augment, epochs, batch_size, packing):
     ds = load_dataset("digits")
-    cfg = EstimateConfig(dataset="digits", net=net, epochs=epochs, batch_size=batch_size, augment=augment, seed=3)
+    cfg = EstimateConfig(dataset="digits", net=net, epochs=epochs, batch_size=batch_size, augment=augment, seed=3,
+                         packing=packing)
     ids = [5, 0, 11]
     result = train_models(cfg, ds, ids, dtype=torch.float64)
     x_test = ds.x_test.double() / 255
