@@ -169,7 +169,7 @@ def _train_packed(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.G
 
 def _train_one_by_one(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.Generator],
                       subsets: torch.Tensor, x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int],
-                      device: torch.device, dtype: torch.dtype) -> tuple[nn.Module, np.ndarray]:
+                      device: torch.device, dtype: torch.dtype) -> tuple[list[nn.Module], np.ndarray]:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     final = np.zeros(len(nets))
     for j, net in enumerate(nets):
@@ -197,20 +197,25 @@ def _train_one_by_one(cfg: EstimateConfig, nets: list[nn.Module], gens: list[tor
             _check_finite(loss_sum, epoch, [model_ids[j]], cfg)
         final[j] = float(loss_sum.item()) / max(n_batches, 1)
         net.to(memory_format=torch.contiguous_format)
-    # Stacked for prediction: exact (a stack of the trained parameters), whatever the net.
-    return pack(nets).to(device=device, dtype=dtype), final
+    return nets, final
 
 
 @torch.no_grad()
-def predict_correct(packed: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+def predict_correct(models: nn.Module | list[nn.Module], x: torch.Tensor, y: torch.Tensor, device: torch.device,
                     dtype: torch.dtype, chunk: int = 1024) -> np.ndarray:
-    """(K, N) bool: whether each model classifies each example correctly."""
-    packed.eval()
+    """(K, N) bool: whether each model classifies each example correctly.
+
+    ``models`` is a packed module (``forward(x, shared_input=True)`` -> (K, B, classes)) or a list
+    of K plain nets, evaluated one by one (for nets whose packed form is slower on the device).
+    """
+    plain = isinstance(models, list)
+    for m in (models if plain else [models]):
+        m.eval()
     out = []
     for start in range(0, x.shape[0], chunk):
         xb = x[start:start + chunk].to(device=device, dtype=dtype).div_(255.0)
-        pred = packed(xb, shared_input=True).argmax(-1)
-        out.append(pred == y[start:start + chunk].to(device).view(1, -1))
+        logits = torch.stack([m(xb) for m in models]) if plain else models(xb, shared_input=True)
+        out.append(logits.argmax(-1) == y[start:start + chunk].to(device).view(1, -1))
     return torch.cat(out, dim=1).cpu().numpy()
 
 
@@ -232,12 +237,14 @@ def train_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int]
     # The whole training set on the device as uint8 (CIFAR: 150 MB): no host copy per step.
     x_dev, y_dev = dataset.x_train.to(device), dataset.y_train.to(device)
     train = _train_packed if packing_for(cfg) == "packed" else _train_one_by_one
-    packed, final_loss = train(cfg, nets, gens, subsets, x_dev, y_dev, model_ids, device, dtype)
+    trained, final_loss = train(cfg, nets, gens, subsets, x_dev, y_dev, model_ids, device, dtype)
     return TrainedModels(
         model_ids=model_ids, masks=masks,
-        train_correct=predict_correct(packed, dataset.x_train, dataset.y_train, device, dtype),
-        test_correct=predict_correct(packed, dataset.x_test, dataset.y_test, device, dtype),
-        final_loss=final_loss, packed=packed)
+        train_correct=predict_correct(trained, dataset.x_train, dataset.y_train, device, dtype),
+        test_correct=predict_correct(trained, dataset.x_test, dataset.y_test, device, dtype),
+        final_loss=final_loss,
+        # one-by-one: stacked afterwards, exact (a copy of the trained parameters), whatever the net
+        packed=trained if not isinstance(trained, list) else pack(trained).to(device=device, dtype=dtype))
 
 
 __all__ = ["TrainedModels", "train_models", "build_models", "lr_at", "packing_for", "predict_correct",
