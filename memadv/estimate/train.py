@@ -115,7 +115,7 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, model_ids: Sequence[int], 
     if bool(bad.any()):
         from memadv.bat.train import NonFiniteLossError  # the trainer's error, one class for both commands
 
-        which = [model_ids[i] for i in torch.flatnonzero(bad).tolist()]
+        which = [model_ids[i] for i in torch.nonzero(bad).flatten().tolist()]
         raise NonFiniteLossError(f"training loss became NaN or infinite in epoch {epoch} for model(s) "
                                  f"{', '.join(map(str, which[:5]))}{' ...' if len(which) > 5 else ''} "
                                  f"(net {cfg.net}, lr {lr_at(epoch, cfg):g}); lower --lr")

@@ -87,7 +87,8 @@ class PackedMLP(nn.Module):
         h = ((x - self.mean.to(x.dtype)) / self.std.to(x.dtype)).flatten(-3)
         # parameters alternate weight (K, out, in), bias (K, out); ReLU between layers, not after the last
         layers = list(zip(self.stacked[0::2], self.stacked[1::2]))
-        if not shared_input and torch.is_grad_enabled():
+        # The hand-written backward is float32/64 only; under autocast, autograd handles mixed dtypes.
+        if not shared_input and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
             return _PackedDense.apply(h, *self.stacked)
         for i, (w, b) in enumerate(layers):
             if i == 0 and shared_input:
