@@ -52,9 +52,10 @@ class Workload:
 
 
 # Per net: small enough that the slowest path finishes in about a minute on this CPU, big enough
-# that per-step overheads are what they are in a real shard (digits uses its real 1,437/360 split).
+# that per-step overheads are what they are in a real shard (digits: the first n_train/n_test
+# examples of its 1,437/360 split, i.e. all of it for the small nets).
 WORKLOADS = {
-    "mlp": Workload(100, 3000, 500, 3, 64),
+    "mlp": Workload(100, 3000, 500, 3, 64),  # K = 100: the digits default models per shard
     "cnn": Workload(4, 600, 200, 1, 64),
     "trades-cnn": Workload(4, 600, 200, 1, 64),
     "resnet32": Workload(2, 90, 32, 1, 32),
@@ -145,7 +146,10 @@ def main() -> None:
         for net in args.nets.split(","):
             w = WORKLOADS[net]
             if shape == "digits":
-                ds = load_dataset("digits")
+                full = load_dataset("digits")  # the whole set (1,437/360) unless the net's workload is smaller
+                nt, ne = min(w.n_train, full.x_train.shape[0]), min(w.n_test, full.x_test.shape[0])
+                ds = Dataset("digits", full.x_train[:nt], full.y_train[:nt], full.x_test[:ne], full.y_test[:ne],
+                             full.num_classes, full.mean, full.std)
             else:
                 ds = fashion_shaped(w.n_train, w.n_test)
             cfg = EstimateConfig(dataset="digits", net=net, epochs=w.epochs, batch_size=w.batch_size,
