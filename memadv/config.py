@@ -152,8 +152,10 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
     """Raise ConfigError naming the option and its valid range when ``value`` falls outside it."""
     bad = ((lo is not None and (value < lo or (lo_open and value == lo)))
            or (hi is not None and (value > hi or (hi_open and value == hi))))
-    if bad or value != value:  # NaN fails every range
+    # NaN fails every range; inf is never a valid setting (issue 10 item 7: --lr inf trained NaN models)
+    if bad or value != value or value in (float("inf"), float("-inf")):
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
         rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ConfigError(f"{_flag(name)} must be in {rng}, got {value!r}")
+        finite = "a finite number " if value in (float("inf"), float("-inf")) else ""
+        raise ConfigError(f"{_flag(name)} must be {finite}in {rng}, got {value!r}")

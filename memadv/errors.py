@@ -45,3 +45,7 @@ class SchemaError(MemadvError):
 class IdxFileError(DatasetError):
     """An IDX file (the MNIST / Fashion-MNIST format) that is missing, truncated or malformed;
     the message names the file."""
+
+
+class NonFiniteLossError(MemadvError):
+    """A training loss became NaN or infinite (``memadv train`` and the estimator's shards)."""

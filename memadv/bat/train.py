@@ -56,16 +56,7 @@ from memadv.data.dataset import Dataset
 from memadv.data.registry import load_dataset
 from memadv.data.scores import dataset_meta
 from memadv.data.tables import write_table
-from memadv.errors import ConfigError, MemadvError
-
-# Transition re-exports: these names moved to memadv.bat.train_config / runs / inputs; other
-# branches still import them from here. New code imports them from their own module.
-from memadv.bat.runs import read_config, read_metrics  # noqa: F401
-from memadv.bat.train_config import DATASET_DEFAULTS, FINAL_ATTACKS, METHODS, make_configs  # noqa: F401
-
-
-class NonFiniteLossError(MemadvError):
-    """The training loss became NaN or infinite."""
+from memadv.errors import ConfigError, NonFiniteLossError
 
 
 def build_objective_for(cfg: TrainConfig, objective_cfg: ObjectiveConfig, mem: torch.Tensor | None):

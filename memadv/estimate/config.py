@@ -29,6 +29,8 @@ from memadv.data.registry import DATASETS
 from memadv.errors import UnknownChoiceError
 from memadv.nets.registry import NETS
 
+PACKINGS = ("auto", "packed", "one-by-one")
+
 # dataset -> defaults for every field left as None in EstimateConfig.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     #                     net         models  per shard  epochs  lr     batch  augment
@@ -69,6 +71,15 @@ class EstimateConfig:
     seed: int = option(0, "run seed; model m's subset, init and batch order derive from (seed, m)")
     cross_class_threshold: float = option(0.15, "also keep cross-class (train, test) pairs with |infl| >= this in infl.parquet")
     device: str = option("cpu", "torch device for training, e.g. cpu, cuda, cuda:1")
+    packing: str = option("auto", "how a shard's models train: packed (all at once), one-by-one (plain nn.Module "
+                          "each) or auto (the faster one measured for the net and device, docs/benchmarks.md); "
+                          "results are the same up to float summation order", choices=PACKINGS)
+    bf16: bool = option(False, "bfloat16 autocast for forward/backward (weights and SGD stay float32); "
+                        "for CUDA, off by default, not faster on CPU",
+                        source="PyTorch automatic mixed precision, torch.autocast")
+    channels_last: bool = option(False, "channels-last memory format for conv nets trained one by one; for CUDA "
+                                 "tensor cores, off by default",
+                                 source="PyTorch memory-format tutorial (channels_last)")
     # issue 9 hook (memadv.estimate.full_models); not in IDENTITY: a finished estimate may add them later
     full_models: int = option(30, "also train this many models on the whole training set for the typical-test "
                                   "rule (paper Sec. 3.2: 'ERM trained on D'); 0 = none", unit="models",
@@ -82,6 +93,8 @@ class EstimateConfig:
                 setattr(self, key, value)
         if self.net not in NETS:
             raise UnknownChoiceError("net", self.net, NETS)
+        if self.packing not in PACKINGS:
+            raise UnknownChoiceError("packing", self.packing, PACKINGS)
         check_range("subset_ratio", self.subset_ratio, 0.0, 1.0, lo_open=True, hi_open=True)
         check_range("models", self.models, 2)
         check_range("models_per_shard", self.models_per_shard, 1)
@@ -116,5 +129,5 @@ class EstimateConfig:
         return options
 
     # Fields that define the estimate: a run directory refuses a spec that differs in any of them.
-    IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "net", "models", "models_per_shard", "subset_ratio", "epochs", "lr",
-                "batch_size", "momentum", "weight_decay", "augment", "seed")
+    IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "net", "models", "models_per_shard",
+                "subset_ratio", "epochs", "lr", "batch_size", "momentum", "weight_decay", "augment", "seed", "bf16")

@@ -1,30 +1,55 @@
-"""Packed ERM training of many models, each on its own subset, in its own order.
+"""ERM training of the estimator's models, each on its own subset, in its own order.
 
 The recipe, top to bottom: for each model m, build the net with ``torch.manual_seed(init seed of
-m)``; pack the K nets; every epoch, each model draws its own permutation of its own subset from
-its own generator; batch b of the epoch is, for every model, its own next ``batch_size`` examples
-(all subsets have the same size, so the K models step together); augmentation per model from the
-same generator; loss = sum over models of each model's mean cross-entropy, so each model gets
-exactly its own gradient; SGD (momentum, weight decay) is elementwise, so one optimizer over the
-stacked parameters equals K separate ones. The learning rate drops x0.1 at 50% and 75% of the
-epochs (the paper's 80/120-of-160 schedule).
+m)``; every epoch, each model draws its own permutation of its own subset from its own generator
+("order" seed of m) and, per batch, its own crop/flip numbers from the same generator
+(:func:`memadv.data.augment.draw_crop_flip`, in the order a plain loop would draw them); SGD
+(momentum, weight decay) with the learning rate x0.1 at 50% and 75% of the epochs (the paper's
+80/120-of-160 schedule). So model m depends only on (run seed, m), however it is trained.
+
+Two ways to train a shard's K models, with the same results up to float summation order:
+
+* **packed**: one module holds all K (:func:`memadv.nets.packed.pack`); batch b of the epoch is,
+  for every model, its own next ``batch_size`` examples (all subsets have the same size, so the K
+  models step together); loss = sum over models of each model's mean cross-entropy, so each model
+  gets exactly its own gradient, and SGD is elementwise, so one optimizer over the stacked
+  parameters equals K separate ones;
+* **one-by-one**: a plain ``nn.Module`` loop per model.
+
+``packing="auto"`` picks the faster one for the net and device, as measured by
+``bench/packed_vs_single.py`` (table :data:`ONE_BY_ONE_ON_CPU`, numbers in docs/benchmarks.md).
+
+The step is GPU-ready: the data set lives on the training device as uint8, each epoch's
+permutations and crop/flip numbers are drawn on the CPU once per epoch and moved over in one
+copy, augmentation runs batched for all K models on the device, and losses are accumulated on the
+device — the only host synchronisation is one finiteness check per epoch (a non-finite loss fails
+the shard with :class:`memadv.errors.NonFiniteLossError`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from memadv.data.augment import random_crop_flip
+from memadv.data.augment import apply_crop_flip, draw_crop_flip
 from memadv.data.dataset import Dataset
 from memadv.estimate.config import EstimateConfig
+from memadv.errors import NonFiniteLossError
 from memadv.estimate.seeds import model_seed, subset_mask
-from memadv.nets.packed import PackedNets
+from memadv.nets.packed import PackedNets, pack
 from memadv.nets.registry import build_net
+
+# Nets whose packed form loses to a plain one-model loop on CPU (bench/packed_vs_single.py,
+# docs/benchmarks.md): vmap turns their convolutions into grouped/batched kernels that oneDNN runs
+# slower than K plain convolutions. On CUDA every net trains packed.
+ONE_BY_ONE_ON_CPU = frozenset({"cnn", "trades-cnn", "resnet18", "preact-resnet18", "resnet32", "wrn-28-10"})
+CROP_PAD = 4  # random-crop padding in pixels (He et al. 2016, Sec. 4.2; the CIFAR standard)
 
 
 @dataclass
@@ -34,7 +59,7 @@ class TrainedModels:
     train_correct: np.ndarray  # (K, n_train) bool
     test_correct: np.ndarray   # (K, n_test) bool
     final_loss: np.ndarray     # (K,) mean loss of each model's last epoch
-    packed: PackedNets         # the trained models, for callers that want more than correctness
+    packed: nn.Module          # the trained models as one packed module, forward(x, shared_input) -> (K, B, classes)
 
 
 def lr_at(epoch: int, cfg: EstimateConfig) -> float:
@@ -50,64 +75,179 @@ def build_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int]
     return nets
 
 
-def epoch_batches(order_gens: list[torch.Generator], subsets: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """Each model's own permutation of its own subset, cut into batches: list of (K, B) id tensors."""
-    perms = torch.stack([subsets[k][torch.randperm(subsets.shape[1], generator=g)] for k, g in enumerate(order_gens)])
-    return list(perms.split(batch_size, dim=1))
+def packing_for(cfg: EstimateConfig) -> str:
+    """'packed' or 'one-by-one': ``cfg.packing``, or for 'auto' the faster path measured for the net/device."""
+    if cfg.packing != "auto":
+        return cfg.packing
+    on_cpu = torch.device(cfg.device).type == "cpu"
+    return "one-by-one" if on_cpu and cfg.net in ONE_BY_ONE_ON_CPU else "packed"
+
+
+@dataclass
+class EpochDraws:
+    """One model's random numbers for one epoch (all on the CPU, drawn from its own generator).
+
+    ids (n_in,) int64: its subset in this epoch's order; shifts (n_in, 2) / flips (n_in,): the crop
+    and flip of each position, or None without augmentation.
+    """
+    ids: torch.Tensor
+    shifts: torch.Tensor | None
+    flips: torch.Tensor | None
+
+
+def draw_epoch(gen: torch.Generator, subset: torch.Tensor, batch_size: int, augment: bool) -> EpochDraws:
+    """Draw in the order a plain loop does: the permutation, then per batch its crops and flips."""
+    ids = subset[torch.randperm(subset.shape[0], generator=gen)]
+    if not augment:
+        return EpochDraws(ids, None, None)
+    draws = [draw_crop_flip(gen, len(b), CROP_PAD, True) for b in ids.split(batch_size)]
+    return EpochDraws(ids, torch.cat([s for s, _ in draws]), torch.cat([f for _, f in draws]))
+
+
+def _autocast(cfg: EstimateConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    if not cfg.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, model_ids: Sequence[int], cfg: EstimateConfig) -> None:
+    """One host synchronisation per epoch: fail the shard when any model's loss is NaN or infinite."""
+    bad = ~torch.isfinite(loss_sum.cpu())
+    if bool(bad.any()):
+
+        which = [model_ids[i] for i in torch.nonzero(bad).flatten().tolist()]
+        raise NonFiniteLossError(f"training loss became NaN or infinite in epoch {epoch} for model(s) "
+                                 f"{', '.join(map(str, which[:5]))}{' ...' if len(which) > 5 else ''} "
+                                 f"(net {cfg.net}, lr {lr_at(epoch, cfg):g}); lower --lr")
+
+
+def _batches(draws: Sequence[EpochDraws], batch_size: int, device: torch.device
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+    """(K, B) ids and (K*B, 2) shifts / (K*B,) flips per batch, moved to the device once per epoch."""
+    ids = torch.stack([d.ids for d in draws]).to(device, non_blocking=True)
+    shifts = flips = None
+    if draws[0].shifts is not None:
+        shifts = torch.stack([d.shifts for d in draws]).to(device, non_blocking=True)  # (K, n_in, 2)
+        flips = torch.stack([d.flips for d in draws]).to(device, non_blocking=True)    # (K, n_in)
+    for start in range(0, ids.shape[1], batch_size):
+        sl = slice(start, start + batch_size)
+        yield (ids[:, sl],
+               None if shifts is None else shifts[:, sl].reshape(-1, 2),
+               None if flips is None else flips[:, sl].reshape(-1))
+
+
+def _train_packed(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.Generator], subsets: torch.Tensor,
+                  x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int], device: torch.device,
+                  dtype: torch.dtype) -> tuple[nn.Module, np.ndarray]:
+    packed = pack(nets).to(device=device, dtype=dtype)
+    opt = torch.optim.SGD(packed.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    k = len(nets)
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+    for epoch in range(cfg.epochs):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(epoch, cfg)
+        packed.train()
+        draws = [draw_epoch(g, subsets[j], cfg.batch_size, cfg.augment) for j, g in enumerate(gens)]
+        loss_sum.zero_()
+        n_batches = 0
+        for ids, shifts, flips in _batches(draws, cfg.batch_size, device):
+            xb = apply_crop_flip(x_dev[ids], shifts, flips, CROP_PAD)  # (K, B, C, H, W) uint8
+            xb = xb.to(dtype).div_(255.0)
+            yb = y_dev[ids]
+            with _autocast(cfg, device):
+                logits = packed(xb)  # (K, B, classes)
+            per_model = F.cross_entropy(logits.to(dtype).flatten(0, 1), yb.flatten(),
+                                        reduction="none").view(k, -1).mean(1)
+            opt.zero_grad(set_to_none=True)
+            per_model.sum().backward()
+            opt.step()
+            loss_sum += per_model.detach()
+            n_batches += 1
+        _check_finite(loss_sum, epoch, model_ids, cfg)
+    return packed, (loss_sum / max(n_batches, 1)).cpu().numpy()
+
+
+def _train_one_by_one(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.Generator],
+                      subsets: torch.Tensor, x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int],
+                      device: torch.device, dtype: torch.dtype) -> tuple[list[nn.Module], np.ndarray]:
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    final = np.zeros(len(nets))
+    for j, net in enumerate(nets):
+        net.to(device=device, dtype=dtype, memory_format=fmt)
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
+        for epoch in range(cfg.epochs):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch, cfg)
+            net.train()
+            loss_sum.zero_()
+            n_batches = 0
+            for ids, shifts, flips in _batches([draw_epoch(gens[j], subsets[j], cfg.batch_size, cfg.augment)],
+                                               cfg.batch_size, device):
+                xb = apply_crop_flip(x_dev[ids[0]], shifts, flips, CROP_PAD)
+                xb = xb.to(dtype).div_(255.0).contiguous(memory_format=fmt)
+                with _autocast(cfg, device):
+                    logits = net(xb)
+                loss = F.cross_entropy(logits.to(dtype), y_dev[ids[0]])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach()
+                n_batches += 1
+            _check_finite(loss_sum, epoch, [model_ids[j]], cfg)
+        final[j] = float(loss_sum.item()) / max(n_batches, 1)
+        net.to(memory_format=torch.contiguous_format)
+    return nets, final
 
 
 @torch.no_grad()
-def predict_correct(packed: PackedNets, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+def predict_correct(models: nn.Module | list[nn.Module], x: torch.Tensor, y: torch.Tensor, device: torch.device,
                     dtype: torch.dtype, chunk: int = 1024) -> np.ndarray:
-    """(K, N) bool: whether each model classifies each example correctly."""
-    packed.eval()
+    """(K, N) bool: whether each model classifies each example correctly.
+
+    ``models`` is a packed module (``forward(x, shared_input=True)`` -> (K, B, classes)) or a list
+    of K plain nets, evaluated one by one (for nets whose packed form is slower on the device).
+    """
+    plain = isinstance(models, list)
+    for m in (models if plain else [models]):
+        m.eval()
     out = []
     for start in range(0, x.shape[0], chunk):
         xb = x[start:start + chunk].to(device=device, dtype=dtype).div_(255.0)
-        pred = packed(xb, shared_input=True).argmax(-1).cpu()
-        out.append(pred == y[start:start + chunk].view(1, -1))
-    return torch.cat(out, dim=1).numpy()
+        logits = torch.stack([m(xb) for m in models]) if plain else models(xb, shared_input=True)
+        out.append(logits.argmax(-1) == y[start:start + chunk].to(device).view(1, -1))
+    return torch.cat(out, dim=1).cpu().numpy()
 
 
 def train_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int],
                  dtype: torch.dtype = torch.float32, masks: np.ndarray | None = None) -> TrainedModels:
-    """Train models ``model_ids`` on their subsets; ``masks`` ((K, n_train) bool, equal row sums)
-    overrides the sampled subsets (issue 9 hook: full-data models, memadv.estimate.full_models)."""
+    """Train models ``model_ids`` of the estimate ``cfg`` on ``dataset`` (see module docstring).
+
+    ``masks`` ((K, n_train) bool, equal row sums) overrides the sampled subsets (the full-data models
+    of :mod:`memadv.estimate.full_models`). Returns their subset masks (K, n_train), correctness on
+    train (K, n_train) and test (K, n_test), mean loss of the last epoch (K,) and the models packed.
+    Raises NonFiniteLossError when a loss becomes NaN or infinite.
+    """
     device = torch.device(cfg.device)
     model_ids = list(model_ids)
     n = dataset.x_train.shape[0]
     if masks is None:
         masks = np.stack([subset_mask(cfg.seed, m, n, cfg.subset_ratio) for m in model_ids])
     subsets = torch.from_numpy(np.stack([np.flatnonzero(row) for row in masks]))  # (K, n_in), equal sizes
-    order_gens = [torch.Generator().manual_seed(model_seed(cfg.seed, m, "order")) for m in model_ids]
-
-    packed = PackedNets(build_models(cfg, dataset, model_ids)).to(device=device, dtype=dtype)
-    opt = torch.optim.SGD(packed.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    x_all, y_all = dataset.x_train, dataset.y_train
-    k = len(model_ids)
-    final_loss = np.zeros(k)
-    for epoch in range(cfg.epochs):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(epoch, cfg)
-        packed.train()
-        loss_sum = torch.zeros(k, dtype=torch.float64)
-        n_batches = 0
-        for ids in epoch_batches(order_gens, subsets, cfg.batch_size):
-            xb = x_all[ids]  # (K, B, C, H, W) uint8
-            if cfg.augment:
-                xb = torch.stack([random_crop_flip(xb[j], order_gens[j]) for j in range(k)])
-            xb = xb.to(device=device, dtype=dtype).div_(255.0)
-            yb = y_all[ids].to(device)
-            logits = packed(xb)  # (K, B, classes)
-            per_model = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1)
-            opt.zero_grad(set_to_none=True)
-            per_model.sum().backward()
-            opt.step()
-            loss_sum += per_model.detach().double().cpu()
-            n_batches += 1
-        final_loss = (loss_sum / max(n_batches, 1)).numpy()
+    gens = [torch.Generator().manual_seed(model_seed(cfg.seed, m, "order")) for m in model_ids]
+    nets = build_models(cfg, dataset, model_ids)
+    # The whole training set on the device as uint8 (CIFAR: 150 MB): no host copy per step.
+    x_dev, y_dev = dataset.x_train.to(device), dataset.y_train.to(device)
+    train = _train_packed if packing_for(cfg) == "packed" else _train_one_by_one
+    trained, final_loss = train(cfg, nets, gens, subsets, x_dev, y_dev, model_ids, device, dtype)
     return TrainedModels(
         model_ids=model_ids, masks=masks,
-        train_correct=predict_correct(packed, dataset.x_train, dataset.y_train, device, dtype),
-        test_correct=predict_correct(packed, dataset.x_test, dataset.y_test, device, dtype),
-        final_loss=final_loss, packed=packed)
+        train_correct=predict_correct(trained, dataset.x_train, dataset.y_train, device, dtype),
+        test_correct=predict_correct(trained, dataset.x_test, dataset.y_test, device, dtype),
+        final_loss=final_loss,
+        # one-by-one: stacked afterwards, exact (a copy of the trained parameters), whatever the net
+        packed=trained if not isinstance(trained, list) else pack(trained).to(device=device, dtype=dtype))
+
+
+__all__ = ["TrainedModels", "train_models", "build_models", "lr_at", "packing_for", "predict_correct",
+           "PackedNets", "ONE_BY_ONE_ON_CPU"]

@@ -13,6 +13,7 @@ from memadv.errors import UnknownChoiceError
 NETS: dict[str, tuple[str, str]] = {
     "mlp": ("memadv.nets.small", "MLP"),
     "cnn": ("memadv.nets.small", "SmallCNN"),
+    "trades-cnn": ("memadv.nets.small", "TradesCNN"),
     "resnet18": ("memadv.nets.resnet", "ResNet18"),
     "preact-resnet18": ("memadv.nets.resnet", "PreActResNet18"),
     "resnet32": ("memadv.nets.resnet", "ResNet32"),

@@ -1,4 +1,5 @@
-"""Small nets for the embedded data sets (digits 8x8, synthetic long-tail 8x8)."""
+"""Small nets: for the embedded data sets (digits 8x8, synthetic long-tail 8x8) and for
+MNIST/Fashion-MNIST-sized images (28x28)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,61 @@ class SmallCNN(Net):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.head = nn.Linear(2 * width, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class TradesCNN(Net):
+    """The small convnet of the TRADES reference code for MNIST (Zhang et al. 2019,
+    github.com/yaodongyu/TRADES, ``models/small_cnn.py``), also used by MART for MNIST.
+
+    Layers: conv3x3(C, 32) ReLU, conv3x3(32, 32) ReLU, maxpool 2, conv3x3(32, 64) ReLU,
+    conv3x3(64, 64) ReLU, maxpool 2, flatten, Linear(64 h w, 200) ReLU, Linear(200, 200) ReLU
+    = ``embed`` (B, 200), ``head`` Linear(200, classes). On 1x28x28 the flattened map is 64x4x4 as
+    in the reference; on 3x32x32 it is 64x5x5.
+
+    Deviations from the reference, and why:
+    * convolutions are unpadded as in the reference only for inputs of at least 16x16; smaller
+      inputs (digits 8x8) use padding 1, since four unpadded 3x3 convolutions and two poolings do
+      not fit in 8x8;
+    * dropout (0.5 in the reference, before the second linear layer) is left out: it would draw
+      from torch's global RNG, so packed and one-by-one training would differ, and the
+      estimator's seeds contract (model m depends only on (run seed, m)) would not hold;
+    * ``Normalize`` is the first layer (the contract of :mod:`memadv.nets`).
+    Initialisation as in the reference: convolutions Kaiming-normal (fan_in, ReLU gain) with zero
+    bias, the last layer zero weight and bias, the other linear layers PyTorch's default.
+    """
+
+    def __init__(self, num_classes: int, in_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        c, h, w = in_shape
+        pad = 1 if min(h, w) < 16 else 0
+
+        def out(size: int) -> int:  # two 3x3 convs (shrink by 2 each without padding), then pool 2
+            return (size - 4 + 4 * pad) // 2
+
+        fh, fw = out(out(h)), out(out(w))
+        if fh < 1 or fw < 1:
+            raise ValueError(f"TradesCNN needs inputs of at least 8x8, got {h}x{w}")
+        self.body = nn.Sequential(
+            Normalize(mean, std),
+            nn.Conv2d(c, 32, 3, padding=pad), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=pad), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * fh * fw, 200), nn.ReLU(),
+            nn.Linear(200, 200), nn.ReLU(),
+        )
+        self.head = nn.Linear(200, num_classes)
+        self.embed_dim = 200
+        for m in self.body.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

@@ -13,7 +13,8 @@ import memadv.bat.train as T
 from memadv.analysis.bat_tables import find_runs, table2, table4
 from memadv.bat import selection
 from memadv.bat.objective_config import ObjectiveConfig
-from memadv.bat.train import TrainConfig, train
+from memadv.bat.train import train
+from memadv.bat.train_config import TrainConfig
 from memadv.cli.main import main
 from memadv.data.registry import load_dataset
 from memadv.data.tables import write_table

@@ -12,7 +12,8 @@ import torch
 
 import memadv.bat.train as T
 from memadv.bat.objective_config import ObjectiveConfig
-from memadv.bat.train import TrainConfig, train
+from memadv.bat.train import train
+from memadv.bat.train_config import TrainConfig
 from memadv.cli.main import main
 from memadv.data import load_dataset
 from memadv.data.scores import MEM_COLUMNS, INFL_COLUMNS, TEST_ACC_COLUMNS, Scores, dataset_meta, write_scores

@@ -4,7 +4,6 @@ and splits answers (or refuses) each definition exactly as the dense table does.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from memadv.data.scores import Scores
