@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from memadv.analysis.bat_tables import SELECT, Run, find_runs, report_dir, select_row
 from memadv.bat.selection import PROTOCOL
-from memadv.analysis.outputs import pyplot, save_figure, write_csv
-from memadv.data.atomic import write_text_atomic
-from memadv.data.tables import markdown_table
+from memadv.analysis.outputs import markdown_section, pyplot, save_figure, write_csv, write_markdown
 from memadv.errors import MemadvError
 
 # options that may vary inside one grid
@@ -73,11 +72,10 @@ def ablation_grid(runs: list[Run], select: str = "last") -> pd.DataFrame:
 def _markdown(df: pd.DataFrame, select: str) -> str:
     rows = [[f"{r['alpha']:g}", f"{r['beta']:g}", f"{r['clean']:.1f}", f"{r['adv']:.1f}", int(r["n_seeds"]),
              r["source"]] for _, r in df.iterrows()]
-    lines = ["### Fig. 5: BAT ablation (overall test accuracy, %)", ""] + markdown_table(
-        ["α", "β", "Clean Acc.", "Adv. Acc. (PGD-20)", "seeds", "source"], rows)
-    lines += ["", f"Checkpoint: {select} — {PROTOCOL[select]}; source `pgd` = PGD-AT runs standing in for "
-                  f"α = β = 0."]
-    return "\n".join(lines) + "\n"
+    return markdown_section("Fig. 5: BAT ablation (overall test accuracy, %)",
+                            ["α", "β", "Clean Acc.", "Adv. Acc. (PGD-20)", "seeds", "source"], rows,
+                            f"Checkpoint: {select} — {PROTOCOL[select]}; source `pgd` = PGD-AT runs standing in "
+                            f"for α = β = 0.")
 
 
 def fig5(df: pd.DataFrame, out: Path) -> list[Path]:
@@ -134,9 +132,8 @@ def ablation_figures(run_dir: Path, out: Path | None = None, select_name: str = 
     df = ablation_grid(find_runs(run_dir), select)
     out = report_dir(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "ablation.md", _markdown(df, select))
-    write_csv(out / "ablation.csv", df)
-    return [out / "ablation.md", out / "ablation.csv"] + fig5(df, out)
+    return [write_markdown(out / "ablation.md", _markdown(df, select)), write_csv(out / "ablation.csv", df)] \
+        + fig5(df, out)
 
 
 __all__ = ["ablation_grid", "ablation_figures", "fig5", "add_arguments", "make_figures"]

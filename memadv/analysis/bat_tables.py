@@ -26,7 +26,6 @@ Numbers are percentages. Outputs (Markdown + CSV, PNG + PDF) go to ``--out`` (de
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memadv.analysis.outputs import pyplot, save_figure, write_csv
+from memadv.analysis.outputs import markdown_section, pyplot, save_figure, write_csv, write_markdown
 from memadv.analysis.table_notes import attack_note, selection_notes
 from memadv.bat import selection
-from memadv.data.atomic import write_text_atomic
-from memadv.data.tables import markdown_table, read_table
+from memadv.bat.runs import TrainingRun, find_training_runs
 from memadv.errors import MemadvError
 
 SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
@@ -52,10 +50,17 @@ SELECT = {"own": "own", "last": "last", "best-adv": "best_adv", "best-clean": "b
 
 @dataclass
 class Run:
+    """One training run's files, read once (tables and figures look at them many times)."""
+
     path: Path
     config: dict[str, Any]
     metrics: pd.DataFrame
     final: pd.DataFrame | None
+
+    @classmethod
+    def read(cls, run: TrainingRun) -> "Run":
+        """Config, metrics (epoch order) and, for a finished run, the final evaluation of ``run``."""
+        return cls(run.folder, run.config(), run.metrics(), run.final() if run.is_finished() else None)
 
     @property
     def method(self) -> str:
@@ -77,21 +82,10 @@ class Run:
 
 
 def find_runs(path: str | Path) -> list[Run]:
-    """Every training run under ``path`` (a train folder, a run directory holding ``train/``, or one run)."""
-    path = Path(path)
-    if (path / "config.json").is_file() and (path / "metrics.parquet").is_file():
-        candidates = [path]
-    else:
-        base = path / "train" if (path / "train").is_dir() else path
-        candidates = sorted(p for p in base.iterdir() if p.is_dir() and (p / "config.json").is_file())
-    runs = []
-    for p in candidates:
-        if not (p / "metrics.parquet").is_file():
-            continue  # started, not one epoch evaluated yet
-        config = json.loads((p / "config.json").read_text())
-        metrics, _ = read_table(p / "metrics.parquet", required=["epoch"])
-        final = read_table(p / "final.parquet")[0] if (p / "final.parquet").is_file() else None
-        runs.append(Run(p, config, metrics.sort_values("epoch").reset_index(drop=True), final))
+    """Every training run under ``path`` (a train folder, a run directory holding ``train/``, or one
+    run; see :func:`memadv.bat.runs.find_training_runs`) that has evaluated at least one epoch, read
+    through :class:`memadv.bat.runs.TrainingRun`. Raises MemadvError when there is none."""
+    runs = [Run.read(r) for r in find_training_runs(path) if r.has_metrics()]  # no metrics: no epoch done yet
     if not runs:
         raise MemadvError(f"no training runs (folders with config.json and metrics.parquet) under {str(path)!r}; "
                           f"run `memadv train ... --out {path}` first")
@@ -99,10 +93,11 @@ def find_runs(path: str | Path) -> list[Run]:
 
 
 def report_dir(path: str | Path, out: str | Path | None) -> Path:
+    """``out``, or the ``report/`` folder beside the ``train/`` folder that ``path`` is or holds."""
     if out is not None:
         return Path(out)
     path = Path(path).resolve()
-    if (path / "config.json").is_file():  # one run folder: runs/<name>/train/<run>
+    if TrainingRun(path).has_config():  # one run folder: runs/<name>/train/<run>
         path = path.parent
     if path.name == "train":
         path = path.parent
@@ -209,13 +204,12 @@ def _cell(mean: float, std: float) -> str:
 
 
 def to_markdown(df: pd.DataFrame, value_cols: list[str], title: str, note: str = "") -> str:
+    """A table frame of :func:`table2` / :func:`table4` as a Markdown section: method, selection and
+    ``mean ± std`` of each of ``value_cols``."""
     head = ["Method", "Selection"] + value_cols
     rows = [[str(r["method"]), selection.ROW_SUFFIX[str(r["checkpoint"])]]
             + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols] for _, r in df.iterrows()]
-    lines = [f"### {title}", ""] + markdown_table(head, rows)
-    if note:
-        lines += ["", note]
-    return "\n".join(lines) + "\n"
+    return markdown_section(title, head, rows, note)
 
 
 # --------------------------------------------------------------------------- figure
@@ -260,9 +254,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
-    select = SELECT[getattr(args, "select", "own")]
+    """``memadv figures bat TRAIN``: :func:`bat_figures` with the command line's options."""
+    return bat_figures(run_dir, args.out, args.select)
+
+
+def bat_figures(run_dir: Path, out: Path | None = None, select_name: str = "own") -> list[Path]:
+    """Table 2 (``table2.md/.csv``), Table 4 (``table4.md/.csv``, when a run has its final
+    evaluation) and Fig. 4 (``fig4_curves.png/.pdf``) of the training runs in ``run_dir`` (see
+    :func:`find_runs`), rows chosen by ``select_name`` (a key of ``SELECT``), written to ``out``
+    (default: report/ beside the train/ folder). Raises MemadvError when there is no run."""
+    select = SELECT[select_name]
     runs = find_runs(run_dir)
-    out = report_dir(run_dir, getattr(args, "out", None))
+    out = report_dir(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     t2 = table2(runs, select)
@@ -270,17 +273,16 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     note = (f"Test accuracy (%) at the selected epoch (column `epochs` of table2.csv), PGD-20 for Adv.; "
             f"mean ± std over seeds where there are several. Runs: {', '.join(sorted({r.path.name for r in runs}))}."
             f"\n\n{selection_notes(runs, t2)}")
-    write_text_atomic(out / "table2.md", to_markdown(t2, cols2, "Table 2: clean and adversarial accuracy", note))
-    write_csv(out / "table2.csv", t2)
-    paths += [out / "table2.md", out / "table2.csv"]
+    paths += [write_markdown(out / "table2.md", to_markdown(t2, cols2, "Table 2: clean and adversarial accuracy",
+                                                            note)),
+              write_csv(out / "table2.csv", t2)]
     if any(r.final is not None for r in runs):
         t4 = table4(runs, select)
         cols4 = [name for _, name in TABLE4_ATTACKS]
-        write_text_atomic(out / "table4.md", to_markdown(
+        paths += [write_markdown(out / "table4.md", to_markdown(
             t4, cols4, "Table 4: accuracy under attacks",
             "Test accuracy (%) on all test examples; – = not evaluated (see --final-attacks). "
-            + attack_note(runs) + f"\n\n{selection_notes(runs, t4)}"))
-        write_csv(out / "table4.csv", t4)
-        paths += [out / "table4.md", out / "table4.csv"]
+            + attack_note(runs) + f"\n\n{selection_notes(runs, t4)}")),
+            write_csv(out / "table4.csv", t4)]
     paths += fig4(runs, out)
     return paths

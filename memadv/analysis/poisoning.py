@@ -17,27 +17,29 @@ atypical training example: idx, label, q, target class, checkpoint).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from memadv.analysis.sec31 import pyplot, save_figure, sec31_train_dir, write_csv
+from memadv.analysis.outputs import image_grid, pyplot, save_figure, show_image, write_csv
+from memadv.bat.objective_config import ObjectiveConfig
+from memadv.bat.runs import TrainingRun
 from memadv.errors import MemadvError
+from memadv.layout import RunLayout
 
 THRESHOLD = 0.8
 
 
 def find_pgd_run(run_dir: Path) -> Path | None:
-    base = sec31_train_dir(Path(run_dir))
-    cands = sorted(base.glob("pgd-seed*/last.pt")) if base.is_dir() else []
-    return cands[0].parent if cands else None
+    """The Section 3.1 PGD-AT run with the lowest-sorting name that has ``last.pt``; None without one."""
+    base = RunLayout(run_dir).sec31_train
+    cands = [d for d in sorted(base.glob("pgd-seed*")) if TrainingRun(d).has_checkpoint()] if base.is_dir() else []
+    return cands[0] if cands else None
 
 
-def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ocfg: Any, seed: int = 0,
+def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ocfg: ObjectiveConfig, seed: int = 0,
                      device: str | torch.device = "cpu", batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(q, t): Eq. 4's poisoning score of each PGD-attacked example and the wrong class attaining it."""
     from memadv.bat import attacks, objectives
@@ -62,8 +64,6 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
 
 def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_show: int = 6,
                      n_neighbours: int = 4) -> list[Path]:
-    from memadv.bat.objective_config import ObjectiveConfig
-    from memadv.bat.runs import TrainingRun
     from memadv.data.registry import load_dataset
     from memadv.data.splits import read_split_sets
     from memadv.bat.evaluate import representations
@@ -71,20 +71,20 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     run_dir = Path(run_dir)
     run = find_pgd_run(run_dir)
     if run is None:
-        raise MemadvError(f"Fig. 3 needs the Section 3.1 PGD-AT run under {sec31_train_dir(run_dir)}; run the pipeline")
-    conf = TrainingRun(run).config()
+        raise MemadvError(f"Fig. 3 needs the Section 3.1 PGD-AT run under {RunLayout(run_dir).sec31_train}; "
+                          f"run the pipeline")
+    pgd = TrainingRun(run)
+    conf = pgd.config()
     ds = load_dataset(conf["train"]["dataset"], conf["train"].get("data_root"))
-    sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
+    sets = read_split_sets(RunLayout(run_dir).split_file, ds)
     atyp, typ = sets["train/atypical"], sets["train/typical"]
-    ocls = ObjectiveConfig
-    names = {f.name for f in dataclasses.fields(ocls)}
-    ocfg = ocls(**{k: v for k, v in conf["objective"].items() if k in names})
+    ocfg = pgd.objective_config()
     seed = int(conf["train"]["seed"])
     best: tuple[int, str, int, np.ndarray, np.ndarray, torch.nn.Module] | None = None
     for file in ("last.pt", "best_adv.pt"):
-        if not (run / file).is_file():
+        if not pgd.has_checkpoint(file):
             continue
-        model, epoch = TrainingRun(run).load_model(ds, file)
+        model, epoch = pgd.load_model(ds, file)
         ids = torch.from_numpy(atyp)
         q, t = poisoning_scores(model, ds.x_train[ids], ds.y_train[ids], ocfg, seed)
         n_above = int((q > threshold).sum())
@@ -104,19 +104,14 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     if shown.empty:
         shown = table.head(n_show)
         note += "; none pass, the highest-scoring are shown"
-    plt = pyplot()
-    rows = max(len(shown), 1)
-    fig, axes = plt.subplots(rows, 1 + n_neighbours, figsize=(1.5 * (1 + n_neighbours), 1.6 * rows + 0.6),
-                             squeeze=False)
+    fig, axes = image_grid(max(len(shown), 1), 1 + n_neighbours, (1.5, 1.6), 0.6)
     typ_t = torch.from_numpy(typ)
     h_typ = representations(model, ds.x_train[typ_t]) if typ.size else torch.zeros(0, 1)
     names = ds.class_names
-    for ax in axes.ravel():
-        ax.axis("off")
     for r, (_, row) in enumerate(shown.iterrows()):
         i, target = int(row["idx"]), int(row["target"])
         img = ds.x_train[i]
-        _show(axes[r, 0], img)
+        show_image(axes[r, 0], img)
         axes[r, 0].set_title(f"atypical '{names[int(row['label'])]}'\nq={row['q']:.2f}", fontsize=7)
         cand = np.flatnonzero(ds.y_train[typ_t].numpy() == target) if typ.size else np.zeros(0, np.int64)
         if cand.size:
@@ -125,24 +120,15 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
             cn = torch.nn.functional.normalize(h_typ[torch.from_numpy(cand)], dim=1)
             order = cand[torch.argsort(-(cn @ hn.T).squeeze(1)).numpy()][:n_neighbours]
             for k, j in enumerate(order):
-                _show(axes[r, 1 + k], ds.x_train[int(typ[j])])
+                show_image(axes[r, 1 + k], ds.x_train[int(typ[j])])
                 axes[r, 1 + k].set_title(f"typical '{names[target]}'", fontsize=7)
     fig.suptitle(f"Fig. 3: poisoning atypical examples (PGD-AT, {ck_name} epoch {epoch}; {note})", fontsize=8)
     fig.tight_layout()
     paths += save_figure(fig, out / "fig3_poisoning", {"figure": "fig3_poisoning", "checkpoint": ck_name,
                                                        "n_above": n_above, "n_atypical": int(len(table)),
                                                        "rows": int(len(shown))})
-    plt.close(fig)
+    pyplot().close(fig)
     return paths
-
-
-def _show(ax: Any, img: torch.Tensor) -> None:
-    a = img.numpy()
-    if a.shape[0] == 1:
-        ax.imshow(a[0], cmap="gray_r" if a.max() > 0 else "gray", interpolation="nearest")
-    else:
-        ax.imshow(np.transpose(a, (1, 2, 0)), interpolation="nearest")
-    ax.axis("off")
 
 
 __all__ = ["poisoning_scores", "poisoning_figure", "find_pgd_run", "THRESHOLD"]

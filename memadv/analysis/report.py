@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from memadv.analysis.sec31 import early_late
+from memadv.bat.runs import find_training_runs
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.tables import markdown_table
 from memadv.layout import RunLayout
@@ -252,9 +253,9 @@ def settings_section(run_dir: Path) -> str:
                      f"jobs: " + ", ".join(f"{st['name']} {len(st['jobs'])}" for st in p["stages"] if st["jobs"]) + ".")
     for label, folder in (("Section 3.1 / 3.2 runs", RunLayout(run_dir).sec31_train),
                           ("BAT table runs", RunLayout(run_dir).table_train)):
-        cfgs = sorted(folder.glob("*/config.json")) if folder.is_dir() else []
-        if cfgs:
-            conf = json.loads(cfgs[0].read_text())
+        runs = find_training_runs(folder)
+        if runs:
+            conf = runs[0].config()
             t, o = conf["train"], conf["objective"]
             lines.append(f"* {label}: net `{t.get('net')}`, {t.get('epochs')} epochs, lr {t.get('lr')} "
                          f"(x{t.get('lr_gamma')} at {t.get('milestones')}), batch {t.get('batch_size')}, "
@@ -268,8 +269,8 @@ def settings_section(run_dir: Path) -> str:
     abl = RunLayout(run_dir).ablation_train
     if abl.is_dir():
         cells = set()
-        for c in abl.glob("*/config.json"):
-            conf = json.loads(c.read_text())
+        for run in find_training_runs(abl):
+            conf = run.config()
             if conf["train"].get("method") == "bat":
                 cells.add((conf["objective"].get("alpha"), conf["objective"].get("beta")))
         if cells:

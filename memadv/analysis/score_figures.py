@@ -16,19 +16,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from memadv.analysis.outputs import save_figure  # noqa: E402
-from memadv.data.dataset import Dataset  # noqa: E402
-from memadv.data.registry import load_dataset  # noqa: E402
-from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of  # noqa: E402
-from memadv.data.splits import SplitConfig, read_splits  # noqa: E402
-from memadv.errors import ConfigError, MemadvError, SchemaError  # noqa: E402
-from memadv.layout import RunLayout  # noqa: E402
+from memadv.analysis.outputs import image_grid, pyplot, save_figure, show_image
+from memadv.data.dataset import Dataset
+from memadv.data.registry import load_dataset
+from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of
+from memadv.data.splits import SplitConfig, read_splits
+from memadv.errors import ConfigError, MemadvError, SchemaError
+from memadv.layout import RunLayout
 
 MEM_TARGETS = (0.0, 0.5, 1.0)
 
@@ -67,17 +63,8 @@ def _subtitle(scores: Scores, run: str) -> str:
 
 def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
     paths = save_figure(fig, out_dir / stem)
-    plt.close(fig)
+    pyplot().close(fig)
     return paths
-
-
-def _show(ax: Any, img: np.ndarray) -> None:
-    if img.shape[0] == 1:
-        ax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    else:
-        ax.imshow(np.transpose(img[:3], (1, 2, 0)), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _thresholds(run_dir: Path) -> tuple[float, float]:
@@ -97,7 +84,7 @@ def histogram(scores: Scores, run_dir: Path, out_dir: Path, bins: int) -> list[P
         raise SchemaError("no finite memorization values to plot")
     typ, atyp = _thresholds(run_dir)
     lo, hi = min(0.0, float(mem.min())), max(1.0, float(mem.max()))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     ax.hist(mem, bins=np.linspace(lo, hi, bins + 1), color="tab:blue")
     ax.axvline(typ, color="tab:green", ls="--", label=f"typical: mem < {typ:g} ({(mem < typ).mean():.1%})")
     ax.axvline(atyp, color="tab:red", ls="--", label=f"atypical: mem > {atyp:g} ({(mem > atyp).mean():.1%})")
@@ -136,17 +123,12 @@ def example_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, want
     part = scores.mem[(scores.mem["label"] == k) & np.isfinite(scores.mem["mem"])]
     ids = part["idx"].to_numpy(np.int64)
     vals = part["mem"].to_numpy(np.float64)
-    fig, axes = plt.subplots(len(MEM_TARGETS), per_level, figsize=(1.3 * per_level, 1.5 * len(MEM_TARGETS) + 0.8),
-                             squeeze=False)
+    fig, axes = image_grid(len(MEM_TARGETS), per_level, (1.3, 1.5), 0.8)
     for r, t in enumerate(MEM_TARGETS):
         order = np.argsort(np.abs(vals - t), kind="stable")[:per_level]
-        for c in range(per_level):
-            ax = axes[r, c]
-            if c < order.size:
-                _show(ax, ds.x_train[int(ids[order[c]])].numpy())
-                ax.set_title(f"#{ids[order[c]]}\nmem {vals[order[c]]:.2f}", fontsize=6)
-            else:
-                ax.axis("off")
+        for c in range(min(per_level, order.size)):
+            show_image(axes[r, c], ds.x_train[int(ids[order[c]])])
+            axes[r, c].set_title(f"#{ids[order[c]]}\nmem {vals[order[c]]:.2f}", fontsize=6)
         axes[r, 0].set_ylabel(f"mem ≈ {t:.1f}", fontsize=8)
     name = ds.class_names[k] if k < len(ds.class_names) else str(k)
     fig.suptitle(f"Class {k} ({name}): training images near mem 0, 0.5, 1 (Fig. 6)\n"
@@ -165,18 +147,14 @@ def pair_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, n_pairs
     pairs = same.head(n_pairs)
     per_row = 4
     rows = max(1, math.ceil(len(pairs) / per_row))
-    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(1.4 * 2 * per_row, 1.7 * rows + 0.9), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
+    fig, axes = image_grid(rows, 2 * per_row, (1.4, 1.7), 0.9)
     for n, (_, p) in enumerate(pairs.iterrows()):
         r, c = divmod(n, per_row)
         tr, te = int(p["train_idx"]), int(p["test_idx"])
-        for j, (img, text) in enumerate(((ds.x_train[tr].numpy(), f"train #{tr}\nmem {p['mem']:.2f}"),
-                                         (ds.x_test[te].numpy(), f"test #{te}\ninfl {p['infl']:.2f}"))):
-            ax = axes[r, 2 * c + j]
-            ax.axis("on")
-            _show(ax, img)
-            ax.set_title(text, fontsize=6)
+        for j, (img, text) in enumerate(((ds.x_train[tr], f"train #{tr}\nmem {p['mem']:.2f}"),
+                                         (ds.x_test[te], f"test #{te}\ninfl {p['infl']:.2f}"))):
+            show_image(axes[r, 2 * c + j], img)
+            axes[r, 2 * c + j].set_title(text, fontsize=6)
     if pairs.empty:
         axes[0, 0].text(0, 0.5, f"no same-class pair with infl > {min_infl:g} and train mem > {min_mem:g}",
                         fontsize=9, transform=axes[0, 0].transAxes)

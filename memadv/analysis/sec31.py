@@ -29,9 +29,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from memadv.analysis.outputs import pyplot, save_figure, write_csv
-from memadv.data.atomic import write_text_atomic
-from memadv.data.tables import markdown_table
+from memadv.analysis.outputs import frame_markdown, pyplot, save_figure, write_csv, write_markdown
+from memadv.bat.runs import TrainingRun
 from memadv.errors import MemadvError
 from memadv.layout import RunLayout
 
@@ -87,11 +86,11 @@ def sec31_run_names(settings: Sec3Settings) -> list[str]:
 # --------------------------------------------------------------------------- reading runs
 
 def read_run(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from memadv.bat.runs import TrainingRun
+    """(metrics in epoch order, config) of the training run ``folder``; MemadvError if it has no metrics."""
     run = TrainingRun(folder)
     if not run.has_metrics():
         raise MemadvError(f"{folder} has no metrics.parquet; run `memadv pipeline` (or its sec3 stages) first")
-    return run.metrics().sort_values("epoch").reset_index(drop=True), run.config()
+    return run.metrics(), run.config()
 
 
 def mean_over_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -103,8 +102,8 @@ def mean_over_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return num.groupby("epoch", as_index=False).mean().sort_values("epoch").reset_index(drop=True)
 
 
-def _seed_of(metrics_path: Path) -> int:
-    return int(metrics_path.parent.name.rsplit("seed", 1)[1])
+def _seed_of(run: TrainingRun) -> int:
+    return int(run.name.rsplit("seed", 1)[1])
 
 
 def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str, list[pd.DataFrame]]:
@@ -112,11 +111,12 @@ def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str,
     base = sec31_train_dir(run_dir)
     out: dict[str, list[pd.DataFrame]] = {}
     for m in METHODS:
-        cands = sorted(base.glob(f"{m}-seed*/metrics.parquet"), key=_seed_of) if base.is_dir() else []
+        runs = [TrainingRun(d) for d in sorted(base.glob(f"{m}-seed*"))] if base.is_dir() else []
+        cands = sorted((r for r in runs if r.has_metrics()), key=_seed_of)
         if seeds is not None:
             cands = [c for c in cands if _seed_of(c) in set(seeds)]
         if cands:
-            out[m] = [read_run(c.parent)[0] for c in cands]
+            out[m] = [c.metrics() for c in cands]
     if not out:
         raise MemadvError(f"no Section 3.1 runs under {base}; run `memadv pipeline --out {run_dir}` first")
     return out
@@ -175,25 +175,6 @@ def sec31_table(runs: dict[str, pd.DataFrame], n_seeds: dict[str, int] | None = 
     return pd.DataFrame(rows)
 
 
-def df_to_markdown(df: pd.DataFrame, title: str, note: str = "", fmt: str = "{:.1f}") -> str:
-    """A plain Markdown table (floats formatted with ``fmt``; NaN as an en dash)."""
-    cols = list(df.columns)
-    rows = []
-    for _, r in df.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            if isinstance(v, (float, np.floating)):
-                cells.append("–" if np.isnan(v) else fmt.format(float(v)))
-            else:
-                cells.append(str(v))
-        rows.append(cells)
-    lines = [f"### {title}", ""] + markdown_table(cols, rows)
-    if note:
-        lines += ["", note]
-    return "\n".join(lines) + "\n"
-
-
 def curves_figure(curves: dict[str, pd.DataFrame | None], columns: Callable[[str], str], base: Path, title: str,
                   series: list[tuple[str, str]], info: dict[str, Any] | None = None) -> list[Path]:
     """Clean (left) and PGD-20 (right) accuracy per epoch; one line per (label, key) in ``series``.
@@ -242,8 +223,8 @@ def sec31_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
     table = sec31_table(runs, n_seeds)
     note = ("Accuracy (%) at the last epoch on D_atyp (train) and D'_atyp (test), clean and PGD-20, mean over "
             f"the seeds; early / late: mean over the first / last {int(EARLY_FRACTION * 100)}% of the epochs.")
-    write_text_atomic(out / "sec31.md", df_to_markdown(table, "Section 3.1: accuracy on the atypical sets", note))
-    paths += [out / "sec31.md", write_csv(out / "sec31.csv", table)]
+    md = frame_markdown(table, "Section 3.1: accuracy on the atypical sets", note)
+    paths += [write_markdown(out / "sec31.md", md), write_csv(out / "sec31.csv", table)]
     return paths
 
 
@@ -263,4 +244,4 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
 
 __all__ = ["Sec3Settings", "load_sec31_seeds", "mean_over_seeds",
            "sec31_table", "sec31_figures", "early_late",
-           "windows", "save_figure", "curves_figure", "add_arguments", "make_figures"]
+           "windows", "curves_figure", "add_arguments", "make_figures"]

@@ -42,10 +42,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memadv.analysis.sec31 import (METHOD_LABELS, METHODS, Sec3Settings, curves_figure, df_to_markdown,
-                                   mean_over_seeds, pyplot, read_run, save_figure, write_csv)
+from memadv.analysis.outputs import frame_markdown, pyplot, save_figure, write_csv, write_markdown
+from memadv.analysis.sec31 import METHOD_LABELS, METHODS, Sec3Settings, curves_figure, mean_over_seeds, read_run
 from memadv.bat.evaluate import representations
-from memadv.data.atomic import write_json_atomic, write_text_atomic
+from memadv.bat.runs import TrainingRun
+from memadv.data.atomic import write_json_atomic
 from memadv.data.dataset import Dataset
 from memadv.errors import MemadvError
 from memadv.layout import RunLayout
@@ -142,7 +143,7 @@ def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
             found.append((int(stxt[4:]), int(ptxt[1:]), method, d))
         except ValueError:
             continue
-    found = [f for f in found if (f[3] / "metrics.parquet").is_file()]
+    found = [f for f in found if TrainingRun(f[3]).has_metrics()]
     if not found:
         raise MemadvError(f"no Section 3.2 runs under {base}; run `memadv pipeline --out {run_dir}` first")
     runs = []
@@ -291,9 +292,9 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
             f"training examples of different classes; 1 - cos_sim its complement. Typical-test accuracy (%) on "
             f"D'_typ, clean and PGD-20. The paper's Table 1 (ResNet18: 0.66, 0.62, 0.59) matches the "
             f"**{reading['reading']}** reading on this run (decided by {reading['decided_by']}).")
-    write_text_atomic(out / "table1.md", df_to_markdown(shown, "Table 1: class-wise cosine measure of typical "
-                                                        "examples (last epoch)", note, fmt="{:.3f}"))
-    paths += [out / "table1.md", write_csv(out / "table1.csv", shown)]
+    md = frame_markdown(shown, "Table 1: class-wise cosine measure of typical examples (last epoch)", note,
+                        fmt="{:.3f}")
+    paths += [write_markdown(out / "table1.md", md), write_csv(out / "table1.csv", shown)]
     write_json_atomic(out / "cosine_reading.json", reading)
     paths.append(out / "cosine_reading.json")
     return paths

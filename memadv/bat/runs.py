@@ -7,6 +7,7 @@ Checkpoints are written atomically (:func:`memadv.data.atomic.atomic_path`) and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -191,13 +192,22 @@ class TrainingRun:
         return read_config(self.folder)
 
     def metrics(self) -> pd.DataFrame:
-        """One row per evaluated epoch (metrics.parquet)."""
-        return read_metrics(self.folder)
+        """One row per evaluated epoch (metrics.parquet), in epoch order, index 0..n-1."""
+        return read_metrics(self.folder).sort_values("epoch").reset_index(drop=True)
+
+    def objective_config(self) -> ObjectiveConfig:
+        """The :class:`ObjectiveConfig` the run trained with (config.json's ``objective``; keys this
+        version does not know are left out, so runs written by an older memadv still read)."""
+        names = {f.name for f in dataclasses.fields(ObjectiveConfig)}
+        return ObjectiveConfig(**{k: v for k, v in self.config().get("objective", {}).items() if k in names})
 
     def final(self) -> pd.DataFrame:
         """Final evaluation rows (final.parquet; columns :data:`FINAL_COLUMNS`)."""
         df, _ = read_table(self.final_path, required=FINAL_COLUMNS)
         return df
+
+    def has_checkpoint(self, file: str = LAST) -> bool:
+        return (self.folder / file).is_file()
 
     def checkpoint(self, file: str = LAST) -> dict[str, Any]:
         """A checkpoint of the run (``last.pt``, ``best_adv.pt``, ``best_clean.pt``), loaded to CPU."""
@@ -212,3 +222,18 @@ class TrainingRun:
                           dataset.std)
         model.load_state_dict(ck["model"])
         return model.eval(), int(ck["epoch"])
+
+
+def find_training_runs(path: str | Path) -> list[TrainingRun]:
+    """The training runs at ``path``, sorted by name: ``path`` itself when it is a run folder (holds
+    config.json), else every sub-folder holding config.json of ``path/train`` (a ``RUN`` folder) or,
+    without one, of ``path`` (a train folder). Hidden folders (``.sweep``) are skipped; a missing
+    ``path`` gives ``[]``. Runs that have not evaluated an epoch yet are included (see ``has_metrics``)."""
+    path = Path(path)
+    if TrainingRun(path).has_config():
+        return [TrainingRun(path)]
+    base = path / "train" if (path / "train").is_dir() else path
+    if not base.is_dir():
+        return []
+    return [TrainingRun(p) for p in sorted(base.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and TrainingRun(p).has_config()]

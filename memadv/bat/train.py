@@ -48,7 +48,8 @@ from memadv.bat.inputs import cap_subsets, default_splits_path, load_mem, load_s
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.objectives import build_objective
 from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, check_same_config, full_config,
-                             load_checkpoint, rng_state, run_name, save_checkpoint, seed_epoch, set_rng_state)
+                             TrainingRun, load_checkpoint, rng_state, run_name, save_checkpoint, seed_epoch,
+                             set_rng_state)
 from memadv.bat.train_config import TrainConfig, resolve_objective_config
 from memadv.data.atomic import write_json_atomic
 from memadv.data.augment import random_crop_flip
@@ -172,9 +173,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
     device = resolve_device(cfg.device)
     run_dir = Path(out_dir) / name
     conf = full_config(cfg, ocfg)
-    if (run_dir / "config.json").exists():
+    if TrainingRun(run_dir).has_config():
         check_same_config(run_dir, conf)
-        if (run_dir / "final.parquet").exists():
+        if TrainingRun(run_dir).is_finished():
             return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", conf)

@@ -31,7 +31,6 @@ from memadv.data.idx import read_idx
 from memadv.errors import DatasetError, IdxFileError
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-DEBIAN_PACKAGE = "dataset-fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot"]
 MNIST_CLASSES = [str(d) for d in range(10)]

@@ -20,7 +20,6 @@ results. The plan (stage -> job folders) is written to ``pipeline/plan.json`` fo
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -250,7 +249,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         task = TrainTask(runs=runs, out_dir=str(lay.table_train), overrides={})
         run_tasks(task, list(range(len(runs))), executor, lay.table_jobs,
                   desc="bat table training", progress=progress)
-        bat_tables.make_figures(lay.table_train, argparse.Namespace(out=lay.report, select="own"))
+        bat_tables.bat_figures(lay.table_train, lay.report, "own")
 
     def run_ablation(run_dir: Path) -> None:
         from memadv.analysis import ablation

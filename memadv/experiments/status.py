@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from memadv.bat.runs import TrainingRun
+from memadv.errors import MemadvError
 from memadv.estimate.run import estimate_status
 from memadv.layout import RunLayout
 
@@ -19,16 +20,14 @@ def _job_state(folder: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {"job": folder.name, "state": "pending", "epoch": 0, "epochs": None, "seconds": None}
     run = TrainingRun(folder)
-    conf = run.folder / run.CONFIG
-    if conf.is_file():
+    if run.has_config():
         try:
-            out["epochs"] = json.loads(conf.read_text())["train"].get("epochs")
-        except (ValueError, KeyError):
+            out["epochs"] = run.config()["train"].get("epochs")
+        except (MemadvError, ValueError, KeyError):  # a file being replaced; show what is known
             pass
-    metrics = run.folder / run.METRICS
-    if metrics.is_file():
+    if run.has_metrics():
         try:
-            m = pd.read_parquet(metrics, columns=None)
+            m = run.metrics()
             out["epoch"] = int(m["epoch"].max()) if len(m) else 0
             out["seconds"] = float(m.get("time_s", pd.Series(dtype=float)).sum()
                                    + m.get("eval_time_s", pd.Series(dtype=float)).sum())
@@ -36,7 +35,7 @@ def _job_state(folder: Path) -> dict[str, Any]:
             pass
     if run.is_finished():
         out["state"] = "finished"
-    elif conf.is_file():
+    elif run.has_config():
         out["state"] = "running" if out["epoch"] else "started"
     return out
 

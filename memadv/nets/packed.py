@@ -50,17 +50,12 @@ class PackedNets(nn.Module):
 
         return vmap(one, in_dims=(0, 0, None if shared_input else 0), randomness="different")(params, buffers, x)
 
-    def unpacked_state_dict(self, k: int) -> dict[str, torch.Tensor]:
-        """State dict of model k, loadable into a fresh net of the same architecture."""
-        params, buffers = self._state()
-        return {n: t[k].detach().clone() for n, t in {**params, **buffers}.items()}
-
 
 class PackedMLP(nn.Module):
     """K :class:`memadv.nets.small.MLP` nets as batched matmuls (``torch.baddbmm``), no vmap.
 
-    Same parameters as :class:`PackedNets` (stacked along a leading K axis, same names, so
-    :meth:`unpacked_state_dict` loads into a plain MLP), same forward contract. Why a hand-packed
+    Same parameters as :class:`PackedNets` (stacked along a leading K axis, same names as a plain
+    MLP's state dict), same forward contract. Why a hand-packed
     form: for small dense layers, ``vmap(functional_call)`` spends most of a step in per-op
     dispatch (measured in docs/benchmarks.md); K x (B x D_in x D_out) batched GEMMs with a fused
     bias add is what the arithmetic needs. Each model's output row depends on its own weights
@@ -102,10 +97,6 @@ class PackedMLP(nn.Module):
             if i < len(layers) - 1:
                 h = torch.relu(h)
         return h
-
-    def unpacked_state_dict(self, k: int) -> dict[str, torch.Tensor]:
-        """State dict of model k, loadable into a fresh MLP."""
-        return {n: t[k].detach().clone() for n, t in zip(self.param_names, self.stacked)}
 
 
 class _PackedDense(torch.autograd.Function):

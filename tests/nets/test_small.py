@@ -47,7 +47,9 @@ def test_packed_mlp_equals_vmap_packing_in_value_and_gradient():
     assert torch.allclose(fast(x), ref(x), atol=1e-12)
     for a, b in zip(fast.stacked, ref.stacked):
         assert torch.allclose(a.grad, b.grad, atol=1e-12)
-    sd = fast.unpacked_state_dict(2)
+    # model k's slice of the stacked parameters is net k's state dict, name for name
+    sd = {n: t[2] for n, t in zip(fast.param_names, fast.stacked)}
+    assert sd.keys() == nets[2].state_dict().keys()
     assert all(torch.equal(sd[k], v.double()) for k, v in nets[2].state_dict().items())
 
 
