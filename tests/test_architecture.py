@@ -5,6 +5,7 @@ module over 520 lines. Imports are read with ``ast`` (top level and inside funct
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,33 @@ def test_layers(package, forbidden):
 def test_no_module_over_520_lines():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+# a training run's own files: only its writer (bat/train.py) and its reader (bat/runs.py) name them
+RUN_FILE = re.compile(r"(?:.*/)?(?:config\.json|metrics\.parquet|final\.parquet|(?:last|best_\w+)\.pt)")
+RUN_FILE_OWNERS = {"memadv.bat.runs", "memadv.bat.train", "memadv.bat.selection"}
+
+
+def _run_file_literals(path: Path) -> list[str]:
+    """String constants of ``path`` that are a training run's file name or a path/glob ending in one
+    (docstrings and messages hold more text around the name and do not match)."""
+    return [n.value for n in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and RUN_FILE.fullmatch(n.value)]
+
+
+def test_only_the_training_run_reader_opens_a_runs_files():
+    found = {m: lits for m, p in MODULES.items() if m not in RUN_FILE_OWNERS and (lits := _run_file_literals(p))}
+    assert found == {}
+
+
+def test_the_run_file_check_can_fail(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text('"""Reads metrics.parquet."""\nx = base.glob("*/config.json")\ny = d / "final.parquet"\n'
+                 'z = f"{d} has no metrics.parquet"\n')
+    assert _run_file_literals(p) == ["*/config.json", "final.parquet"]
+
+
+def test_no_fake_argparse_namespace():
+    """Figure functions take typed arguments; only the CLI builds argparse namespaces (by parsing)."""
+    fake = {m for m, p in MODULES.items() if "Namespace(" in p.read_text()}
+    assert fake == set()

@@ -26,6 +26,7 @@ import torch
 from memadv.analysis.outputs import image_grid, pyplot, save_figure, show_image, write_csv
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.runs import TrainingRun
+from memadv.bat.selection import CHECKPOINT_FILES
 from memadv.errors import MemadvError
 from memadv.layout import RunLayout
 
@@ -81,7 +82,8 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     ocfg = pgd.objective_config()
     seed = int(conf["train"]["seed"])
     best: tuple[int, str, int, np.ndarray, np.ndarray, torch.nn.Module] | None = None
-    for file in ("last.pt", "best_adv.pt"):
+    for ck in ("last", "best_adv"):
+        file = CHECKPOINT_FILES[ck]
         if not pgd.has_checkpoint(file):
             continue
         model, epoch = pgd.load_model(ds, file)
@@ -89,7 +91,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
         q, t = poisoning_scores(model, ds.x_train[ids], ds.y_train[ids], ocfg, seed)
         n_above = int((q > threshold).sum())
         if best is None or n_above > best[0]:
-            best = (n_above, file[:-3], epoch, q, t, model)
+            best = (n_above, ck, epoch, q, t, model)
     if best is None:
         raise MemadvError(f"{run} has no checkpoint (last.pt / best_adv.pt)")
     n_above, ck_name, epoch, q, t, model = best
