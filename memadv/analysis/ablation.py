@@ -121,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
     """``memadv figures ablation TRAIN``: :func:`ablation_figures` with the command line's options."""
-    return ablation_figures(run_dir, getattr(args, "out", None), getattr(args, "select", "last"))
+    return ablation_figures(run_dir, args.out, args.select)
 
 
 def ablation_figures(run_dir: Path, out: Path | None = None, select_name: str = "last") -> list[Path]:

@@ -237,9 +237,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """``memadv figures sec31 RUN``: :func:`sec31_figures` with the command line's options."""
     run_dir = Path(run_dir)
-    out = getattr(args, "out", None) or RunLayout(run_dir).report_sec31
-    return sec31_figures(run_dir, Path(out), getattr(args, "seeds", None))
+    return sec31_figures(run_dir, args.out or RunLayout(run_dir).report_sec31, args.seeds)
 
 
 __all__ = ["Sec3Settings", "load_sec31_seeds", "mean_over_seeds",

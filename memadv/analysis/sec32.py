@@ -311,10 +311,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """``memadv figures sec32 RUN``: :func:`sec32_figures` and, unless ``--no-fig3``, Fig. 3
+    (:func:`memadv.analysis.poisoning.poisoning_figure`) with the command line's options."""
     run_dir = Path(run_dir)
-    out = Path(getattr(args, "out", None) or RunLayout(run_dir).report_sec32)
-    paths = sec32_figures(run_dir, out, getattr(args, "seeds", None))
-    if getattr(args, "fig3", True):
+    out = args.out or RunLayout(run_dir).report_sec32
+    paths = sec32_figures(run_dir, out, args.seeds)
+    if args.fig3:
         from memadv.analysis import poisoning
         if poisoning.find_pgd_run(run_dir) is not None:
             paths += poisoning.poisoning_figure(run_dir, out)

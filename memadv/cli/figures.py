@@ -1,7 +1,9 @@
 """``memadv figures KIND RUN``: figures and tables of one kind for a run directory.
 
 Each kind is implemented in ``memadv.analysis`` by a module exposing
-``make_figures(run_dir: Path, args) -> list[Path]`` and, if the kind has options, ``add_arguments(parser)``.
+``make_figures(run_dir: Path, args) -> list[Path]`` and, if the kind has options, ``add_arguments(parser)``;
+``make_figures`` only maps the parsed options onto the module's typed figure function (``bat_figures``,
+``ablation_figures``, ...), which the pipeline calls directly.
 """
 
 from __future__ import annotations
