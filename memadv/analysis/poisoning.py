@@ -40,9 +40,11 @@ def find_pgd_run(run_dir: Path) -> Path | None:
     return cands[0] if cands else None
 
 
-def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ocfg: ObjectiveConfig, seed: int = 0,
-                     device: str | torch.device = "cpu", batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(q, t): Eq. 4's poisoning score of each PGD-attacked example and the wrong class attaining it."""
+def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ocfg: ObjectiveConfig,
+                     seed: int = 0, device: str | torch.device = "cpu",
+                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(q, t), float (N,) and int64 (N,): Eq. 4's poisoning score of each example of ``images`` (uint8
+    (N, C, H, W)) attacked by PGD with ``ocfg``'s eps / step size / steps, and the wrong class attaining it."""
     from memadv.bat import attacks, objectives
     gen = torch.Generator().manual_seed(int(seed))
     qs, ts = [], []
