@@ -34,9 +34,9 @@ from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset, fingerprint_labels
 from memadv.data.registry import DATASETS
 from memadv.data.scores import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
-from memadv.data.atomic import atomic_dir
+from memadv.data.atomic import atomic_dir, claim_output
 from memadv.data.tables import write_table
-from memadv.errors import FingerprintMismatchError, SchemaError, UnknownChoiceError
+from memadv.errors import FingerprintMismatchError, OutputRefusedError, SchemaError, UnknownChoiceError
 
 FZ_SOURCE = "feldman-zhang"
 MATRIX_KEYS = ("tr_mem", "tr_labels", "tt_labels")
@@ -47,6 +47,26 @@ EXTRA_DATASETS = ("imagenet",)
 # (n_train, n_test) of the released datasets, to range-check ids of files without labels
 KNOWN_SIZES = {"cifar100": (50000, 10000), "cifar10": (50000, 10000), "imagenet": (1281167, 50000)}
 _CLASS_KEY = re.compile(r"^(infl_matrix_class|tr_classidx_|tt_classidx_)(\d+)$")
+
+
+# Key of the .npz files written by export_fz: the marker that lets a later export replace the file.
+EXPORT_MARKER = "memadv_export_fz"
+
+
+def _check_export_target(path: Path) -> None:
+    """Refuse to replace anything but a file an earlier ``export_fz`` wrote (it holds EXPORT_MARKER)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_file():
+        raise OutputRefusedError(f"{str(path)!r} exists and is not a file; choose another --out")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ours = EXPORT_MARKER in z.files
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError):
+        ours = False
+    if not ours:
+        raise OutputRefusedError(f"{str(path)!r} exists and was not written by memadv export-fz; memadv will not "
+                                 f"replace it (choose another --out)")
 
 
 def dataset_choices() -> tuple[str, ...]:
@@ -325,7 +345,8 @@ def import_fz(path: str | Path, out: str | Path, dataset_name: str, dataset: Dat
     if (target / "mem.parquet").exists() and not overwrite:
         raise SchemaError(f"{target} already holds scores; pass --overwrite to replace them")
     scores, files = read_fz(path, dataset_name, dataset)
-    with atomic_dir(target) as tmp:
+    claim_output(out, "run")  # only after the file was read: a refused import leaves nothing behind
+    with atomic_dir(target, "scores") as tmp:
         if files is not None:
             write_table(tmp / "filenames.parquet", files, scores.meta)
         write_scores(tmp, scores)
@@ -386,7 +407,12 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def export_fz(scores: Scores, path: str | Path) -> int:
-    """Write ``scores`` in the ``cifar100_infl_matrix.npz`` layout (atomically); returns missing pairs."""
+    """Write ``scores`` in the ``cifar100_infl_matrix.npz`` layout (atomically); returns missing pairs.
+
+    The file carries an extra key ``EXPORT_MARKER`` so that a later export may replace it; any other
+    existing ``path`` (a folder, a released file, an unrelated file) raises OutputRefusedError.
+    """
+    _check_export_target(Path(path))
     arrays, missing = scores_to_fz(scores)
-    write_npz(path, arrays)
+    write_npz(path, {**arrays, EXPORT_MARKER: np.array("memadv export-fz")})
     return missing
