@@ -34,7 +34,7 @@ from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset, fingerprint_labels
 from memadv.data.registry import DATASETS
 from memadv.data.scores import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
-from memadv.data.atomic import atomic_dir, claim_output
+from memadv.data.atomic import atomic_dir, check_output, claim_output
 from memadv.data.tables import write_table
 from memadv.errors import FingerprintMismatchError, OutputRefusedError, SchemaError, UnknownChoiceError
 
@@ -341,6 +341,7 @@ def import_fz(path: str | Path, out: str | Path, dataset_name: str, dataset: Dat
               overwrite: bool = False) -> Path:
     """Import a released file into ``out/scores/`` (all or nothing); returns the scores folder."""
     out = Path(out)
+    check_output(out, "run")  # before reading: refuse a file or a foreign folder first
     target = out / "scores"
     if (target / "mem.parquet").exists() and not overwrite:
         raise SchemaError(f"{target} already holds scores; pass --overwrite to replace them")
