@@ -140,16 +140,16 @@ def claimed_output(path: str | Path, kind: str) -> Iterator[Path]:
     created here and holds nothing but the marker, it is removed again (a refused command leaves
     no folder behind that looks like output)."""
     path = Path(path)
-    existed = path.exists()
+    created = [p for p in (path, *path.parents) if not p.exists()]  # folders this call will make
     claim_output(path, kind)
     try:
         yield path
     except BaseException:
-        if not existed:
-            with contextlib.suppress(OSError):
-                if {p.name for p in path.iterdir()} <= {OUTPUT_MARKER}:
-                    (path / OUTPUT_MARKER).unlink(missing_ok=True)
-                    path.rmdir()
+        with contextlib.suppress(OSError):
+            if created and {p.name for p in path.iterdir()} <= {OUTPUT_MARKER}:
+                (path / OUTPUT_MARKER).unlink(missing_ok=True)
+                for folder in created:  # innermost first; stops at the first that is not empty
+                    folder.rmdir()
         raise
 
 
