@@ -201,3 +201,61 @@ def test_broken_pipe_exits_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait() == BROKEN_PIPE_EXIT, err
     assert err == ""
+
+
+# ------------------------------------------------------------------ item 18: released files, safely
+
+def test_imagenet_index_with_object_file_names_is_read_without_unpickling_code(tmp_path, capsys):
+    import numpy as np
+
+    from memadv.data.fz_interop import load_npz
+    names = np.array(["n01_1.JPEG", "n01_2.JPEG", "n02_1.JPEG"], dtype=object)  # as the release stores them
+    good = tmp_path / "imagenet_index.npz"
+    np.savez(good, tr_filenames=names, tr_labels=np.array([0, 0, 1]), tt_filenames=np.array(["v.JPEG"], dtype=object),
+             tt_labels=np.array([1]), tr_mem=np.array([0.0, 0.5, 1.0]))
+    assert main(["import-fz", str(good), "--dataset", "imagenet", "--out", str(tmp_path / "run")]) == 0
+    files = __import__("pandas").read_parquet(tmp_path / "run" / "scores" / "filenames.parquet")
+    assert files["filename"].tolist()[:3] == names.tolist()
+    proof = tmp_path / "PWNED"
+    evil = tmp_path / "evil" / "imagenet_index.npz"
+    evil.parent.mkdir()
+    np.savez(evil, tr_filenames=np.array([_Plant(proof)], dtype=object), tr_labels=np.array([0]),
+             tt_filenames=np.array(["v"], dtype=object), tt_labels=np.array([0]), tr_mem=np.array([0.0]))
+    capsys.readouterr()
+    one_line(main(["import-fz", str(evil), "--dataset", "imagenet", "--out", str(tmp_path / "r2")]),
+             capsys.readouterr().err, "refused")
+    assert not proof.exists() and not (tmp_path / "r2").exists()
+    with pytest.raises(UnsafeInputError):
+        load_npz(evil)
+
+
+def _write_raw(root: Path, masks, train_ok, test_ok) -> None:
+    import numpy as np
+    for m, (mask, ok, tok) in enumerate(zip(masks, train_ok, test_ok)):
+        d = root / "0.7" / str(m)
+        d.mkdir(parents=True)
+        tr, rm = np.flatnonzero(mask), np.flatnonzero(~mask)
+        perm = np.arange(len(tok))[::-1]  # evaluation order differs from id order, as the README warns
+        np.savez(d / "aux_arrays.npz", subsample_idx=tr, index_train=tr, index_removed=rm,
+                 correctness_train=ok[tr], correctness_removed=ok[rm], index_test=perm, correctness_test=tok[perm])
+
+
+def test_raw_per_model_arrays_give_mem_with_standard_errors(tmp_path):
+    import numpy as np
+
+    from memadv.data.scores import read_scores
+    rng = np.random.default_rng(0)
+    M, n, nt = 12, 5, 3
+    masks = rng.random((M, n)) < 0.7
+    train_ok = np.where(masks, rng.random((M, n)) < 0.9, rng.random((M, n)) < 0.4)
+    test_ok = rng.random((M, nt)) < 0.6
+    _write_raw(tmp_path / "raw", masks, train_ok, test_ok)
+    assert main(["import-fz", str(tmp_path / "raw"), "--dataset", "cifar100", "--out", str(tmp_path / "run")]) == 0
+    s = read_scores(tmp_path / "run", need_infl=False)
+    for i in range(n):  # Eq. 1 by hand, one example at a time
+        p_in, p_out = train_ok[masks[:, i], i].mean(), train_ok[~masks[:, i], i].mean()
+        se = np.sqrt(p_in * (1 - p_in) / masks[:, i].sum() + p_out * (1 - p_out) / (~masks[:, i]).sum())
+        row = s.mem.set_index("idx").loc[i]
+        assert row["mem"] == pytest.approx(p_in - p_out) and row["mem_se"] == pytest.approx(se)
+    assert s.test_acc.sort_values("idx")["p_correct"].to_numpy() == pytest.approx(test_ok.mean(0))
+    assert s.meta["se_known"] is True and s.meta["n_models"] == M
