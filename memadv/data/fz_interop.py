@@ -22,8 +22,6 @@ unless ``--data-root`` supplies the dataset. ImageNet file names go to ``scores/
 
 from __future__ import annotations
 
-import io
-import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -34,14 +32,14 @@ import pandas as pd
 
 from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset, fingerprint_labels
+from memadv.data.fz_raw import FZ_SOURCE, read_raw
+from memadv.data.npz import load_npz
 from memadv.data.registry import DATASETS
 from memadv.data.scores import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
 from memadv.data.atomic import atomic_dir, check_output, claim_output
 from memadv.data.tables import write_table
-from memadv.errors import (FingerprintMismatchError, OutputRefusedError, SchemaError, UnknownChoiceError,
-                           UnsafeInputError)
+from memadv.errors import FingerprintMismatchError, OutputRefusedError, SchemaError, UnknownChoiceError
 
-FZ_SOURCE = "feldman-zhang"
 MATRIX_KEYS = ("tr_mem", "tr_labels", "tt_labels")
 PAIRS_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
 INDEX_KEYS = ("tr_filenames", "tr_labels", "tt_filenames", "tt_labels", "tr_mem")
@@ -74,64 +72,6 @@ def _check_export_target(path: Path) -> None:
 
 def dataset_choices() -> tuple[str, ...]:
     return tuple(sorted(set(DATASETS) | set(EXTRA_DATASETS)))
-
-
-class _StringArrayUnpickler(pickle.Unpickler):
-    """Admits only what ``np.save`` writes for an object array: numpy's array reconstruction and
-    dtype; the elements themselves must be plain str/bytes (pickle opcodes, no class lookup). Any
-    other global (os.system, a class with __reduce__, ...) is refused before it is called."""
-
-    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                         ("numpy", "ndarray"), ("numpy", "dtype")})
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise UnsafeInputError(f"refused to unpickle {module}.{name} (only arrays of strings are read)")
-        return super().find_class(module, name)
-
-
-def _read_object_member(z: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
-    """An object array of a .npz member, read without unpickling anything but strings (the released
-    ``imagenet_index.npz`` stores its file names so); returned as a numpy unicode array."""
-    with z.open(member) as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(f)
-        if not dtype.hasobject:
-            raise SchemaError(f"{where}: {member} cannot be read")
-        try:
-            arr = _StringArrayUnpickler(io.BytesIO(f.read())).load()
-        except UnsafeInputError as e:
-            raise UnsafeInputError(f"{where}: {member}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - a truncated or malformed pickle
-            raise SchemaError(f"{where}: {member} is not a readable object array ({type(e).__name__})") from None
-    if not isinstance(arr, np.ndarray) or arr.shape != shape or \
-            not all(isinstance(x, (str, bytes)) for x in arr.ravel().tolist()):
-        raise UnsafeInputError(f"{where}: {member} holds objects other than strings; refused")
-    return np.array([x.decode("utf-8") if isinstance(x, bytes) else x for x in arr.ravel().tolist()],
-                    dtype=str).reshape(shape)
-
-
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of a .npz file. Numeric and string arrays are read with ``allow_pickle=False``; an
-    object array is read only if it holds nothing but strings (``_StringArrayUnpickler``). Raises
-    SchemaError for a missing or unreadable file, UnsafeInputError for an object array of anything else."""
-    p = Path(path)
-    if not p.is_file():
-        raise SchemaError(f"{str(p)!r} does not exist")
-    out: dict[str, np.ndarray] = {}
-    try:
-        with np.load(p, allow_pickle=False) as z, zipfile.ZipFile(p) as raw:
-            for k in z.files:
-                try:
-                    out[k] = z[k]
-                except ValueError as e:
-                    if "allow_pickle" not in str(e):
-                        raise
-                    out[k] = _read_object_member(raw, f"{k}.npy", repr(str(p)))
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise SchemaError(f"{str(p)!r} is not a readable .npz file: {' '.join(str(e).split())}") from None
-    return out
 
 
 def detect_layout(arrays: dict[str, np.ndarray], name: str = "file") -> str:
@@ -398,7 +338,6 @@ def import_fz(path: str | Path, out: str | Path, dataset_name: str, dataset: Dat
     if (target / "mem.parquet").exists() and not overwrite:
         raise SchemaError(f"{target} already holds scores; pass --overwrite to replace them")
     if Path(path).is_dir():  # a folder of per-model aux_arrays.npz (memadv.data.fz_raw)
-        from memadv.data.fz_raw import read_raw
         scores, files = read_raw(path, dataset_name, dataset), None
     else:
         scores, files = read_fz(path, dataset_name, dataset)

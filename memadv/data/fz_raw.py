@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 
 from memadv.data.dataset import Dataset
+from memadv.data.npz import load_npz
 from memadv.data.scores import INFL_COLUMNS, Scores, dataset_meta
 from memadv.errors import SchemaError
 
+# ``source`` of every score imported from Feldman & Zhang (released files and raw arrays alike).
+FZ_SOURCE = "feldman-zhang"
 RAW_FILE = "aux_arrays.npz"
 RAW_KEYS = ("correctness_train", "correctness_removed", "correctness_test", "index_train", "index_removed",
             "index_test")
@@ -54,7 +57,6 @@ def read_raw(folder: str | Path, dataset_name: str, dataset: Dataset | None = No
     fingerprints are absent. Raises SchemaError when no file is found, a key is missing, ids are not
     a partition of 0..n_train-1 (train + removed) and of 0..n_test-1, or two models disagree in size.
     """
-    from memadv.data.fz_interop import FZ_SOURCE, load_npz
     from memadv.estimate.aggregate import memorization, test_accuracy
 
     files = raw_files(Path(folder))
