@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
-from memadv.errors import ConfigError
+from memadv.errors import ConfigError, OutputRefusedError, UnsafeInputError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,6 +133,8 @@ def build_config(cls: type[C], cli_values: dict[str, Any] | argparse.Namespace |
     for k, v in (cli_values or {}).items():
         if k in names:
             values[k] = v
+    for k, v in values.items():  # CLI and TOML values alike may reach an sbatch script or a command line
+        check_printable(_flag(k), v)
     hints = typing.get_type_hints(cls)
     for k, v in list(values.items()):
         tp, _, is_list = _base_type(hints[k])
@@ -159,3 +161,51 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
         rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
         finite = "a finite number " if value in (float("inf"), float("-inf")) else ""
         raise ConfigError(f"{_flag(name)} must be {finite}in {rng}, got {value!r}")
+
+
+# --------------------------------------------------------------------------- values that leave memadv
+
+def _control_char(text: str) -> tuple[int, str] | None:
+    """(position, U+XXXX) of the first C0 (U+0000-U+001F, tab and newline included), DEL (U+007F) or C1
+    (U+0080-U+009F) character of ``text``, None if it has none."""
+    for i, ch in enumerate(text):
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+            return i, f"U+{ord(ch):04X}"
+    return None
+
+
+def check_printable(what: str, value: Any) -> None:
+    """Refuse control characters in ``value`` (a string, path, or a list/tuple/dict of them).
+
+    The one validator for every value that may reach an sbatch script or a command line (options,
+    TOML strings, paths, job and run names): a newline in ``--partition`` would otherwise become a
+    line of its own in the script (issue 10 item 3). Raises UnsafeInputError naming ``what``.
+    """
+    if isinstance(value, (str, Path)):
+        bad = _control_char(str(value))
+        if bad is not None:
+            raise UnsafeInputError(f"{what} holds control character {bad[1]} at position {bad[0]} ({str(value)!r}); "
+                                   f"values that reach a script or command line must be printable")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_printable(what, item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_printable(what, key)
+            check_printable(f"{what}.{key}", item)
+
+
+def check_path_component(what: str, name: str) -> str:
+    """Return ``name`` if it is one safe path component, else raise OutputRefusedError.
+
+    A name (``train --name``, a sweep entry's ``name``) becomes a folder under ``--out``: it must be
+    non-empty, not ``.`` or ``..``, hold no ``/`` or ``\\``, not start with ``-`` (it would read as an
+    option where the name reaches a command line) or ``.`` (hidden; ``.sweep`` is memadv's), be at
+    most 255 bytes and hold no control characters.
+    """
+    check_printable(what, name)
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(("-", "."))
+            or len(name.encode()) > 255):
+        raise OutputRefusedError(f"{what} {name!r} is not a single path component (non-empty, no '/' or '\\', "
+                                 f"not '.' or '..', not starting with '-' or '.', at most 255 bytes)")
+    return name

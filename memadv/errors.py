@@ -49,3 +49,14 @@ class IdxFileError(DatasetError):
 
 class NonFiniteLossError(MemadvError):
     """A training loss became NaN or infinite (``memadv train`` and the estimator's shards)."""
+
+
+class OutputRefusedError(MemadvError):
+    """An output path that memadv may not write: it exists and is not this command's own output kind
+    (no marker, or another kind's marker), it is a file where a folder is meant, or a name is not a
+    single path component. Nothing is deleted or replaced."""
+
+
+class UnsafeInputError(MemadvError):
+    """A value or file refused because using it could inject or execute something: control characters
+    in a value that reaches a script or command line, or a pickle that is not plain data."""

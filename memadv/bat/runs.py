@@ -20,7 +20,7 @@ import torch
 from memadv.bat import selection
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train_config import MACHINE_FIELDS, TrainConfig
-from memadv.config import config_to_dict
+from memadv.config import check_path_component, config_to_dict
 from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset
 from memadv.data.tables import read_table
@@ -51,7 +51,7 @@ def run_name(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None) -> 
     """``<method>[-<option><value>...]-seed<seed>``: the method's objective options set to something
     other than their defaults (BAT's alpha and beta always), then the seed; ``--name`` overrides."""
     if cfg.name:
-        return cfg.name
+        return check_path_component("--name", cfg.name)  # a folder under --out: never a path out of it
     parts = [cfg.method]
     if objective_cfg is not None:
         defaults = type(objective_cfg)()
@@ -135,14 +135,25 @@ def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+# The keys every checkpoint holds (best_*.pt and last.pt), and the ones a resume needs from last.pt.
+CHECKPOINT_KEYS = ("model", "epoch")
+RESUME_KEYS = CHECKPOINT_KEYS + ("optimizer", "scheduler", "metrics", "best", "rng")
+
+
+def load_checkpoint(path: Path, required: tuple[str, ...] = CHECKPOINT_KEYS) -> dict[str, Any]:
     """A checkpoint loaded to CPU. ``weights_only=True``: a run folder may come from elsewhere, and
     unpickling it could run code; memadv's checkpoints hold only tensors, numbers, strings and
-    containers (RNG states included). Raises MemadvError for a truncated, foreign or unsafe file."""
+    containers (RNG states included). Raises MemadvError (one line) for a truncated, foreign or unsafe
+    file, or one that lacks any of the ``required`` keys."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file, or one that needs unpickling of code
         raise MemadvError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}; delete it to start over") from None
+    missing = [k for k in required if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise MemadvError(f"checkpoint {path} lacks keys {missing} (not a memadv checkpoint of this version); "
+                          f"delete it to start over")
+    return ck
 
 
 # --------------------------------------------------------------------------- reading runs back

@@ -47,8 +47,9 @@ from memadv.bat import selection
 from memadv.bat.inputs import cap_subsets, default_splits_path, load_mem, load_subsets, resolve_device
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.objectives import build_objective
-from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, check_same_config, full_config,
-                             TrainingRun, load_checkpoint, rng_state, run_name, save_checkpoint, seed_epoch,
+from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, RESUME_KEYS, TrainingRun,
+                             check_same_config, full_config, load_checkpoint, rng_state, run_name, save_checkpoint,
+                             seed_epoch,
                              set_rng_state)
 from memadv.bat.train_config import TrainConfig, resolve_objective_config
 from memadv.data.atomic import write_json_atomic
@@ -194,7 +195,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
     data_gen = torch.Generator()
     last = run_dir / "last.pt"
     if last.exists():
-        ck = load_checkpoint(last)
+        ck = load_checkpoint(last, RESUME_KEYS)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])

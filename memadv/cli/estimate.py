@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from memadv.cli.common import add_config_arguments, add_config_file, add_dask, add_progress, config_from_args
+from memadv.data.atomic import claimed_output
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")
-    with dask_scheduler(args.dask_cluster):
+    # refuses a file or a folder that is not a memadv run
+    with claimed_output(args.out, "run"), dask_scheduler(args.dask_cluster):
         scores = estimate(cfg, args.out, executor, progress=args.progress)
     mem = scores.mem["mem"]
     print(f"{args.out}/scores: {len(scores.mem)} training examples, {len(scores.infl)} pairs, "

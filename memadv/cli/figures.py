@@ -9,9 +9,11 @@ Each kind is implemented in ``memadv.analysis`` by a module exposing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 from pathlib import Path
 
+from memadv.data.atomic import claimed_output
 from memadv.errors import MemadvError
 
 # kind -> (module, one-line description)
@@ -41,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.run.exists():
         raise MemadvError(f"run directory {str(args.run)!r} does not exist")
-    paths = args.module.make_figures(args.run, args)
+    out = getattr(args, "out", None)
+    with claimed_output(out, "figures") if out is not None else contextlib.nullcontext():
+        paths = args.module.make_figures(args.run, args)
     for path in paths:
         print(path)
     return 0

@@ -14,7 +14,12 @@ schema, written to OUT/scores/ (all or nothing). Recognised layouts (NumPy .npz)
   cifar100_infl_matrix.npz        tr_mem, tr_labels, tt_labels, infl_matrix_class{K}, tr_classidx_{K}, tt_classidx_{K}
   *_high_infl_pairs_infl0.15_mem0.25.npz   tr_idx, tt_idx, infl, mem (high-influence pairs only)
   imagenet_index.npz              tr_filenames, tr_labels, tt_filenames, tt_labels, tr_mem
-The released files carry no standard errors: imported scores have source "feldman-zhang", se_known false and
+                                  (file names may be object arrays: only strings are unpickled, anything else
+                                  is refused)
+  FOLDER of raw per-model files   <ratio>/<run>/aux_arrays.npz: index_/correctness_ train, removed, test
+                                  (google-research/heldout-influence-estimation); mem, its standard error and
+                                  test accuracy are computed as memadv's estimator does (no influence)
+The released score files carry no standard errors: imported scores have source "feldman-zhang", se_known false and
 NaN standard errors and test accuracies. The fingerprint is computed from the labels in the file; with
 --data-root the labels are also checked against the local copy of the dataset. A file with missing or misshapen
 keys, or labels that disagree with --data-root, is refused and nothing is written."""
@@ -23,7 +28,7 @@ keys, or labels that disagree with --data-root, is refused and nothing is writte
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-fz", help="import released Feldman & Zhang estimates (.npz) as memadv scores",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", type=Path, help="released .npz file")
+    p.add_argument("file", type=Path, help="released .npz file, or a folder of raw per-model aux_arrays.npz")
     p.add_argument("--dataset", required=True, choices=dataset_choices(),
                    help="dataset the file describes (ids are positions in its original order)")
     p.add_argument("--out", type=Path, required=True, help="run directory to create; scores go to OUT/scores/")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from typing import NoReturn, Sequence
 
 from memadv import __version__
+from memadv.config import check_printable
 from memadv.errors import MemadvError
 
 # sub-command -> module in memadv.cli with ``register(subparsers)``.
@@ -44,14 +47,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OSErrors that are the machine's or the user's (a full disk, a read-only or unwritable folder, a
+# file where a folder is meant), not memadv's bugs: reported in one line like any bad input.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR,
+                                errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.EIO,
+                                errno.EFBIG, errno.ELOOP})
+# torch.save reports a full disk as a RuntimeError from its zip writer ("... unexpected pos N vs M").
+TORCH_WRITE_FAILURE = "unexpected pos"
+# What a process killed by SIGPIPE returns in a shell (128 + 13): ``memadv status | head`` ends as
+# ``cat``, ``ls`` or ``grep`` do, without a message.
+BROKEN_PIPE_EXIT = 128 + 13
+
+
+def error_message(e: BaseException) -> str | None:
+    """The one-line message for an exception that is the user's or the machine's, None for a bug
+    (which keeps its traceback). The one place that maps exceptions to messages."""
+    if isinstance(e, MemadvError):
+        return str(e)
+    if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
+        where = " -> ".join(repr(str(f)) for f in (e.filename, e.filename2) if f is not None)
+        return f"{where + ': ' if where else ''}{e.strerror or e}"
+    if isinstance(e, RuntimeError) and TORCH_WRITE_FAILURE in str(e):
+        return f"a file could not be written completely (is the disk full?): {str(e).splitlines()[-1]}"
+    return None
+
+
+def _quiet_broken_pipe() -> int:
+    # Python flushes stdout at exit and would report the broken pipe again: point it at /dev/null.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests, embedding)
+        pass
+    return BROKEN_PIPE_EXIT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        for key, value in vars(args).items():  # paths and names too: they reach sbatch scripts and logs
+            if key not in ("func", "module"):
+                check_printable(f"--{key.replace('_', '-')}", value)
         result = args.func(args)
-    except MemadvError as e:
-        msg = " ".join(str(e).split())  # one line, whatever the message held
-        print(f"memadv: error: {msg}", file=sys.stderr)
+        sys.stdout.flush()  # a broken pipe shows here, while it can still be handled
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except Exception as e:
+        msg = error_message(e)
+        if msg is None:
+            raise
+        print(f"memadv: error: {' '.join(msg.split())}", file=sys.stderr)  # one line, whatever it held
         return 2
     except KeyboardInterrupt:
         print("memadv: interrupted; finished shards/epochs are kept, re-run the same command to resume",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train import train
 from memadv.bat.train_config import METHODS, TrainConfig
 from memadv.config import add_config_arguments, build_config
+from memadv.data.atomic import claimed_output
 from memadv.errors import ConfigError
 from memadv.executors import ExecutorConfig
 
@@ -55,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     ocfg = build_config(ObjectiveConfig, given, args.config, section="objective")
     ecfg = build_config(ExecutorConfig, given, args.config, section="executor")
     out = args.out if args.out is not None else Path("runs") / cfg.dataset / "train"
-    if ecfg.executor == "inprocess":
-        run_dir = train(cfg, out, ocfg)
-    else:  # one task on a local worker or a Slurm array of one
-        from memadv.experiments.sweep import run_single
-        run_dir = run_single(cfg, ocfg, out, ecfg, progress=given.get("progress", True))
+    with claimed_output(out, "train"):  # refuses a file or a folder that memadv did not make
+        if ecfg.executor == "inprocess":
+            run_dir = train(cfg, out, ocfg)
+        else:  # one task on a local worker or a Slurm array of one
+            from memadv.experiments.sweep import run_single
+            run_dir = run_single(cfg, ocfg, out, ecfg, progress=given.get("progress", True))
     print(run_dir)
     return 0
 
@@ -95,6 +98,8 @@ def _run_sweep(args: argparse.Namespace, given: dict) -> int:
     ecfg = build_config(ExecutorConfig, given, args.config, section="executor")
     overrides = {k: given[k] for k in ("device", "data_root") if k in given}
     progress = given.get("progress", True)
-    for run_dir in run_sweep(args.sweep, ecfg, args.out, overrides, progress=progress):
-        print(run_dir)
+    out = args.out
+    with claimed_output(out, "train") if out is not None else contextlib.nullcontext():
+        for run_dir in run_sweep(args.sweep, ecfg, out, overrides, progress=progress):
+            print(run_dir)
     return 0

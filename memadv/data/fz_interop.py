@@ -32,13 +32,14 @@ import pandas as pd
 
 from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset, fingerprint_labels
+from memadv.data.fz_raw import FZ_SOURCE, read_raw
+from memadv.data.npz import load_npz
 from memadv.data.registry import DATASETS
 from memadv.data.scores import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
-from memadv.data.atomic import atomic_dir
+from memadv.data.atomic import atomic_dir, check_output, claim_output
 from memadv.data.tables import write_table
-from memadv.errors import FingerprintMismatchError, SchemaError, UnknownChoiceError
+from memadv.errors import FingerprintMismatchError, OutputRefusedError, SchemaError, UnknownChoiceError
 
-FZ_SOURCE = "feldman-zhang"
 MATRIX_KEYS = ("tr_mem", "tr_labels", "tt_labels")
 PAIRS_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
 INDEX_KEYS = ("tr_filenames", "tr_labels", "tt_filenames", "tt_labels", "tr_mem")
@@ -49,19 +50,28 @@ KNOWN_SIZES = {"cifar100": (50000, 10000), "cifar10": (50000, 10000), "imagenet"
 _CLASS_KEY = re.compile(r"^(infl_matrix_class|tr_classidx_|tt_classidx_)(\d+)$")
 
 
+# Key of the .npz files written by export_fz: the marker that lets a later export replace the file.
+EXPORT_MARKER = "memadv_export_fz"
+
+
+def _check_export_target(path: Path) -> None:
+    """Refuse to replace anything but a file an earlier ``export_fz`` wrote (it holds EXPORT_MARKER)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_file():
+        raise OutputRefusedError(f"{str(path)!r} exists and is not a file; choose another --out")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ours = EXPORT_MARKER in z.files
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError):
+        ours = False
+    if not ours:
+        raise OutputRefusedError(f"{str(path)!r} exists and was not written by memadv export-fz; memadv will not "
+                                 f"replace it (choose another --out)")
+
+
 def dataset_choices() -> tuple[str, ...]:
     return tuple(sorted(set(DATASETS) | set(EXTRA_DATASETS)))
-
-
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    p = Path(path)
-    if not p.is_file():
-        raise SchemaError(f"{str(p)!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise SchemaError(f"{str(p)!r} is not a readable .npz file: {' '.join(str(e).split())}") from None
 
 
 def detect_layout(arrays: dict[str, np.ndarray], name: str = "file") -> str:
@@ -319,13 +329,20 @@ def read_fz(path: str | Path, dataset_name: str, dataset: Dataset | None = None
 
 def import_fz(path: str | Path, out: str | Path, dataset_name: str, dataset: Dataset | None = None,
               overwrite: bool = False) -> Path:
-    """Import a released file into ``out/scores/`` (all or nothing); returns the scores folder."""
+    """Import a released file, or a folder of raw per-model files (``fz_raw``), into ``out/scores/``
+    (all or nothing); returns the scores folder. Raises OutputRefusedError when ``out`` is not a new,
+    empty or memadv run folder, SchemaError / UnsafeInputError for a file that cannot be read safely."""
     out = Path(out)
+    check_output(out, "run")  # before reading: refuse a file or a foreign folder first
     target = out / "scores"
     if (target / "mem.parquet").exists() and not overwrite:
         raise SchemaError(f"{target} already holds scores; pass --overwrite to replace them")
-    scores, files = read_fz(path, dataset_name, dataset)
-    with atomic_dir(target) as tmp:
+    if Path(path).is_dir():  # a folder of per-model aux_arrays.npz (memadv.data.fz_raw)
+        scores, files = read_raw(path, dataset_name, dataset), None
+    else:
+        scores, files = read_fz(path, dataset_name, dataset)
+    claim_output(out, "run")  # only after the file was read: a refused import leaves nothing behind
+    with atomic_dir(target, "scores") as tmp:
         if files is not None:
             write_table(tmp / "filenames.parquet", files, scores.meta)
         write_scores(tmp, scores)
@@ -386,7 +403,12 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def export_fz(scores: Scores, path: str | Path) -> int:
-    """Write ``scores`` in the ``cifar100_infl_matrix.npz`` layout (atomically); returns missing pairs."""
+    """Write ``scores`` in the ``cifar100_infl_matrix.npz`` layout (atomically); returns missing pairs.
+
+    The file carries an extra key ``EXPORT_MARKER`` so that a later export may replace it; any other
+    existing ``path`` (a folder, a released file, an unrelated file) raises OutputRefusedError.
+    """
+    _check_export_target(Path(path))
     arrays, missing = scores_to_fz(scores)
-    write_npz(path, arrays)
+    write_npz(path, {**arrays, EXPORT_MARKER: np.array("memadv export-fz")})
     return missing

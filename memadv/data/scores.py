@@ -84,7 +84,7 @@ def write_scores(scores_dir: str | Path, scores: Scores) -> None:
         tables[name] = df[cols]
     meta = {**scores.meta, "scores_id": uuid.uuid4().hex}
     old = Path(scores_dir)
-    with atomic_dir(old) as tmp:
+    with atomic_dir(old, "scores") as tmp:
         # Other files in the folder (e.g. import-fz's filenames.parquet) are not ours to drop: carry them over.
         for p in sorted(old.iterdir()) if old.is_dir() else []:
             if p.name not in tables and not p.name.startswith("."):

@@ -419,7 +419,7 @@ def write_splits(out_dir: str | Path, result: SplitResult, meta: dict[str, Any],
     """Write the split folder all at once; returns ``out_dir``."""
     out_dir = Path(out_dir)
     summary = render_summary(result, meta, title)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "splits") as tmp:
         write_table(tmp / SPLITS_FILE, result.rows, meta)
         for key in SET_KEYS:
             split, kind = key.split("/")

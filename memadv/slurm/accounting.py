@@ -52,25 +52,18 @@ def read_jobs(folder: str | Path) -> dict[str, Any] | None:
 def job_states(folder: str | Path) -> dict[int, str]:
     """Task id -> Slurm state (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, ...).
 
-    Read from ``folder/jobs.json`` and one ``sacct`` call. A task that has written its submitit
-    result file but that sacct still shows as active (the process is exiting) or does not know
-    (accounting purged, sacct unavailable) is COMPLETED or FAILED as that file says; otherwise
-    UNKNOWN if sacct does not know it. Returns ``{}`` when the folder holds no Slurm submission.
+    Read from ``folder/jobs.json`` and one ``sacct`` call; UNKNOWN where sacct does not know a task
+    (accounting purged, sacct unavailable). submitit's result pickles are never opened: a crafted
+    one in someone else's run folder would run code on a read-only ``memadv status``; whether a task
+    finished is read from the files the task itself writes (its shard, its run's final.parquet).
+    Returns ``{}`` when the folder holds no Slurm submission.
     """
     data = read_jobs(folder)
     if not data:
         return {}
     tasks = {int(k): str(v) for k, v in data["tasks"].items()}
     info = live_states(tasks.values())
-    states: dict[int, str] = {}
-    for tid, jid in tasks.items():
-        state = info.get(jid, "UNKNOWN")
-        if state == "UNKNOWN" or state in ACTIVE_STATES:
-            outcome = _result_outcome(Path(folder), jid)
-            if outcome is not None:
-                state = "COMPLETED" if outcome == "success" else "FAILED"
-        states[tid] = state
-    return states
+    return {tid: info.get(jid, "UNKNOWN") for tid, jid in tasks.items()}
 
 
 def _sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
@@ -118,19 +111,6 @@ def live_states(job_ids: Iterable[str]) -> dict[str, str]:
     if unknown:
         states.update(_squeue_states(unknown))
     return states
-
-
-def _result_outcome(folder: Path, job_id: str) -> str | None:
-    """'success' / 'error' from submitit's result pickle of array task ``job_id``, None if absent."""
-    from submitit.core.utils import JobPaths, pickle_load
-
-    path = JobPaths(folder, job_id=job_id, task_id=0).result_pickle
-    if not path.exists():
-        return None
-    try:
-        return str(pickle_load(path)[0])
-    except Exception:  # noqa: BLE001 - a half-written or foreign file counts as unknown
-        return None
 
 
 def write_jobs(folder: Path, tasks: dict[int, str], desc: str, array_ids: list[str]) -> None:

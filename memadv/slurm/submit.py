@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from submitit.helpers import Checkpointable
 
-from memadv.config import check_range
+from memadv.config import check_printable, check_range
 from memadv.errors import MemadvError
 from memadv.executors.base import ExecutorConfig, TasksFailedError, progress_bar
 from memadv.slurm.accounting import ACTIVE_STATES, live_states, read_jobs, write_jobs
@@ -53,6 +53,7 @@ def slurm_parameters(cfg: ExecutorConfig, *, desc: str = "tasks") -> dict[str, A
     extra = parse_sbatch_extra(cfg.sbatch_extra)
     if extra:
         params["additional_parameters"] = extra
+    check_printable("sbatch parameters", params)  # every value becomes part of a #SBATCH line
     return params
 
 
@@ -86,6 +87,7 @@ def _job_name(desc: str) -> str:
 def _make_slurm_executor(cfg: ExecutorConfig, folder: Path, desc: str):
     import submitit
 
+    check_printable("job folder", folder)  # the folder's path is written into the sbatch script
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=cfg.max_timeouts)
     executor.update_parameters(**{f"slurm_{k}": v for k, v in slurm_parameters(cfg, desc=desc).items()})
     return executor

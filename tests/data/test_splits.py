@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from memadv.cli.main import main
+from memadv.data.atomic import OUTPUT_MARKER
 from memadv.data.dataset import Dataset
 from memadv.data.scores import Scores, dataset_meta, write_scores
 from memadv.data.splits import (SET_KEYS, SplitConfig, compute_splits, read_split_sets, read_splits,
@@ -200,7 +201,7 @@ def test_cli_writes_files_and_round_trips(tmp_path, capsys):
     out = capsys.readouterr()
     assert "train/atypical" in out.out and "noise floor" in out.out
     d = run / "splits"
-    names = sorted(p.name for p in d.iterdir())
+    names = sorted(p.name for p in d.iterdir() if p.name != OUTPUT_MARKER)
     assert names == ["splits.parquet", "summary.md", "test_atypical.csv", "test_typical.csv",
                      "train_atypical.csv", "train_typical.csv"]
     assert not [p for p in run.iterdir() if p.name.startswith(".")]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from memadv.cli.main import main
+from memadv.data.atomic import OUTPUT_MARKER
 from memadv.data.scores import read_scores
 from memadv.data.tables import read_table, write_table
 from memadv.estimate.aggregate import aggregate
@@ -93,7 +94,7 @@ def test_score_folder_is_replaced_whole_and_checked(tiny_run, tmp_path, monkeypa
     monkeypatch.undo()
     again = read_scores(run)                                 # the old set, whole
     assert again.meta["scores_id"] == first.meta["scores_id"] and again.meta["infl_keep"] == "all"
-    assert sorted(p.name for p in (run / "scores").iterdir()) == ["infl.parquet", "mem.parquet", "notes.txt",
+    assert sorted(p.name for p in (run / "scores").iterdir() if p.name != OUTPUT_MARKER) == ["infl.parquet", "mem.parquet", "notes.txt",
                                                                 "test_acc.parquet"]
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
     aggregate(run, keep="same-class")
