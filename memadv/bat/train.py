@@ -49,8 +49,7 @@ from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.objectives import build_objective
 from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, RESUME_KEYS, TrainingRun,
                              check_same_config, full_config, load_checkpoint, rng_state, run_name, save_checkpoint,
-                             seed_epoch,
-                             set_rng_state)
+                             seed_epoch, set_rng_state)
 from memadv.bat.train_config import TrainConfig, resolve_objective_config
 from memadv.data.atomic import write_json_atomic
 from memadv.data.augment import random_crop_flip
