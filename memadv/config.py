@@ -60,16 +60,12 @@ def option(default: Any, help: str, *, unit: str | None = None, source: str | No
 
 
 def per_dataset_help(table: Mapping[str, Mapping[str, Any]], name: str) -> str:
-    """``default per data set: cifar10, cifar100 160; digits 30``: one field's values, equal ones grouped."""
+    """``default per data set: cifar10 160, ..., digits 30``: one field's value for each data set."""
     def fmt(v: Any) -> str:
         if isinstance(v, float) and not v.is_integer() and abs(v * 255 - round(v * 255)) < 1e-9:
             return f"{round(v * 255)}/255"  # attack radii are given in 255ths of the pixel range
         return "unset" if v is None else (" ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
-    groups: dict[str, list[str]] = {}
-    for dataset, row in table.items():
-        if name in row:
-            groups.setdefault(fmt(row[name]), []).append(dataset)
-    return "default per data set: " + "; ".join(f"{', '.join(ds)} {v}" for v, ds in groups.items())
+    return "default per data set: " + ", ".join(f"{d} {fmt(row[name])}" for d, row in table.items() if name in row)
 
 
 def fill_per_dataset(cfg: Any, dataset: str) -> None:
