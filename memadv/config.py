@@ -46,17 +46,31 @@ C = TypeVar("C")
 
 def option(default: Any, help: str, *, unit: str | None = None, source: str | None = None,
            choices: Sequence[str] | None = None, cli: bool = True,
-           per_dataset: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+           per_dataset: Mapping[str, Mapping[str, Any]] | None = None, per_dataset_key: str | None = None) -> Any:
     """A config field with its help text, unit, source and valid choices.
 
     ``per_dataset``: the table (data set -> {field name: value}) that fills the field when it is left
     ``None`` (:func:`fill_per_dataset`); ``--help`` then shows the value for each data set.
+    ``per_dataset_key``: the table's name for the field, when it differs (a :func:`forward` field).
     """
     meta = {"help": help, "unit": unit, "source": source, "choices": tuple(choices) if choices else None, "cli": cli,
-            "per_dataset": per_dataset}
+            "per_dataset": per_dataset, "per_dataset_key": per_dataset_key}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def forward(cls: type, name: str, default: Any, help: str | None = None) -> Any:
+    """A field that forwards option ``name`` of config ``cls`` (e.g. the pipeline's ``train_epochs`` is
+    every training run's ``TrainConfig.epochs``): unit, source, choices and per-dataset table come from
+    ``cls``, so they are declared once; ``help`` (default: ``cls``'s) may say how it is forwarded."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise ValueError(f"{cls.__name__} has no option {name!r}")
+    m = f.metadata
+    return option(default, m["help"] if help is None else help, unit=m.get("unit"), source=m.get("source"),
+                  choices=m.get("choices"), cli=m.get("cli", True), per_dataset=m.get("per_dataset"),
+                  per_dataset_key=m.get("per_dataset_key") or name)
 
 
 def per_dataset_help(table: Mapping[str, Mapping[str, Any]], name: str) -> str:
@@ -79,7 +93,7 @@ def fill_per_dataset(cfg: Any, dataset: str) -> None:
             continue
         if dataset not in table:
             raise UnknownChoiceError("dataset", dataset, table)
-        value = table[dataset].get(f.name)
+        value = table[dataset].get(f.metadata.get("per_dataset_key") or f.name)
         setattr(cfg, f.name, list(value) if isinstance(value, (list, tuple)) else value)
 
 
@@ -125,7 +139,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         # a per-dataset default is shown per data set, never as "(default: None)"
         table = f.metadata.get("per_dataset")
         if table is not None:
-            tail = [per_dataset_help(table, f.name)]
+            tail = [per_dataset_help(table, f.metadata.get("per_dataset_key") or f.name)]
         else:
             tail = [] if "(default" in parts[0] else [f"default: {default!r}"]
         if f.metadata.get("source"):
