@@ -38,13 +38,14 @@ import pandas as pd
 from memadv.analysis.outputs import pyplot, save_figure, write_csv
 from memadv.analysis.table_notes import attack_note, selection_notes
 from memadv.bat import selection
+from memadv.bat.train_config import METHODS
 from memadv.data.atomic import write_text_atomic
 from memadv.data.tables import markdown_table, read_table
 from memadv.errors import MemadvError
 
 SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
 TABLE4_ATTACKS = (("clean", "Clean Acc."), ("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("aa", "AA."))
-METHOD_ORDER = ("erm", "pgd", "trades", "mart", "gairat", "bat")
+METHOD_ORDER = METHODS  # table rows in the order of the one list of methods
 SELECT = {"own": "own", "last": "last", "best-adv": "best_adv", "best-clean": "best_clean"}
 
 
