@@ -10,6 +10,19 @@ Declare fields with :func:`option`::
     class EstimateConfig:
         subset_ratio: float = option(0.7, "fraction of the training set each model sees",
                                      source="Feldman & Zhang 2020, Sec. 3")
+
+Per-dataset defaults (one convention for every config, docs/architecture.md): a field whose default
+depends on the data set is declared ``option(None, ..., per_dataset=TABLE)`` with ``TABLE`` mapping
+data set -> {field: value}; ``None`` means "the data set's default". A config that holds its data
+set (``EstimateConfig``, ``TrainConfig``) fills those fields in ``__post_init__`` with
+:func:`fill_per_dataset`, so it is complete once built; ``ObjectiveConfig``, which does not know its
+data set, is completed by ``ObjectiveConfig.resolved(dataset)`` when it is paired with a training
+config. ``--help`` prints every table's value per data set (:func:`per_dataset_help`).
+
+TOML files (one strict rule for every command, :func:`check_toml`): a table must be one that some
+memadv command reads, every key of a table must be an option of that table, every top-level key an
+option of the running command, and every value must have the option's type (one-line
+:class:`~memadv.errors.ConfigError` otherwise).
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ import dataclasses
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 from memadv.errors import ConfigError, OutputRefusedError, UnsafeInputError
 
@@ -32,12 +45,56 @@ C = TypeVar("C")
 
 
 def option(default: Any, help: str, *, unit: str | None = None, source: str | None = None,
-           choices: Sequence[str] | None = None, cli: bool = True) -> Any:
-    """A config field with its help text, unit, source and valid choices."""
-    meta = {"help": help, "unit": unit, "source": source, "choices": tuple(choices) if choices else None, "cli": cli}
+           choices: Sequence[str] | None = None, cli: bool = True,
+           per_dataset: Mapping[str, Mapping[str, Any]] | None = None, per_dataset_key: str | None = None) -> Any:
+    """A config field with its help text, unit, source and valid choices.
+
+    ``per_dataset``: the table (data set -> {field name: value}) that fills the field when it is left
+    ``None`` (:func:`fill_per_dataset`); ``--help`` then shows the value for each data set.
+    ``per_dataset_key``: the table's name for the field, when it differs (a :func:`forward` field).
+    """
+    meta = {"help": help, "unit": unit, "source": source, "choices": tuple(choices) if choices else None, "cli": cli,
+            "per_dataset": per_dataset, "per_dataset_key": per_dataset_key}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def forward(cls: type, name: str, default: Any, help: str | None = None) -> Any:
+    """A field that forwards option ``name`` of config ``cls`` (e.g. the pipeline's ``train_epochs`` is
+    every training run's ``TrainConfig.epochs``): unit, source, choices and per-dataset table come from
+    ``cls``, so they are declared once; ``help`` (default: ``cls``'s) may say how it is forwarded."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise ValueError(f"{cls.__name__} has no option {name!r}")
+    m = f.metadata
+    return option(default, m["help"] if help is None else help, unit=m.get("unit"), source=m.get("source"),
+                  choices=m.get("choices"), cli=m.get("cli", True), per_dataset=m.get("per_dataset"),
+                  per_dataset_key=m.get("per_dataset_key") or name)
+
+
+def per_dataset_help(table: Mapping[str, Mapping[str, Any]], name: str) -> str:
+    """``default per data set: cifar10 160, ..., digits 30``: one field's value for each data set."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float) and not v.is_integer() and abs(v * 255 - round(v * 255)) < 1e-9:
+            return f"{round(v * 255)}/255"  # attack radii are given in 255ths of the pixel range
+        return "unset" if v is None else (" ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
+    return "default per data set: " + ", ".join(f"{d} {fmt(row[name])}" for d, row in table.items() if name in row)
+
+
+def fill_per_dataset(cfg: Any, dataset: str) -> None:
+    """Set every ``per_dataset`` field of ``cfg`` that is ``None`` to its value for ``dataset`` (in place;
+    called from ``__post_init__``). Raises :class:`UnknownChoiceError` for a data set missing from a table."""
+    from memadv.errors import UnknownChoiceError
+
+    for f in dataclasses.fields(cfg):
+        table = f.metadata.get("per_dataset")
+        if table is None or getattr(cfg, f.name) is not None:
+            continue
+        if dataset not in table:
+            raise UnknownChoiceError("dataset", dataset, table)
+        value = table[dataset].get(f.metadata.get("per_dataset_key") or f.name)
+        setattr(cfg, f.name, list(value) if isinstance(value, (list, tuple)) else value)
 
 
 def _flag(name: str) -> str:
@@ -79,9 +136,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         parts = [f.metadata.get("help", "")]
         if f.metadata.get("unit"):
             parts.append(f"[{f.metadata['unit']}]")
-        # a help text that states its own default (a per-dataset table) does not get "(default: None)" too
-        said = "(default" in parts[0]
-        tail = [] if said else [f"default: {default!r}"]
+        # a per-dataset default is shown per data set, never as "(default: None)"
+        table = f.metadata.get("per_dataset")
+        if table is not None:
+            tail = [per_dataset_help(table, f.metadata.get("per_dataset_key") or f.name)]
+        else:
+            tail = [] if "(default" in parts[0] else [f"default: {default!r}"]
         if f.metadata.get("source"):
             tail.append(f"source: {f.metadata['source']}")
         if tail:
@@ -99,32 +159,120 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         group.add_argument(_flag(f.name), **kwargs)
 
 
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The whole TOML file; :class:`ConfigError` (one line) when it is missing, unreadable or not TOML."""
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(p)!r} is a folder, not a TOML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+
+
 def read_toml(path: str | Path | None, section: str | None = None) -> dict[str, Any]:
     """Top-level keys of the TOML file, overridden by the keys of table ``section`` if present."""
     if path is None:
         return {}
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(p)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    data = load_toml(path)
     flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
     if section and isinstance(data.get(section), dict):
         flat.update(data[section])
     return flat
 
 
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def check_type(cls: type, name: str, value: Any, where: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` (from TOML or a dict) has the type field ``name`` of
+    ``cls`` declares (``int``: a whole number, not a bool; ``float``: any number; lists element-wise).
+    ``None`` passes for optional fields."""
+    tp, optional, is_list = _base_type(typing.get_type_hints(cls)[name])
+
+    def ok(v: Any) -> bool:
+        if tp is bool:
+            return isinstance(v, bool)
+        if tp is int:
+            return isinstance(v, int) and not isinstance(v, bool)
+        if tp is float:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if tp is str:
+            return isinstance(v, str)
+        return True
+
+    if value is None and optional:
+        return
+    if is_list:
+        good = isinstance(value, (list, tuple)) and all(ok(v) for v in value)
+        kind = f"a list of {_KINDS.get(tp, 'values').replace('a ', '', 1)}s"
+    else:
+        good, kind = ok(value), _KINDS.get(tp, "a value")
+    if not good:
+        raise ConfigError(f"{where}{name} must be {kind}, got {value!r}")
+
+
+def _fields(classes: Sequence[type]) -> dict[str, type]:
+    """field name -> first class of ``classes`` that declares it."""
+    out: dict[str, type] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            out.setdefault(f.name, cls)
+    return out
+
+
+def check_toml(path: str | Path | None, tables: Mapping[str, Sequence[type]], reads: Sequence[str]) -> None:
+    """The one rule every command applies to its ``--config`` file, before it builds any config.
+
+    ``tables``: every table name memadv knows -> the config classes whose options it holds;
+    ``reads``: the tables the running command reads. A table not in ``tables``, a key of a table
+    that is not an option of it, a top-level key that is not an option of any table in ``reads``, or
+    a value of the wrong type raises :class:`ConfigError` naming the file and listing the valid
+    tables or keys. Tables of other commands are checked but not used: one file can serve them all.
+    """
+    if path is None:
+        return
+    data = load_toml(path)
+    name = str(path)
+    top = _fields([c for t in reads for c in tables[t]])
+    for key, value in data.items():
+        k = key.replace("-", "_")
+        if isinstance(value, dict):
+            if key not in tables:
+                raise ConfigError(f"config file {name!r}: unknown table [{key}]; valid tables: "
+                                  f"{', '.join(sorted(tables))}")
+            known = _fields(tables[key])
+            for sub, v in value.items():
+                s = sub.replace("-", "_")
+                if s not in known:
+                    raise ConfigError(f"config file {name!r}: unknown key {sub!r} in table [{key}]; valid keys: "
+                                      f"{', '.join(sorted(known))}")
+                check_type(known[s], s, v, f"config file {name!r}, [{key}]: ")
+        elif k not in top:
+            raise ConfigError(f"config file {name!r}: unknown top-level key {key!r}; valid keys: "
+                              f"{', '.join(sorted(top))} (or tables {', '.join(sorted(tables))})")
+        else:
+            check_type(top[k], k, value, f"config file {name!r}: ")
+
+
 def build_config(cls: type[C], cli_values: dict[str, Any] | argparse.Namespace | None = None,
                  toml_path: str | Path | None = None, section: str | None = None,
                  ignore_unknown: bool = True) -> C:
-    """defaults < TOML < command line, validated by the dataclass's ``__post_init__``."""
+    """defaults < TOML < command line, type-checked (:func:`check_type`, one-line :class:`ConfigError`)
+    and validated by the dataclass's ``__post_init__``.
+
+    ``ignore_unknown``: TOML keys that are no field of ``cls`` are skipped (they may belong to another
+    config of the same command; :func:`check_toml` refuses the ones no config knows)."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     toml_values = {k.replace("-", "_"): v for k, v in read_toml(toml_path, section).items()}
     for k, v in toml_values.items():
         if k in names:
+            check_type(cls, k, v, f"config file {str(toml_path)!r}: ")
             values[k] = v
         elif not ignore_unknown:
             raise ConfigError(f"unknown key {k!r} in {toml_path}; valid keys: {', '.join(sorted(names))}")
@@ -132,6 +280,7 @@ def build_config(cls: type[C], cli_values: dict[str, Any] | argparse.Namespace |
         cli_values = vars(cli_values)
     for k, v in (cli_values or {}).items():
         if k in names:
+            check_type(cls, k, v, "")
             values[k] = v
     for k, v in values.items():  # CLI and TOML values alike may reach an sbatch script or a command line
         check_printable(_flag(k), v)

@@ -38,11 +38,12 @@ from memadv.analysis.outputs import markdown_section, pyplot, save_figure, write
 from memadv.analysis.table_notes import attack_note, selection_notes
 from memadv.bat import selection
 from memadv.bat.runs import TrainingRun, find_training_runs
+from memadv.bat.train_config import METHODS
 from memadv.errors import MemadvError
 
 SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
 TABLE4_ATTACKS = (("clean", "Clean Acc."), ("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("aa", "AA."))
-METHOD_ORDER = ("erm", "pgd", "trades", "mart", "gairat", "bat")
+METHOD_ORDER = METHODS  # table rows in the order of the one list of methods
 SELECT = {"own": "own", "last": "last", "best-adv": "best_adv", "best-clean": "best_clean"}
 
 

@@ -24,6 +24,9 @@ DEFAULT_EPS: dict[str, float] = {
     "mnist": 0.3,
 }
 
+# the same values as a per-dataset table of the eps field (memadv.config's convention; --help shows it)
+EPS_TABLE: dict[str, dict[str, float]] = {d: {"eps": e} for d, e in DEFAULT_EPS.items()}
+
 GAIRAT_WEIGHTS = ("tanh", "sigmoid", "discrete")
 GAIRAT_SCHEDULES = ("fixed", "linear")
 
@@ -55,9 +58,9 @@ class ObjectiveConfig:
     that BAT claims. At 48/255 and below, PGD-AT costs less than one point of clean accuracy.
     """
 
-    eps: float | None = option(None, "L-inf radius of training and evaluation attacks; unset = dataset default "
-                               "(8/255 CIFAR, 4/255 Tiny ImageNet, 64/255 digits)", unit="pixel in [0, 1]",
-                               source="paper Sec. 5.1; embedded sets: memadv, docs in ObjectiveConfig")
+    eps: float | None = option(None, "L-inf radius of training and evaluation attacks", unit="pixel in [0, 1]",
+                               source="paper Sec. 5.1; embedded sets: memadv, docs in ObjectiveConfig",
+                               per_dataset=EPS_TABLE)
     step_size: float | None = option(None, "PGD step size for training; unset = eps/4 (2/255 at eps 8/255)",
                                      unit="pixel in [0, 1]", source="Madry et al. 2018; Rice et al. 2020")
     steps: int = option(10, "PGD steps of the training attack", source="TRADES/MART/GAIRAT reference code (10)")
@@ -126,9 +129,12 @@ class ObjectiveConfig:
         if self.gairat_schedule == "linear" and not math.isfinite(self.gairat_lambda_max):
             raise ConfigError("--gairat-lambda-max must be finite with --gairat-schedule linear")
 
-    def resolve(self, dataset: str | None = None) -> "ObjectiveConfig":
+    def resolved(self, dataset: str | None = None) -> "ObjectiveConfig":
         """A copy with ``eps``, ``step_size``, ``eval_step_size`` and ``cw_step_size`` filled in (dataset
-        default eps, eps/4)."""
+        default eps, eps/4). The objective config does not hold its data set (one sweep file's alpha
+        serves every data set), so unlike the configs that do it is completed here, when it is paired
+        with a training config (memadv.config's convention). Raises ConfigError when ``eps`` is unset
+        and ``dataset`` is None or has no default."""
         eps = self.eps
         if eps is None:
             if dataset is None:

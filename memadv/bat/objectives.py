@@ -390,7 +390,7 @@ def build_objective(method: str, cfg: ObjectiveConfig, mem: Tensor | None = None
     """
     if method not in OBJECTIVES:
         raise UnknownChoiceError("method", method, OBJECTIVES)
-    cfg = cfg.resolve(dataset) if (cfg.eps is None or cfg.step_size is None or cfg.eval_step_size is None
+    cfg = cfg.resolved(dataset) if (cfg.eps is None or cfg.step_size is None or cfg.eval_step_size is None
                                    or cfg.cw_step_size is None) else cfg
     cls = OBJECTIVES[method]
     if cls.needs_mem:

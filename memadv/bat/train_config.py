@@ -15,7 +15,7 @@ from typing import Any
 
 from memadv.bat.evaluate import ATTACK_NAMES
 from memadv.bat.objective_config import ObjectiveConfig
-from memadv.config import build_config, check_range, option
+from memadv.config import build_config, check_range, fill_per_dataset, option
 from memadv.data.registry import DATASETS
 from memadv.errors import ConfigError, UnknownChoiceError
 
@@ -61,13 +61,6 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 
-def per_dataset(name: str) -> str:
-    """``(default per data set: cifar10 160, ..., digits 30)``: the table's values of one field, for --help."""
-    def fmt(v: Any) -> str:
-        return "all" if v is None else (" ".join(str(x) for x in v) if isinstance(v, list) else str(v))
-    return "(default per data set: " + ", ".join(f"{d} {fmt(t[name])}" for d, t in DATASET_DEFAULTS.items()) + ")"
-
-
 # Fields that describe the machine, not the run: they may differ when a run is resumed.
 MACHINE_FIELDS = ("device", "data_root", "progress", "eval_batch_size")
 
@@ -83,22 +76,23 @@ class TrainConfig:
     dataset: str = option("digits", "dataset name: " + ", ".join(DATASETS))
     data_root: str | None = option(None, "folder holding the dataset files (CIFAR, Tiny ImageNet, "
                                  "MNIST; fashion-mnist defaults to /usr/share/datasets/fashion-mnist)")
-    net: str | None = option(None, "architecture " + per_dataset("net"))
-    epochs: int | None = option(None, "training epochs " + per_dataset("epochs"), source="paper Sec. 5.1: 160")
+    net: str | None = option(None, "architecture", per_dataset=DATASET_DEFAULTS)
+    epochs: int | None = option(None, "training epochs", source="paper Sec. 5.1: 160", per_dataset=DATASET_DEFAULTS)
     lr: float = option(0.1, "initial SGD learning rate", source="paper Sec. 5.1")
     milestones: list[int] | None = option(None, "epochs after which lr is multiplied by --lr-gamma, scaled to "
-                                          "--epochs when that is set " + per_dataset("milestones"),
-                                          source="paper Sec. 5.1: 80 120")
+                                          "--epochs when that is set", source="paper Sec. 5.1: 80 120",
+                                          per_dataset=DATASET_DEFAULTS)
     lr_gamma: float = option(0.1, "learning-rate decay factor at each milestone", source="paper Sec. 5.1")
     momentum: float = option(0.9, "SGD momentum", source="paper App. D")
     weight_decay: float = option(5e-4, "SGD weight decay", source="paper App. D")
-    batch_size: int | None = option(None, "mini-batch size " + per_dataset("batch_size"), unit="examples")
-    crop_pad: int | None = option(None, "random-crop padding " + per_dataset("crop_pad"), unit="pixels")
-    flip: bool | None = option(None, "random horizontal flips " + per_dataset("flip"))
+    batch_size: int | None = option(None, "mini-batch size", unit="examples", per_dataset=DATASET_DEFAULTS)
+    crop_pad: int | None = option(None, "random-crop padding", unit="pixels", per_dataset=DATASET_DEFAULTS)
+    flip: bool | None = option(None, "random horizontal flips", per_dataset=DATASET_DEFAULTS)
     seed: int = option(0, "seed of initialisation, data order, augmentation and attacks")
     eval_every: int = option(1, "evaluate every N epochs (and always after the last)", unit="epochs")
     eval_max: int | None = option(None, "evaluate at most this many examples per split each epoch (a fixed "
-                                        "random subset; 0 = all) " + per_dataset("eval_max"), unit="examples")
+                                        "random subset; 0 or unset = all)", unit="examples",
+                                 per_dataset=DATASET_DEFAULTS)
     eval_batch_size: int = option(512, "evaluation batch size", unit="examples")
     final_attacks: list[str] = option(list(FINAL_ATTACKS), "attacks of the final evaluation (Table 4)",
                                       source="paper App. D")
@@ -149,24 +143,25 @@ class TrainConfig:
             self.milestones = [int(m) for m in self.milestones]
             if sorted(self.milestones) != self.milestones or any(m < 1 for m in self.milestones):
                 raise ConfigError(f"--milestones must be increasing positive epochs, got {self.milestones}")
-
-    def resolved(self) -> "TrainConfig":
-        """A copy with every None that the per-dataset table covers filled in."""
-        table = DATASET_DEFAULTS.get(self.dataset, DATASET_DEFAULTS["cifar10"])
-        values = {k: (table[k] if getattr(self, k) is None and k in table else getattr(self, k))
-                  for k in (f.name for f in dataclasses.fields(self))}
+        # per-dataset defaults, the one convention (memadv.config.fill_per_dataset): a config that knows
+        # its data set is complete once built
+        table = DATASET_DEFAULTS[self.dataset]
         if self.milestones is None and self.epochs is not None and self.epochs != table["epochs"]:
             # scale the table's milestones (1/2 and 3/4 of the epochs) to the chosen length
-            scaled = {max(1, round(self.epochs * m / table["epochs"])) for m in table["milestones"]}
-            values["milestones"] = sorted(scaled)
-        return TrainConfig(**values)
+            self.milestones = sorted({max(1, round(self.epochs * m / table["epochs"])) for m in table["milestones"]})
+        fill_per_dataset(self, self.dataset)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy. The per-dataset defaults are filled when the config is built (``__post_init__``);
+        kept so that callers written for the old lazy convention (``cfg.resolved()``) still work."""
+        return dataclasses.replace(self)
 
 
 def resolve_objective_config(objective_cfg: ObjectiveConfig | None, dataset: str) -> ObjectiveConfig:
     """The objective config with eps / step sizes filled in from the dataset's defaults."""
     if objective_cfg is None:
         objective_cfg = ObjectiveConfig()
-    return objective_cfg.resolve(dataset)
+    return objective_cfg.resolved(dataset)
 
 
 def make_configs(values: dict[str, Any]) -> tuple[TrainConfig, ObjectiveConfig]:

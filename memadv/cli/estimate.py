@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.cli.common import add_config_arguments, add_config_file, add_dask, add_progress, config_from_args
+from memadv.cli.common import (add_config_arguments, add_config_file, add_dask, add_progress, check_config_file,
+                               config_from_args)
 from memadv.data.atomic import claimed_output
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from memadv.estimate.run import estimate
     from memadv.slurm.dask_cluster import dask_scheduler
 
+    check_config_file(args.config, ("estimate", "executor"))
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")
     # refuses a file or a folder that is not a memadv run

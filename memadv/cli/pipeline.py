@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.cli.common import add_config_arguments, add_config_file, add_progress, config_from_args
+from memadv.cli.common import (add_config_arguments, add_config_file, add_progress, check_config_file,
+                               config_from_args)
 from memadv.data.atomic import claimed_output
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from memadv.experiments.pipeline import PipelineConfig, run_pipeline
 
+    check_config_file(args.config, ("pipeline", "estimate", "executor"))
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")
     pcfg = config_from_args(PipelineConfig, args, "pipeline")

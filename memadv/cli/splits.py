@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from memadv.cli.common import check_config_file
 from memadv.config import add_config_arguments, build_config
 from memadv.data.splits import SET_KEYS, SplitConfig, make_splits
 from memadv.errors import SchemaError
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path, help="run directory holding scores/ (runs/<name>)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/splits)")
     p.add_argument("--config", type=Path, default=None,
-                   help="TOML file with these options (top-level keys or a [splits] table); command line wins")
+                   help="TOML file with these options (top-level keys or a [splits] table); command line wins; "
+                        "unknown tables or keys and values of the wrong type are refused")
     add_config_arguments(p, SplitConfig)
     p.add_argument("--allow-partial", dest="allow_partial", action="store_true", default=argparse.SUPPRESS,
                    help="accept scores aggregated from an unfinished estimate (missing shards); refused by default")
@@ -70,6 +72,7 @@ def _print_report(result, out: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
+    check_config_file(args.config, ("splits",))
     cfg = build_config(SplitConfig, args, args.config, section="splits")
     if not args.run.is_dir():
         raise SchemaError(f"run directory {str(args.run)!r} does not exist")

@@ -9,6 +9,7 @@ from pathlib import Path
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train import train
 from memadv.bat.train_config import METHODS, TrainConfig
+from memadv.cli.common import check_config_file
 from memadv.config import add_config_arguments, build_config
 from memadv.data.atomic import claimed_output
 from memadv.errors import ConfigError
@@ -50,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     given = vars(args)
+    check_config_file(args.config, ("train", "objective", "executor"))
     if args.sweep is not None:
         return _run_sweep(args, given)
-    _check_toml_keys(args.config)
     cfg = build_config(TrainConfig, given, args.config, section="train")
     ocfg = build_config(ObjectiveConfig, given, args.config, section="objective")
     ecfg = build_config(ExecutorConfig, given, args.config, section="executor")
@@ -65,23 +66,6 @@ def run(args: argparse.Namespace) -> int:
             run_dir = run_single(cfg, ocfg, out, ecfg, progress=given.get("progress", True))
     print(run_dir)
     return 0
-
-
-def _check_toml_keys(path: Path | None) -> None:
-    """Refuse keys of a --config file that no option of `memadv train` knows (typos would be silent)."""
-    if path is None:
-        return
-    import dataclasses
-
-    from memadv.config import read_toml
-
-    known = {f.name for cls in (TrainConfig, ObjectiveConfig, ExecutorConfig) for f in dataclasses.fields(cls)}
-    keys = set()
-    for section in (None, "train", "objective", "executor"):
-        keys |= {k.replace("-", "_") for k in read_toml(path, section)}
-    unknown = sorted(keys - known)
-    if unknown:
-        raise ConfigError(f"config file {str(path)!r}: unknown option(s) {', '.join(unknown)}")
 
 
 def _run_sweep(args: argparse.Namespace, given: dict) -> int:

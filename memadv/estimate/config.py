@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from memadv.config import check_range, option
+from memadv.config import check_range, fill_per_dataset, option
 from memadv.data.registry import DATASETS
 from memadv.errors import UnknownChoiceError
 from memadv.nets.registry import NETS
@@ -58,16 +58,19 @@ class EstimateConfig:
     test_per_class: int | None = option(None, "keep the first N test examples of each class; unset = all (test "
                                         "examples cost one forward pass per model, so keeping all is cheap)",
                                         unit="examples per class")
-    net: str | None = option(None, "architecture (default per dataset)", choices=tuple(NETS))
-    models: int | None = option(None, "number of models M", unit="models", source="Feldman & Zhang: 4000 CIFAR-100, 2000 ImageNet")
-    models_per_shard: int | None = option(None, "models trained together (packed) in one shard = one task", unit="models")
+    net: str | None = option(None, "architecture", choices=tuple(NETS), per_dataset=DATASET_DEFAULTS)
+    models: int | None = option(None, "number of models M", unit="models", source="Feldman & Zhang: 4000 CIFAR-100, 2000 ImageNet",
+                                 per_dataset=DATASET_DEFAULTS)
+    models_per_shard: int | None = option(None, "models trained together (packed) in one shard = one task", unit="models",
+                                           per_dataset=DATASET_DEFAULTS)
     subset_ratio: float = option(0.7, "fraction of the training set in each model's subset", source="Feldman & Zhang 2020")
-    epochs: int | None = option(None, "training epochs per model", unit="epochs")
-    lr: float | None = option(None, "initial SGD learning rate; x0.1 at 50% and 75% of the epochs", source="paper App. D")
-    batch_size: int | None = option(None, "mini-batch size per model", unit="examples")
+    epochs: int | None = option(None, "training epochs per model", unit="epochs", per_dataset=DATASET_DEFAULTS)
+    lr: float | None = option(None, "initial SGD learning rate; x0.1 at 50% and 75% of the epochs", source="paper App. D",
+                              per_dataset=DATASET_DEFAULTS)
+    batch_size: int | None = option(None, "mini-batch size per model", unit="examples", per_dataset=DATASET_DEFAULTS)
     momentum: float = option(0.9, "SGD momentum", source="paper App. D")
     weight_decay: float = option(5e-4, "SGD weight decay", source="paper App. D")
-    augment: bool | None = option(None, "random crop (pad 4) + horizontal flip")
+    augment: bool | None = option(None, "random crop (pad 4) + horizontal flip", per_dataset=DATASET_DEFAULTS)
     seed: int = option(0, "run seed; model m's subset, init and batch order derive from (seed, m)")
     cross_class_threshold: float = option(0.15, "also keep cross-class (train, test) pairs with |infl| >= this in infl.parquet")
     device: str = option("cpu", "torch device for training, e.g. cpu, cuda, cuda:1")
@@ -88,9 +91,7 @@ class EstimateConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_DEFAULTS:
             raise UnknownChoiceError("dataset", self.dataset, DATASET_DEFAULTS)
-        for key, value in DATASET_DEFAULTS[self.dataset].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
+        fill_per_dataset(self, self.dataset)  # the one convention: memadv.config, docs/architecture.md
         if self.net not in NETS:
             raise UnknownChoiceError("net", self.net, NETS)
         if self.packing not in PACKINGS:

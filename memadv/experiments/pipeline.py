@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from memadv.config import check_range, option
+from memadv.config import check_range, forward, option
 from memadv.data.atomic import write_json_atomic
+from memadv.data.registry import DATASETS
 from memadv.data.scores import read_scores
 from memadv.errors import ConfigError
 from memadv.estimate.config import EstimateConfig
@@ -37,7 +38,7 @@ from memadv.estimate.run import estimate
 from memadv.estimate.shards import read_spec
 from memadv.executors import ExecutorConfig
 from memadv.bat.runs import TrainingRun
-from memadv.bat.train_config import FINAL_ATTACKS
+from memadv.bat.train_config import FINAL_ATTACKS, TrainConfig
 from memadv.layout import RunLayout
 
 ALL_FINAL_ATTACKS = list(FINAL_ATTACKS)
@@ -45,6 +46,8 @@ ALL_FINAL_ATTACKS = list(FINAL_ATTACKS)
 # the embedded datasets leave it out of the default final evaluation (pass --final-attacks to add it).
 DEFAULT_FINAL_ATTACKS = {"digits": [a for a in FINAL_ATTACKS if a != "aa"],
                          "synthetic-longtail": [a for a in FINAL_ATTACKS if a != "aa"]}
+# the same as a per-dataset table (memadv.config's convention), for --help
+FINAL_ATTACKS_TABLE = {d: {"final_attacks": DEFAULT_FINAL_ATTACKS.get(d, ALL_FINAL_ATTACKS)} for d in DATASETS}
 # the BAT table's runs (paper Table 2): method + objective options
 TABLE_RUNS: list[dict[str, Any]] = [{"method": "pgd"}, {"method": "trades"}, {"method": "mart"},
                                     {"method": "gairat"}, {"method": "bat", "alpha": 1.0, "beta": 0.2},
@@ -60,18 +63,19 @@ class PipelineConfig:
     """The pipeline's own options (the estimator's and the executor's come with their own configs)."""
 
     quick: bool = option(False, "tiny sizes for every stage (few models, 2 training epochs): a smoke test")
-    train_epochs: int | None = option(None, "epochs of every training run (default: memadv.bat.train_config's "
-                                      "per-dataset table; digits 30)", unit="epochs")
+    # training options are TrainConfig's, forwarded to every training run (unset: TrainConfig's default)
+    train_epochs: int | None = forward(TrainConfig, "epochs", None, "epochs of every training run")
     train_seeds: list[int] = option([0, 1, 2], "seeds of the Section 3 and BAT table runs (results are means over "
                                     "them); the ablation grid uses the first")
-    train_device: str = option("auto", "torch device of the training runs")
+    train_device: str = forward(TrainConfig, "device", "auto", "torch device of the training runs: auto (cuda if "
+                                                                "available), cpu, cuda, cuda:1, mps")
     sec32_p: list[int] = option([0, 20, 100], "Section 3.2: percentages of D_atyp added to D_typ",
                                 source="paper Sec. 3.2")
-    eval_max: int | None = option(None, "per-epoch evaluation on at most this many examples per split "
-                                  "(default: all)", unit="examples")
-    final_max: int | None = option(None, "final evaluation on at most this many test examples", unit="examples")
-    final_attacks: list[str] | None = option(None, "final attacks of the BAT table runs (Table 4); default: "
-                                             "all but AutoAttack on digits/synthetic-longtail, all elsewhere")
+    eval_max: int | None = forward(TrainConfig, "eval_max", None)
+    final_max: int | None = forward(TrainConfig, "final_max", None)
+    final_attacks: list[str] | None = option(None, "final attacks of the BAT table runs (Table 4); AutoAttack "
+                                             "takes ~2 min per checkpoint on the embedded sets on two CPU cores",
+                                             per_dataset=FINAL_ATTACKS_TABLE)
     ablation_alpha: list[float] = option([0.0, 1.0, 2.0, 3.0], "ablation grid: BAT alpha values",
                                          source="paper Sec. 5.2: 0 1 2 3")
     ablation_beta: list[float] = option([0.0, 0.1, 0.2, 0.3], "ablation grid: BAT beta values",

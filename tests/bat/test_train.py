@@ -234,4 +234,4 @@ def test_config_toml_sections_and_typos(tmp_path, capsys, digits):
     conf.write_text('method = "bat"\n[objective]\nalfa = 2.0\n')
     capsys.readouterr()
     assert main(["train", "--config", str(conf), "--out", str(out)]) == 2
-    assert "unknown option(s) alfa" in capsys.readouterr().err
+    assert "unknown key 'alfa' in table [objective]" in capsys.readouterr().err
