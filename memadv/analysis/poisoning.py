@@ -64,7 +64,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
                      n_neighbours: int = 4) -> list[Path]:
     from memadv.bat.objective_config import ObjectiveConfig
     from memadv.bat.runs import TrainingRun
-    from memadv.data.registry import load_dataset
+    from memadv.data.registry import DATASET_OPTION_NAMES, load_dataset
     from memadv.data.splits import read_split_sets
     from memadv.bat.evaluate import representations
 
@@ -73,7 +73,9 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     if run is None:
         raise MemadvError(f"Fig. 3 needs the Section 3.1 PGD-AT run under {sec31_train_dir(run_dir)}; run the pipeline")
     conf = TrainingRun(run).config()
-    ds = load_dataset(conf["train"]["dataset"], conf["train"].get("data_root"))
+    train_conf = conf["train"]
+    ds = load_dataset(train_conf["dataset"], train_conf.get("data_root"),
+                      **{k: train_conf[k] for k in DATASET_OPTION_NAMES if train_conf.get(k) is not None})
     sets = read_split_sets(run_dir / "splits" / "splits.parquet", ds)
     atyp, typ = sets["train/atypical"], sets["train/typical"]
     ocls = ObjectiveConfig

@@ -24,10 +24,10 @@ import numpy as np  # noqa: E402
 
 from memadv.analysis.outputs import save_figure  # noqa: E402
 from memadv.data.dataset import Dataset  # noqa: E402
-from memadv.data.registry import load_dataset  # noqa: E402
+from memadv.data.registry import load_dataset, options_from_meta  # noqa: E402
 from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of  # noqa: E402
 from memadv.data.splits import SplitConfig, read_splits  # noqa: E402
-from memadv.errors import ConfigError, MemadvError, SchemaError  # noqa: E402
+from memadv.errors import ConfigError, DatasetError, MemadvError, SchemaError  # noqa: E402
 from memadv.layout import RunLayout  # noqa: E402
 
 MEM_TARGETS = (0.0, 0.5, 1.0)
@@ -130,6 +130,11 @@ def _pick_class(scores: Scores, ds: Dataset, wanted: str | None) -> int:
     return best
 
 
+def _image(ds: Dataset, split: str, example_id: int) -> np.ndarray:
+    """The uint8 (C, H, W) image of canonical id ``example_id`` (its position differs in a reduced copy)."""
+    return ds.images(split)[int(ds.positions(split, np.array([example_id]))[0])].numpy()
+
+
 def example_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, wanted: str | None,
                  per_level: int) -> list[Path]:
     k = _pick_class(scores, ds, wanted)
@@ -143,7 +148,7 @@ def example_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, want
         for c in range(per_level):
             ax = axes[r, c]
             if c < order.size:
-                _show(ax, ds.x_train[int(ids[order[c]])].numpy())
+                _show(ax, _image(ds, "train", int(ids[order[c]])))
                 ax.set_title(f"#{ids[order[c]]}\nmem {vals[order[c]]:.2f}", fontsize=6)
             else:
                 ax.axis("off")
@@ -171,8 +176,8 @@ def pair_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, n_pairs
     for n, (_, p) in enumerate(pairs.iterrows()):
         r, c = divmod(n, per_row)
         tr, te = int(p["train_idx"]), int(p["test_idx"])
-        for j, (img, text) in enumerate(((ds.x_train[tr].numpy(), f"train #{tr}\nmem {p['mem']:.2f}"),
-                                         (ds.x_test[te].numpy(), f"test #{te}\ninfl {p['infl']:.2f}"))):
+        for j, (img, text) in enumerate(((_image(ds, "train", tr), f"train #{tr}\nmem {p['mem']:.2f}"),
+                                         (_image(ds, "test", te), f"test #{te}\ninfl {p['infl']:.2f}"))):
             ax = axes[r, 2 * c + j]
             ax.axis("on")
             _show(ax, img)
@@ -211,20 +216,24 @@ def score_figures(run_dir: Path, *, out: Path | None = None, data_root: str | Pa
     out_dir = out if out is not None else RunLayout(base).report_scores
     ds = None
     if images:
-        ds = load_dataset(scores.meta["dataset"], data_root=data_root)
+        # the data-set options (--classes, --per-class, ...) and root the scores were made with travel here
+        spec = scores.meta.get("spec") if isinstance(scores.meta.get("spec"), dict) else {}
+        root = data_root if data_root is not None else spec.get("data_root")
+        ds = load_dataset(scores.meta["dataset"], data_root=root, **options_from_meta(scores.meta))
         check_fingerprint(scores.meta, ds, what=str(scores_dir_of(run_dir)))
-        for col, split in ((scores.mem["idx"], "train"), (scores.infl["train_idx"], "train"),
-                           (scores.infl["test_idx"], "test")):
-            n = ds.images(split).shape[0]
-            if len(col) and int(col.max()) >= n:
-                raise SchemaError(f"the scores name {split} id {int(col.max())}, but {ds.name!r} has {n} {split} "
-                                  f"examples; they were made for another copy of the dataset")
+        # score files speak canonical ids; a reduced copy (--per-class) holds them at other positions
+        try:
+            for col, split in ((scores.mem["idx"], "train"), (scores.infl["train_idx"], "train"),
+                               (scores.infl["test_idx"], "test")):
+                ds.positions(split, col.to_numpy(np.int64))
+        except DatasetError as e:
+            raise SchemaError(f"{e}; the scores were made for another copy of the dataset") from None
         if (scores.mem["label"] < 0).any() or (scores.infl["train_label"] < 0).any():
             # imported pairs files carry no labels: take them from the dataset
             ytr, yte = ds.y_train.numpy(), ds.y_test.numpy()
-            scores.mem["label"] = ytr[scores.mem["idx"].to_numpy(np.int64)]
-            scores.infl["train_label"] = ytr[scores.infl["train_idx"].to_numpy(np.int64)]
-            scores.infl["test_label"] = yte[scores.infl["test_idx"].to_numpy(np.int64)]
+            scores.mem["label"] = ytr[ds.positions("train", scores.mem["idx"].to_numpy(np.int64))]
+            scores.infl["train_label"] = ytr[ds.positions("train", scores.infl["train_idx"].to_numpy(np.int64))]
+            scores.infl["test_label"] = yte[ds.positions("test", scores.infl["test_idx"].to_numpy(np.int64))]
         if class_ is not None:
             _pick_class(scores, ds, class_)  # validate before writing anything
     paths = histogram(scores, base, out_dir, bins)
