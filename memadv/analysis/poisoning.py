@@ -67,7 +67,8 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
 
 def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_show: int = 6,
                      n_neighbours: int = 4) -> list[Path]:
-    from memadv.data.registry import load_dataset
+    from memadv.bat.runs import TrainingRun
+    from memadv.data.registry import DATASET_OPTION_NAMES, load_dataset
     from memadv.data.splits import read_split_sets
     from memadv.bat.evaluate import representations
 
@@ -78,7 +79,9 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
                           f"run the pipeline")
     pgd = TrainingRun(run)
     conf = pgd.config()
-    ds = load_dataset(conf["train"]["dataset"], conf["train"].get("data_root"))
+    train_conf = conf["train"]
+    ds = load_dataset(train_conf["dataset"], train_conf.get("data_root"),
+                      **{k: train_conf[k] for k in DATASET_OPTION_NAMES if train_conf.get(k) is not None})
     sets = read_split_sets(RunLayout(run_dir).split_file, ds)
     atyp, typ = sets["train/atypical"], sets["train/typical"]
     ocfg = pgd.objective_config()

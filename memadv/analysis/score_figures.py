@@ -20,10 +20,10 @@ import numpy as np
 
 from memadv.analysis.outputs import image_grid, pyplot, save_figure, show_image
 from memadv.data.dataset import Dataset
-from memadv.data.registry import load_dataset
+from memadv.data.registry import load_dataset, options_from_meta
 from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of
 from memadv.data.splits import SplitConfig, read_splits
-from memadv.errors import ConfigError, MemadvError, SchemaError
+from memadv.errors import ConfigError, DatasetError, MemadvError, SchemaError
 from memadv.layout import RunLayout
 
 MEM_TARGETS = (0.0, 0.5, 1.0)
@@ -117,6 +117,11 @@ def _pick_class(scores: Scores, ds: Dataset, wanted: str | None) -> int:
     return best
 
 
+def _image(ds: Dataset, split: str, example_id: int) -> np.ndarray:
+    """The uint8 (C, H, W) image of canonical id ``example_id`` (its position differs in a reduced copy)."""
+    return ds.images(split)[int(ds.positions(split, np.array([example_id]))[0])].numpy()
+
+
 def example_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, wanted: str | None,
                  per_level: int) -> list[Path]:
     k = _pick_class(scores, ds, wanted)
@@ -127,7 +132,7 @@ def example_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, want
     for r, t in enumerate(MEM_TARGETS):
         order = np.argsort(np.abs(vals - t), kind="stable")[:per_level]
         for c in range(min(per_level, order.size)):
-            show_image(axes[r, c], ds.x_train[int(ids[order[c]])])
+            show_image(axes[r, c], _image(ds, "train", int(ids[order[c]])))
             axes[r, c].set_title(f"#{ids[order[c]]}\nmem {vals[order[c]]:.2f}", fontsize=6)
         axes[r, 0].set_ylabel(f"mem ≈ {t:.1f}", fontsize=8)
     name = ds.class_names[k] if k < len(ds.class_names) else str(k)
@@ -151,8 +156,8 @@ def pair_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, n_pairs
     for n, (_, p) in enumerate(pairs.iterrows()):
         r, c = divmod(n, per_row)
         tr, te = int(p["train_idx"]), int(p["test_idx"])
-        for j, (img, text) in enumerate(((ds.x_train[tr], f"train #{tr}\nmem {p['mem']:.2f}"),
-                                         (ds.x_test[te], f"test #{te}\ninfl {p['infl']:.2f}"))):
+        for j, (img, text) in enumerate(((_image(ds, "train", tr), f"train #{tr}\nmem {p['mem']:.2f}"),
+                                         (_image(ds, "test", te), f"test #{te}\ninfl {p['infl']:.2f}"))):
             show_image(axes[r, 2 * c + j], img)
             axes[r, 2 * c + j].set_title(text, fontsize=6)
     if pairs.empty:
@@ -189,20 +194,24 @@ def score_figures(run_dir: Path, *, out: Path | None = None, data_root: str | Pa
     out_dir = out if out is not None else RunLayout(base).report_scores
     ds = None
     if images:
-        ds = load_dataset(scores.meta["dataset"], data_root=data_root)
+        # the data-set options (--classes, --per-class, ...) and root the scores were made with travel here
+        spec = scores.meta.get("spec") if isinstance(scores.meta.get("spec"), dict) else {}
+        root = data_root if data_root is not None else spec.get("data_root")
+        ds = load_dataset(scores.meta["dataset"], data_root=root, **options_from_meta(scores.meta))
         check_fingerprint(scores.meta, ds, what=str(scores_dir_of(run_dir)))
-        for col, split in ((scores.mem["idx"], "train"), (scores.infl["train_idx"], "train"),
-                           (scores.infl["test_idx"], "test")):
-            n = ds.images(split).shape[0]
-            if len(col) and int(col.max()) >= n:
-                raise SchemaError(f"the scores name {split} id {int(col.max())}, but {ds.name!r} has {n} {split} "
-                                  f"examples; they were made for another copy of the dataset")
+        # score files speak canonical ids; a reduced copy (--per-class) holds them at other positions
+        try:
+            for col, split in ((scores.mem["idx"], "train"), (scores.infl["train_idx"], "train"),
+                               (scores.infl["test_idx"], "test")):
+                ds.positions(split, col.to_numpy(np.int64))
+        except DatasetError as e:
+            raise SchemaError(f"{e}; the scores were made for another copy of the dataset") from None
         if (scores.mem["label"] < 0).any() or (scores.infl["train_label"] < 0).any():
             # imported pairs files carry no labels: take them from the dataset
             ytr, yte = ds.y_train.numpy(), ds.y_test.numpy()
-            scores.mem["label"] = ytr[scores.mem["idx"].to_numpy(np.int64)]
-            scores.infl["train_label"] = ytr[scores.infl["train_idx"].to_numpy(np.int64)]
-            scores.infl["test_label"] = yte[scores.infl["test_idx"].to_numpy(np.int64)]
+            scores.mem["label"] = ytr[ds.positions("train", scores.mem["idx"].to_numpy(np.int64))]
+            scores.infl["train_label"] = ytr[ds.positions("train", scores.infl["train_idx"].to_numpy(np.int64))]
+            scores.infl["test_label"] = yte[ds.positions("test", scores.infl["test_idx"].to_numpy(np.int64))]
         if class_ is not None:
             _pick_class(scores, ds, class_)  # validate before writing anything
     paths = histogram(scores, base, out_dir, bins)

@@ -49,6 +49,8 @@ class Sec3Settings:
 
     dataset: str = "digits"
     data_root: str | None = None
+    # the estimate's data-set options (classes, per_class, test_per_class): every run loads that data
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     net: str | None = None
     epochs: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -60,7 +62,8 @@ class Sec3Settings:
     def train_values(self, method: str, seed: int) -> dict[str, Any]:
         return {"method": method, "dataset": self.dataset, "data_root": self.data_root, "net": self.net,
                 "epochs": self.epochs, "seed": seed, "eval_max": self.eval_max, "final_max": self.final_max,
-                "device": self.device, "final_attacks": list(SEC3_FINAL_ATTACKS), "progress": False}
+                "device": self.device, "final_attacks": list(SEC3_FINAL_ATTACKS), "progress": False,
+                **self.dataset_options}
 
     def stamp(self) -> dict[str, Any]:
         """The settings that decide results (for the pipeline's up-to-date check)."""
@@ -68,6 +71,8 @@ class Sec3Settings:
         d.pop("device", None)
         d["seeds"] = sorted(int(x) for x in d["seeds"])
         d.pop("data_root", None)
+        if not d["dataset_options"]:
+            d.pop("dataset_options")  # a full data set stamps as before the option existed
         return d
 
 

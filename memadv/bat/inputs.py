@@ -10,7 +10,7 @@ import torch
 
 from memadv.bat.train_config import TrainConfig
 from memadv.data.dataset import Dataset
-from memadv.errors import ConfigError
+from memadv.errors import ConfigError, DatasetError
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -24,14 +24,45 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def with_scores_dataset(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the data-set options (``classes``, ``per_class``, ``test_per_class``) and, when
+    not given, ``data_root`` of the estimate behind ``cfg.scores`` filled in, so the run loads the
+    data set the scores were made on (issue 10 item 17). ConfigError (one line) when an option given
+    differs from the scores' or the scores are for another data set; ``cfg`` itself without scores."""
+    if cfg.scores is None:
+        return cfg
+    import dataclasses
+
+    from memadv.data.registry import DATASET_OPTION_NAMES, options_from_meta
+    from memadv.data.scores import read_scores_meta
+    meta = read_scores_meta(cfg.scores)
+    if meta.get("dataset") not in (None, cfg.dataset):
+        raise ConfigError(f"--scores {cfg.scores} were made for dataset {meta['dataset']!r}, not {cfg.dataset!r}")
+    made = options_from_meta(meta)
+    changes: dict = {}
+    for key in DATASET_OPTION_NAMES:
+        given = getattr(cfg, key)
+        if given is not None and given != made.get(key):
+            raise ConfigError(f"--{key.replace('_', '-')} {given} differs from the scores in {cfg.scores} "
+                              f"(made with {key} = {made.get(key)}); leave it out to use the scores' value")
+        changes[key] = made.get(key)
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    if cfg.data_root is None and spec.get("data_root") is not None:
+        changes["data_root"] = spec["data_root"]  # where the estimate read it; --data-root overrides
+    return dataclasses.replace(cfg, **changes)
+
+
 def load_mem(scores: str | Path, dataset: Dataset) -> torch.Tensor:
-    """Memorization score per training id (NaN where the score file has none); fingerprint checked."""
+    """Memorization score (float32 (N,)) per training example of ``dataset``, by position (NaN
+    where the score file has none); fingerprint checked. Score files speak canonical ids, which a
+    reduced copy (``--per-class``) holds at other positions."""
     from memadv.data.scores import read_scores
     sc = read_scores(scores, dataset, need_infl=False)
     mem = torch.full((dataset.x_train.shape[0],), float("nan"), dtype=torch.float32)
-    idx = np.array(sc.mem["idx"].to_numpy(np.int64))
-    if idx.size and (idx.min() < 0 or idx.max() >= mem.shape[0]):
-        raise ConfigError(f"scores in {scores} name training ids outside 0..{mem.shape[0] - 1} of {dataset.name}")
+    try:
+        idx = dataset.positions("train", np.array(sc.mem["idx"].to_numpy(np.int64)))
+    except DatasetError as e:
+        raise ConfigError(f"scores in {scores} do not fit {dataset.name} as loaded: {e}") from None
     mem[torch.from_numpy(idx)] = torch.from_numpy(np.array(sc.mem["mem"].to_numpy(np.float32)))
     return mem
 

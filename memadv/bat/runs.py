@@ -23,6 +23,7 @@ from memadv.bat.train_config import MACHINE_FIELDS, TrainConfig
 from memadv.config import check_path_component, config_to_dict
 from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset
+from memadv.data.registry import DATASET_OPTION_NAMES
 from memadv.data.tables import read_table
 from memadv.errors import ConfigError, MemadvError
 from memadv.nets import build_net
@@ -79,6 +80,9 @@ def full_config(cfg: TrainConfig, objective_cfg: ObjectiveConfig) -> dict[str, A
 
 def _comparable(conf: dict[str, Any]) -> dict[str, Any]:
     train = {k: v for k, v in conf.get("train", {}).items() if k not in MACHINE_FIELDS}
+    for key in DATASET_OPTION_NAMES:  # unset = absent: runs made before these options existed still resume
+        if train.get(key) is None:
+            train.pop(key, None)
     return {"train": train, "objective": conf.get("objective", {})}
 
 

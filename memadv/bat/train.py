@@ -44,7 +44,8 @@ import torch
 
 from memadv.bat import evaluate as ev
 from memadv.bat import selection
-from memadv.bat.inputs import cap_subsets, default_splits_path, load_mem, load_subsets, resolve_device
+from memadv.bat.inputs import (cap_subsets, default_splits_path, load_mem, load_subsets, resolve_device,
+                               with_scores_dataset)
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.objectives import build_objective
 from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, RESUME_KEYS, TrainingRun,
@@ -141,7 +142,8 @@ def prepare(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None, data
     cfg = cfg.resolved()
     ocfg = resolve_objective_config(objective_cfg, cfg.dataset)
     if dataset is None:
-        dataset = load_dataset(cfg.dataset, cfg.data_root)
+        cfg = with_scores_dataset(cfg)  # the data-set options (and root) of the scores travel to the run
+        dataset = load_dataset(cfg.dataset, cfg.data_root, **cfg.dataset_options())
     elif dataset.name != cfg.dataset:
         raise ConfigError(f"dataset passed in is {dataset.name!r}, the config says {cfg.dataset!r}")
     if cfg.splits is None and cfg.scores is not None:

@@ -76,6 +76,14 @@ class TrainConfig:
     dataset: str = option("digits", "dataset name: " + ", ".join(DATASETS))
     data_root: str | None = option(None, "folder holding the dataset files (CIFAR, Tiny ImageNet, "
                                  "MNIST; fashion-mnist defaults to /usr/share/datasets/fashion-mnist)")
+    # data-set options (memadv.data.registry.dataset_options); with --scores they default to, and must
+    # equal, the ones the scores were made with (issue 10 item 17)
+    classes: int | None = option(None, "tinyimagenet only: keep the first N classes (default with --scores: "
+                                 "as the scores)", source="paper Sec. 5.1 uses 50")
+    per_class: int | None = option(None, "keep the first N training examples of each class (default with "
+                                   "--scores: as the scores; unset = all)", unit="examples per class")
+    test_per_class: int | None = option(None, "keep the first N test examples of each class (default with "
+                                        "--scores: as the scores; unset = all)", unit="examples per class")
     net: str | None = option(None, "architecture", per_dataset=DATASET_DEFAULTS)
     epochs: int | None = option(None, "training epochs", source="paper Sec. 5.1: 160", per_dataset=DATASET_DEFAULTS)
     lr: float = option(0.1, "initial SGD learning rate", source="paper Sec. 5.1")
@@ -121,6 +129,10 @@ class TrainConfig:
             raise UnknownChoiceError("net", self.net, NETS)
         if self.epochs is not None:
             check_range("epochs", self.epochs, 1)
+        for key in ("classes", "per_class", "test_per_class"):
+            if getattr(self, key) is not None:
+                check_range(key, getattr(self, key), 1)
+        self.dataset_options()  # refuses --classes for a data set other than tinyimagenet
         check_range("lr", self.lr, 0, lo_open=True)
         check_range("lr_gamma", self.lr_gamma, 0, 1, lo_open=True)
         check_range("momentum", self.momentum, 0, 1, hi_open=True)
@@ -150,6 +162,13 @@ class TrainConfig:
             # scale the table's milestones (1/2 and 3/4 of the epochs) to the chosen length
             self.milestones = sorted({max(1, round(self.epochs * m / table["epochs"])) for m in table["milestones"]})
         fill_per_dataset(self, self.dataset)
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Keyword options of :func:`memadv.data.registry.load_dataset` (the set ones); ConfigError
+        for one that does not apply to the data set."""
+        from memadv.data.registry import dataset_options
+        return dataset_options(self.dataset, classes=self.classes, per_class=self.per_class,
+                               test_per_class=self.test_per_class)
 
     def resolved(self) -> "TrainConfig":
         """A copy. The per-dataset defaults are filled when the config is built (``__post_init__``);

@@ -42,9 +42,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"estimate       {est['dataset']}, {est['models']} models in {est['shards']} shards: "
               f"{est['done']} done, {len(est['running'])} running, {len(est['failed'])} failed, "
-              f"{est['pending']} pending; ETA {_fmt_seconds(est['eta_seconds'])}")
+              f"{len(est['damaged'])} damaged, {est['pending']} pending; ETA {_fmt_seconds(est['eta_seconds'])}")
         if est["failed"]:
-            print(f"               failed shards: {est['failed'][:20]} (logs in {rd}/estimate/jobs)")
+            print(f"               failed shards: {est['failed'][:20]} (logs in {rd}/estimate/jobs/logs)")
+        if est["damaged"]:
+            first = next(iter(est["damaged"].values()))
+            print(f"               damaged shard files: {sorted(est['damaged'])[:20]} ({first}); "
+                  f"`memadv estimate --out {rd}` with the run's settings retrains them")
         print(f"scores         {'written' if est['scores'] else 'not yet'}")
     print(f"splits         {'written' if status['splits'] else 'not yet'}")
     print(f"score figures  {'written' if status['score_figures'] else 'not yet'}")
@@ -59,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"report         {'written' if status['report'] else 'not yet'}")
     if status["pipeline"]:
+        owner = status.get("pipeline_owner") or {}
         running = [n for n, st in status["pipeline"].items() if st == "running"]
-        print("pipeline       " + (f"running stage: {', '.join(running)}" if running else
+        holder = f" (pid {owner.get('pid')} on {owner.get('host')})" if owner else ""
+        print("pipeline       " + (f"running stage: {', '.join(running)}{holder}" if running else
                                    ", ".join(f"{n} {st}" for n, st in status["pipeline"].items())))
     return 0

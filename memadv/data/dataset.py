@@ -54,6 +54,9 @@ class Dataset:
     # Original positions (int64 (N,)) of the examples of a reduced copy; None = all, in order.
     train_ids: np.ndarray | None = None
     test_ids: np.ndarray | None = None
+    # The options it was loaded with (memadv.data.registry.dataset_options: classes, per_class,
+    # test_per_class): recorded in the metadata of every file about it so later stages reload it alike.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split in SPLITS:

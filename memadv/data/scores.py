@@ -9,7 +9,8 @@
 * ``test_acc.parquet``: one row per test example — ``idx, label, p_correct, n_models``.
 
 Metadata (parquet key-value ``memadv``) of every file: ``dataset``, ``fingerprint_train``,
-``fingerprint_test``, ``n_models``, ``source`` ("memadv" or "feldman-zhang"), ``se_known``
+``fingerprint_test``, ``dataset_options`` (the data-set options it was loaded with, e.g.
+``{"classes": 50}``: every later stage reloads the data set with them), ``n_models``, ``source`` ("memadv" or "feldman-zhang"), ``se_known``
 (False for imported estimates, whose files carry no standard errors), ``complete`` (False for
 scores aggregated from an unfinished run with ``--allow-partial``), the estimator spec and
 ``scores_id``, a token shared by the three files of one aggregation (``read_scores`` refuses a mix).
@@ -97,6 +98,15 @@ def write_scores(scores_dir: str | Path, scores: Scores) -> None:
     scores.meta = meta
 
 
+def read_scores_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of ``mem.parquet`` in a score folder (or run folder), without its rows
+    (SchemaError when it is missing)."""
+    d = scores_dir_of(path)
+    if not (d / "mem.parquet").exists():
+        raise SchemaError(f"no scores in {d} (mem.parquet missing); run `memadv aggregate` or `memadv estimate` first")
+    return read_meta(d / "mem.parquet")
+
+
 def read_scores(path: str | Path, dataset: Dataset | None = None, *, need_infl: bool = True) -> Scores:
     """Read a score folder (or run folder); with ``dataset``, refuse scores of another dataset.
 
@@ -149,4 +159,5 @@ def dataset_meta(dataset: Dataset) -> dict[str, Any]:
     """The metadata every file about ``dataset`` carries."""
     return {"dataset": dataset.name, "fingerprint_train": dataset.fingerprint("train"),
             "fingerprint_test": dataset.fingerprint("test"), "n_train": int(dataset.x_train.shape[0]),
-            "n_test": int(dataset.x_test.shape[0]), "num_classes": int(dataset.num_classes)}
+            "n_test": int(dataset.x_test.shape[0]), "num_classes": int(dataset.num_classes),
+            "dataset_options": dict(dataset.options)}

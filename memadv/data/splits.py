@@ -48,7 +48,7 @@ from memadv.data.erm_accuracy import ERM_MODEL_CHOICES, describe_erm_accuracy, u
 from memadv.data.significance import above, below, infl_lower_bound, newcombe, norm_cdf
 from memadv.data.scores import Scores, check_fingerprint
 from memadv.data.tables import markdown_table, read_table, write_table
-from memadv.errors import (ConfigError, FingerprintMismatchError, IncompleteRunError, SchemaError,
+from memadv.errors import (ConfigError, DatasetError, FingerprintMismatchError, IncompleteRunError, SchemaError,
                            UnknownChoiceError)
 
 SPLIT_COLUMNS = ["split", "idx", "label", "set"]
@@ -477,9 +477,11 @@ def read_splits(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def read_split_sets(path: str | Path, dataset: Dataset | None = None) -> dict[str, np.ndarray]:
     """Sorted int64 ids of the four sets, keyed "train/atypical", "train/typical", "test/atypical", "test/typical".
 
-    ``path`` is a run directory, a splits folder or the parquet file. With ``dataset``, a split
-    file made for another dataset raises FingerprintMismatchError and ids the dataset lacks raise
-    SchemaError.
+    ``path`` is a run directory, a splits folder or the parquet file. Without ``dataset``: the
+    canonical ids of the file. With ``dataset``: positions in that copy of the data set (what
+    indexes its images; the ids themselves for a full data set, other positions for a reduced
+    ``--per-class`` copy); a split file made for another dataset raises FingerprintMismatchError
+    and ids the dataset lacks raise SchemaError.
     """
     df, meta = read_splits(path)
     where = str(splits_file_of(path))
@@ -495,9 +497,10 @@ def read_split_sets(path: str | Path, dataset: Dataset | None = None) -> dict[st
         ids = part["idx"].to_numpy(np.int64)
         if dataset is not None and ids.size:
             labels = dataset.labels(split).numpy()
-            if int(ids.max()) >= labels.shape[0]:
-                raise SchemaError(f"{where}: {key} names id {int(ids.max())}, but {dataset.name!r} has only "
-                                  f"{labels.shape[0]} {split} examples")
+            try:
+                ids = dataset.positions(split, ids)
+            except DatasetError as e:
+                raise SchemaError(f"{where}: {key}: {e}") from None
             lab = part["label"].to_numpy(np.int64)
             known = lab >= 0
             if (labels[ids[known]] != lab[known]).any():

@@ -312,7 +312,7 @@ def load_shards(run_dir: Path, allow_partial: bool = False) -> tuple[dict[str, A
     """
     spec = read_spec(run_dir)
     n_shards = spec["n_shards"]
-    done = [s for s in range(n_shards) if shard_path(run_dir, s).exists()]
+    done = [s for s in range(n_shards) if shard_path(run_dir, s).exists()]  # a damaged one is refused below
     missing = sorted(set(range(n_shards)) - set(done))
     if missing and not allow_partial:
         raise IncompleteRunError(f"{run_dir}: {len(missing)} of {n_shards} shards unfinished (e.g. {missing[:5]}); "

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memadv.config import check_range, fill_per_dataset, option
-from memadv.data.registry import DATASETS
+from memadv.data.registry import DATASETS, dataset_options
 from memadv.errors import UnknownChoiceError
 from memadv.nets.registry import NETS
 
@@ -108,6 +108,7 @@ class EstimateConfig:
         check_range("full_models", self.full_models, 0)
         if self.classes is not None:
             check_range("classes", self.classes, 2)
+        self.dataset_options()  # refuses an option that does not apply to the data set (never recorded)
         if self.per_class is not None:
             check_range("per_class", self.per_class, 1)
         if self.test_per_class is not None:
@@ -121,13 +122,10 @@ class EstimateConfig:
         return range(shard * self.models_per_shard, min((shard + 1) * self.models_per_shard, self.models))
 
     def dataset_options(self) -> dict[str, Any]:
-        """Keyword options of :func:`memadv.data.registry.load_dataset` for this estimate."""
-        options: dict[str, Any] = {"classes": self.classes} if self.dataset == "tinyimagenet" and self.classes else {}
-        if self.per_class is not None:
-            options["per_class"] = self.per_class
-        if self.test_per_class is not None:
-            options["test_per_class"] = self.test_per_class
-        return options
+        """Keyword options of :func:`memadv.data.registry.load_dataset` for this estimate (the set
+        ones); ConfigError for one that does not apply to the data set."""
+        return dataset_options(self.dataset, classes=self.classes, per_class=self.per_class,
+                               test_per_class=self.test_per_class)
 
     # Fields that define the estimate: a run directory refuses a spec that differs in any of them.
     IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "net", "models", "models_per_shard",

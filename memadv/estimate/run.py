@@ -13,7 +13,7 @@ from memadv.data.scores import Scores
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
-from memadv.estimate.shards import (ShardTask, dataset_for, finished_shards, read_shard, read_spec, shard_path,
+from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
                                     write_or_check_spec)
 from memadv.executors import ExecutorConfig, run_tasks, task_states
 from memadv.layout import RunLayout
@@ -28,8 +28,9 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     executor = executor or ExecutorConfig()
     run_dir = Path(run_dir)
     dataset = dataset_for(cfg)  # fails before anything is written if the data is missing or malformed
-    write_or_check_spec(run_dir, cfg, dataset)
-    todo = [s for s in range(cfg.n_shards) if not shard_path(run_dir, s).exists()]
+    spec = write_or_check_spec(run_dir, cfg, dataset)
+    # a truncated or unreadable shard file is not finished: it is trained again (and replaced)
+    todo = [s for s in range(cfg.n_shards) if shard_problem(run_dir, s, spec) is not None]
     # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
     threads = {"local": max(1, (os.cpu_count() or 1) // executor.workers),
                "slurm": executor.cpus_per_task}.get(executor.executor)
@@ -41,15 +42,23 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
 
 
 def estimate_status(run_dir: str | Path) -> dict[str, Any]:
-    """Shards done / running / failed, and an ETA from the finished shards' training time."""
+    """Shards done / running / failed / damaged, and an ETA from the finished shards' training time.
+
+    What is on disk decides: a shard is done only when its file reads back as a shard of this run;
+    a file that does not (truncated, unreadable, foreign) is ``damaged`` (shard -> reason; re-running
+    ``memadv estimate`` retrains it); a shard is failed when Slurm says so or when the in-process /
+    local executors left its failure log (``estimate/jobs/logs/task-<id>.err``).
+    """
     run_dir = Path(run_dir)
     spec = read_spec(run_dir)
     n = spec["n_shards"]
-    done = finished_shards(run_dir, n)
+    problems = {s: shard_problem(run_dir, s, spec) for s in range(n)}
+    done = [s for s, p in problems.items() if p is None]
+    damaged = {s: p for s, p in problems.items() if p not in (None, "missing")}
     states = task_states(jobs_folder(run_dir))
-    todo = [s for s in range(n) if s not in set(done)]
+    todo = [s for s in range(n) if problems[s] is not None]
     running = [s for s in todo if states.get(s) == "running"]
-    failed = [s for s in todo if states.get(s) == "failed"]
+    failed = [s for s in todo if states.get(s) == "failed" and s not in damaged]
     eta = None
     if done and todo:
         per_shard = float(np.median([read_shard(shard_path(run_dir, s), spec["n_train"], spec["n_test"])["seconds"].sum()
@@ -58,6 +67,7 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
         eta = per_shard * len(todo) / parallel
     scores = RunLayout(run_dir).mem
     return {"run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"], "shards": n,
-            "done": len(done), "running": running, "failed": failed, "pending": len(todo) - len(running) - len(failed),
+            "done": len(done), "running": running, "failed": failed, "damaged": damaged,
+            "pending": len(todo) - len(running) - len(failed) - len([s for s in damaged if s not in running]),
             "eta_seconds": eta, "scores": scores.exists(),
             "scores_age_seconds": time.time() - scores.stat().st_mtime if scores.exists() else None}

@@ -2,7 +2,8 @@
 
 Contract (any scheduler can drive it): ``ShardTask(run_dir)(s)`` trains the models of shard s,
 writes ``estimate/shards/shard-{s:05d}.parquet`` atomically, and returns; if that file already
-exists it returns at once. One row per model: ``model_id, seed, train_acc, test_acc,
+exists and reads back as a shard of this run it returns at once (a truncated, unreadable or foreign
+file is not "done": it is retrained and replaced, :func:`shard_problem`). One row per model: ``model_id, seed, train_acc, test_acc,
 subset_train_acc, final_loss, seconds`` and bit-packed ``mask``, ``train_correct``,
 ``test_correct`` (``numpy.packbits`` with its default big-endian bit order; unpack with
 ``numpy.unpackbits(..., count=n)``).
@@ -48,20 +49,29 @@ def make_spec(cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any]:
     return {"config": asdict(cfg), "n_shards": cfg.n_shards, **dataset_meta(dataset), "code_version": __version__}
 
 
+def check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any] | None:
+    """The run's spec if it has one and ``cfg`` defines the same estimate on ``dataset``; None for a
+    run without a spec. Writes nothing. Raises ConfigError naming the fields that differ."""
+    if not spec_path(run_dir).exists():
+        return None
+    spec = make_spec(cfg, dataset)
+    old = read_spec(run_dir)
+    diff = [k for k in EstimateConfig.IDENTITY if old["config"].get(k) != spec["config"].get(k)]
+    if old.get("fingerprint_train") != spec["fingerprint_train"]:
+        diff.append("dataset fingerprint")
+    if diff:
+        raise ConfigError(f"{run_dir} holds an estimate with different {', '.join(diff)}; "
+                          f"re-run with the same settings to resume, or choose another --out")
+    return old
+
+
 def write_or_check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any]:
     """Write spec.json for a new run; for an existing run, refuse a spec that defines another estimate."""
-    spec = make_spec(cfg, dataset)
-    path = spec_path(run_dir)
-    if path.exists():
-        old = read_spec(run_dir)
-        diff = [k for k in EstimateConfig.IDENTITY if old["config"].get(k) != spec["config"].get(k)]
-        if old.get("fingerprint_train") != spec["fingerprint_train"]:
-            diff.append("dataset fingerprint")
-        if diff:
-            raise ConfigError(f"{run_dir} holds an estimate with different {', '.join(diff)}; "
-                              f"re-run with the same settings to resume, or choose another --out")
+    old = check_spec(run_dir, cfg, dataset)
+    if old is not None:
         return old
-    write_json_atomic(path, spec)
+    spec = make_spec(cfg, dataset)
+    write_json_atomic(spec_path(run_dir), spec)
     return spec
 
 
@@ -102,7 +112,7 @@ class ShardTask:
     def __call__(self, shard: int) -> str:
         run_dir = Path(self.run_dir)
         out = shard_path(run_dir, shard)
-        if out.exists():
+        if shard_problem(run_dir, shard) is None:
             return str(out)
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -132,8 +142,26 @@ class ShardTask:
         return str(out)
 
 
-def finished_shards(run_dir: Path, n_shards: int) -> list[int]:
-    return [s for s in range(n_shards) if shard_path(run_dir, s).exists()]
+def shard_problem(run_dir: Path, shard: int, spec: dict[str, Any] | None = None) -> str | None:
+    """None when shard ``shard`` of ``run_dir`` is finished: its file exists and reads back as that
+    shard of this run (:func:`read_shard` with the spec). Otherwise why not: "missing", or the
+    one-line error of a truncated, unreadable or foreign file (such a file is retrained by
+    ``memadv estimate``, whose write replaces it). The whole file is read: a size or footer check
+    alone would pass a file cut inside a row group's data."""
+    path = shard_path(run_dir, shard)
+    if not path.exists():
+        return "missing"
+    try:
+        read_shard(path, spec=spec if spec is not None else read_spec(run_dir), shard=shard)
+    except SchemaError as e:
+        return str(e)
+    return None
+
+
+def finished_shards(run_dir: Path, n_shards: int, spec: dict[str, Any] | None = None) -> list[int]:
+    """Shards whose file is complete and belongs to the run (:func:`shard_problem`)."""
+    spec = spec if spec is not None else read_spec(run_dir)
+    return [s for s in range(n_shards) if shard_problem(run_dir, s, spec) is None]
 
 
 def spec_identity(spec: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +199,7 @@ def read_shard(path: Path, n_train: int | None = None, n_test: int | None = None
                                 f"({expected[:4]}...)")
         if problems:
             raise SchemaError(f"{path} does not belong to the estimate of {spec_path(Path(path).parents[2])}: "
-                              + "; ".join(problems[:3]) + "; delete it and re-run `memadv estimate` to retrain it")
+                              + "; ".join(problems[:3]) + "; re-run `memadv estimate` to retrain it")
     if n_train is None or n_test is None:
         n_train, n_test = int(meta["n_train"]), int(meta["n_test"])
 

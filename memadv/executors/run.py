@@ -55,6 +55,10 @@ def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfi
     folder.mkdir(parents=True, exist_ok=True)
     if not ids:
         return []
+    if cfg.executor in ("inprocess", "local"):
+        # a failure log says "the last attempt failed" (task_states): a new attempt clears its own old one
+        for i in ids:
+            (folder / "logs" / f"task-{i}.err").unlink(missing_ok=True)
     if cfg.executor == "inprocess":
         return run_inprocess(task, ids, folder, desc, progress)
     if cfg.executor == "local":
@@ -65,7 +69,16 @@ def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfi
 
 
 def task_states(folder: str | Path) -> dict[int, str]:
-    """Task id -> ``running``, ``failed``, ``done`` or ``other`` for the tasks of a submission whose
-    executor keeps state outside this process (Slurm: ``jobs.json`` + ``sacct``); ``{}`` otherwise.
+    """Task id -> ``running``, ``failed``, ``done`` or ``other``: Slurm's state (``jobs.json`` +
+    ``sacct``) where it knows the task, else ``failed`` where the in-process or local executor left
+    the task's failure log (``logs/task-<id>.err``, :func:`memadv.executors.base.record_failure`).
+    A failure log stays after a later success, so callers check their task's output first.
     Raises :class:`memadv.errors.MemadvError` if ``folder/jobs.json`` is unreadable."""
-    return {i: task_phase(state) for i, state in job_states(folder).items()}
+    states = {i: task_phase(state) for i, state in job_states(folder).items()}
+    logs = Path(folder) / "logs"
+    if logs.is_dir():
+        for log in logs.glob("task-*.err"):
+            tail = log.name[len("task-"):-len(".err")]
+            if tail.isdigit():
+                states.setdefault(int(tail), "failed")
+    return states

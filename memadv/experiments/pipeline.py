@@ -35,10 +35,11 @@ from memadv.data.scores import read_scores
 from memadv.errors import ConfigError
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
-from memadv.estimate.shards import read_spec
+from memadv.estimate.shards import check_spec, dataset_for, read_spec
 from memadv.executors import ExecutorConfig
 from memadv.bat.runs import TrainingRun
 from memadv.bat.train_config import FINAL_ATTACKS, TrainConfig
+from memadv.experiments.status import process_owner
 from memadv.layout import RunLayout
 
 ALL_FINAL_ATTACKS = list(FINAL_ATTACKS)
@@ -112,7 +113,8 @@ class PipelineConfig:
 
     def sec3_settings(self, cfg: EstimateConfig):
         from memadv.analysis.sec31 import Sec3Settings
-        return Sec3Settings(dataset=cfg.dataset, data_root=cfg.data_root, epochs=self.train_epochs,
+        return Sec3Settings(dataset=cfg.dataset, data_root=cfg.data_root, dataset_options=cfg.dataset_options(),
+                            epochs=self.train_epochs,
                             seeds=list(self.train_seeds), eval_max=self.eval_max, final_max=self.final_max,
                             device=self.train_device, ps=list(self.sec32_p))
 
@@ -137,7 +139,8 @@ class PipelineConfig:
         values = {"dataset": cfg.dataset, "data_root": cfg.data_root, "scores": str(RunLayout(run_dir).scores),
                   "splits": str(RunLayout(run_dir).split_file),
                   "epochs": self.train_epochs, "eval_max": self.eval_max, "final_max": self.final_max,
-                  "final_attacks": self.final_attacks_for(cfg.dataset), "device": self.train_device, **run}
+                  "final_attacks": self.final_attacks_for(cfg.dataset), "device": self.train_device,
+                  **cfg.dataset_options(), **run}
         return {k: v for k, v in values.items() if v is not None}
 
 
@@ -324,11 +327,16 @@ def _fmt_s(s: float | None) -> str:
 
 def write_plan(run_dir: Path, todo: list[Stage], cfg: EstimateConfig, pcfg: PipelineConfig,
                state: dict[str, str]) -> None:
-    """``pipeline/plan.json``: stage -> state and job folders (read by ``memadv status``); written
-    only when it changes."""
-    plan = {"dataset": cfg.dataset, "quick": pcfg.quick,
-            "stages": [{"name": s.name, "state": "done" if s.always else state.get(s.name, "pending"),
-                        "jobs": [str(j.relative_to(run_dir)) for j in s.jobs(run_dir)]} for s in todo]}
+    """``pipeline/plan.json``: stage -> state, job folders and outputs (read by ``memadv status``,
+    which believes "done" only while the outputs exist), and while a stage runs the process that
+    runs it (pid, host: ``status`` says "interrupted" once it is gone); written only when it changes."""
+    plan: dict[str, Any] = {
+        "dataset": cfg.dataset, "quick": pcfg.quick,
+        "stages": [{"name": s.name, "state": state.get(s.name, "pending"),
+                    "jobs": [str(j.relative_to(run_dir)) for j in s.jobs(run_dir)],
+                    "outputs": [str(p.relative_to(run_dir)) for p in s.outputs(run_dir)]} for s in todo]}
+    if "running" in state.values():
+        plan["owner"] = process_owner()
     path = RunLayout(run_dir).plan
     try:
         if json.loads(path.read_text()) == plan:
@@ -350,6 +358,18 @@ def _record_time(run_dir: Path, name: str, seconds: float, jobs: int) -> None:
     write_json_atomic(path, timing)
 
 
+def check_before_writing(cfg: EstimateConfig, run_dir: Path, todo: list[Stage]) -> None:
+    """Everything that can refuse a pipeline command, checked before it writes any file (a refused
+    command leaves the run folder, and so ``memadv status``, as it was): the data set loads, an
+    existing estimate has the same defining settings, and every training run's configuration builds.
+    Raises the stage's own one-line error (ConfigError, DatasetError, ...)."""
+    dataset = dataset_for(cfg)  # cached: the estimate stage reuses it
+    if run_dir.is_dir():
+        check_spec(run_dir, cfg, dataset)
+    for stage in todo:
+        stage.jobs(run_dir)  # builds (and so validates) every TrainConfig of the stage
+
+
 def run_pipeline(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig | None = None, *,
                  progress: bool = True, log: Callable[[str], None] = print,
                  pcfg: PipelineConfig | None = None) -> dict[str, str]:
@@ -358,6 +378,7 @@ def run_pipeline(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorCon
     executor = executor or ExecutorConfig()
     pcfg = pcfg or PipelineConfig()
     todo = stages(cfg, executor, progress, pcfg)
+    check_before_writing(pcfg.estimate_config(cfg), run_dir, todo)
     outcome: dict[str, str] = {}
     run_dir.mkdir(parents=True, exist_ok=True)
     done_flags = {s.name: s.is_done(run_dir) for s in todo}

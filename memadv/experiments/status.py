@@ -5,6 +5,8 @@ through :func:`memadv.executors.task_states`), never written."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,55 @@ from memadv.bat.runs import TrainingRun
 from memadv.errors import MemadvError
 from memadv.estimate.run import estimate_status
 from memadv.layout import RunLayout
+
+
+def _proc_start(pid: int) -> str | None:
+    """Start time of process ``pid`` (clock ticks since boot, ``/proc/<pid>/stat`` field 22), or None
+    where there is no /proc or no such process: told apart from a later process given the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_owner() -> dict[str, Any]:
+    """Who holds a running stage: this process's pid, host and start time (pipeline/plan.json)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid())}
+
+
+def owner_alive(owner: dict[str, Any]) -> bool | None:
+    """True / False whether the process of :func:`process_owner` still runs; None when it ran on
+    another host (not checkable from here)."""
+    if owner.get("host") != socket.gethostname():
+        return None
+    pid = int(owner.get("pid", 0))
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    start = _proc_start(pid)
+    return owner.get("start") is None or start is None or start == owner.get("start")
+
+
+def pipeline_states(run_dir: Path, plan: dict[str, Any]) -> dict[str, str]:
+    """Stage -> state from ``pipeline/plan.json``, checked against the disk: ``running`` only while
+    the process that wrote it lives (else ``interrupted``), ``done`` only while every output the plan
+    lists exists (else ``incomplete``)."""
+    owner = plan.get("owner") or {}
+    alive = owner_alive(owner) if owner else False
+    out: dict[str, str] = {}
+    for s in plan["stages"]:
+        state = s.get("state")
+        if state == "running" and alive is False:
+            state = "interrupted"
+        elif state == "done" and not all((run_dir / p).exists() for p in s.get("outputs", [])):
+            state = "incomplete"
+        out[s["name"]] = state
+    return out
 
 
 def _job_state(folder: Path) -> dict[str, Any]:
@@ -79,7 +130,8 @@ def run_status(run_dir: Path) -> dict[str, Any]:
               "score_figures": (lay.report_scores / "mem_histogram.png").exists(),
               "training": training_status(rd),
               "report": lay.report_html.exists()}
-    plan = lay.plan
-    status["pipeline"] = ({s["name"]: s.get("state") for s in json.loads(plan.read_text())["stages"]}
-                          if plan.is_file() else None)
+    plan = json.loads(lay.plan.read_text()) if lay.plan.is_file() else None
+    status["pipeline"] = pipeline_states(rd, plan) if plan else None
+    running = plan is not None and "running" in status["pipeline"].values()
+    status["pipeline_owner"] = plan.get("owner") if running else None
     return status

@@ -151,7 +151,8 @@ def test_rerun_trains_nothing_and_rewrites_only_the_report(quick_run, tmp_path):
     assert outcome.pop("report") == "ran" and set(outcome.values()) == {"skipped"}
     after = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     changed = sorted(str(p.relative_to(run_dir)) for p in after if before.get(p) != after[p])
-    assert changed == ["report/claims.json", "report/report.html", "report/report.md"]
+    # the plan says "report running" (with the pipeline's pid) while the report is written, then "done"
+    assert changed == ["pipeline/plan.json", "report/claims.json", "report/report.html", "report/report.md"]
 
 
 def test_job_lost_in_a_kill_is_redone_with_the_same_results(quick_run):
