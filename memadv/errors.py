@@ -49,3 +49,7 @@ class IdxFileError(DatasetError):
 
 class NonFiniteLossError(MemadvError):
     """A training loss became NaN or infinite (``memadv train`` and the estimator's shards)."""
+
+
+class TimeLimitTooShortError(MemadvError):
+    """A requeued Slurm attempt found no new checkpoint: one epoch takes longer than the time limit."""
