@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.cli.common import add_config_arguments, add_config_file, add_dask, add_progress, config_from_args
+from memadv.cli.common import (add_config_arguments, add_config_file, add_dask, add_progress, config_from_args,
+                               dask_factory)
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
 
@@ -39,12 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from memadv.estimate.run import estimate
-    from memadv.slurm.dask_cluster import dask_scheduler
 
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")
-    with dask_scheduler(args.dask_cluster):
-        scores = estimate(cfg, args.out, executor, progress=args.progress)
+    scheduler = dask_factory(args)  # checked now; the cluster starts after the shards, for aggregation only
+    scores = estimate(cfg, args.out, executor, progress=args.progress, aggregation_scheduler=scheduler)
     mem = scores.mem["mem"]
     print(f"{args.out}/scores: {len(scores.mem)} training examples, {len(scores.infl)} pairs, "
           f"{scores.meta['n_models']} models; mem > 0.15: {(mem > 0.15).mean():.1%}, mem < 0.02: {(mem < 0.02).mean():.1%}")
