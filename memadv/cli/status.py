@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
               f"{est['pending']} pending; ETA {_fmt_seconds(est['eta_seconds'])}")
         if est["failed"]:
             print(f"               failed shards: {est['failed'][:20]} (logs in {rd}/estimate/jobs)")
+        if est.get("epochs"):  # shards with an epoch checkpoint: how far their training got
+            print("               in training: " + ", ".join(f"shard {s} (epoch {p['done']}/{p['total']})"
+                                                     for s, p in sorted(est["epochs"].items())[:20]))
         print(f"scores         {'written' if est['scores'] else 'not yet'}")
     print(f"splits         {'written' if status['splits'] else 'not yet'}")
     print(f"score figures  {'written' if status['score_figures'] else 'not yet'}")

@@ -27,7 +27,9 @@ from memadv.estimate.shards import ShardTask, dataset_for, shard_path, write_or_
 from memadv.slurm.dask_cluster import slurm_cli_options
 
 TINY = dict(dataset="digits", models=4, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
-REPO = Path(__file__).resolve().parents[2]
+import memadv  # noqa: E402
+
+REPO = Path(memadv.__file__).resolve().parents[1]  # the memadv under test, for the subprocesses
 
 
 # ---- item 6: what defines the estimate vs. where and how it runs
@@ -77,7 +79,7 @@ def _shard_frame(run: Path) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("packing", ["packed", "one-by-one"])
-def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, packing):
+def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, packing):
     cfg = EstimateConfig(**{**TINY, "epochs": 4, "models": 2}, packing=packing, augment=True)
     total = cfg.epochs * (1 if packing == "packed" else cfg.models_per_shard)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
@@ -98,7 +100,9 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, packing)
     with pytest.raises(Interrupted):
         ShardTask(broken, runtime=cfg.runtime())(0)
     assert not shard_path(broken, 0).exists()
-    assert estimate_status(broken)["epochs"] == {0: {"done": 2, "total": total}}  # what `memadv status` shows
+    assert estimate_status(broken)["epochs"] == {0: {"done": 2, "total": total}}
+    assert main(["status", str(broken)]) == 0
+    assert f"shard 0 (epoch 2/{total})" in capsys.readouterr().out
     assert torch_load_is_tensors_only(checkpoints.ShardCheckpoint(broken, 0).path)
 
     saved.clear()

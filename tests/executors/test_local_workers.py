@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import memadv  # noqa: E402
+
+REPO = Path(memadv.__file__).resolve().parents[1]  # the memadv under test, for the subprocesses
 
 SLEEPER = '''
 import os, time
