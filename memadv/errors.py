@@ -60,3 +60,7 @@ class OutputRefusedError(MemadvError):
 class UnsafeInputError(MemadvError):
     """A value or file refused because using it could inject or execute something: control characters
     in a value that reaches a script or command line, or a pickle that is not plain data."""
+
+
+class TimeLimitTooShortError(MemadvError):
+    """A requeued Slurm attempt found no new checkpoint: one epoch takes longer than the time limit."""

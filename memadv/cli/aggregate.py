@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.cli.common import add_dask
+from memadv.cli.common import add_dask, dask_factory
 
 
 def _unit(text: str) -> float:
@@ -66,9 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from memadv.estimate.aggregate import aggregate
-    from memadv.slurm.dask_cluster import dask_scheduler
-
-    with dask_scheduler(args.dask_cluster):
+    with dask_factory(args)():
         scores = aggregate(args.run, allow_partial=args.allow_partial, keep=args.keep,
                            keep_threshold=args.keep_threshold, cross_class_threshold=args.cross_class_threshold,
                            data_root=args.data_root, max_pairs=args.max_pairs)

@@ -25,7 +25,30 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 def add_dask(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dask-cluster", default="threads", choices=("threads", "local", "slurm"),
                         help="where aggregation runs: dask's threads in this process (default), a local "
-                             "dask.distributed cluster, or a dask_jobqueue SLURMCluster")
+                             "dask.distributed cluster, or a dask_jobqueue SLURMCluster (started for the "
+                             "aggregation only, after the shards)")
+    parser.add_argument("--dask-partition", default=None, help="--dask-cluster slurm: partition of the dask worker "
+                                                               "job (default: the cluster's default)")
+    parser.add_argument("--dask-memory", default=None, help="--dask-cluster slurm: memory of the dask worker job, "
+                                                            "e.g. 16GB (default 4GB)")
+    parser.add_argument("--dask-walltime", default=None, help="--dask-cluster slurm: time limit of the dask worker "
+                                                              "job, HH:MM:SS (default 01:00:00)")
+    parser.add_argument("--dask-wait-s", type=float, default=None,
+                        help="--dask-cluster slurm: fail with a one-line error when no dask worker has joined "
+                             "within this many seconds (default 300)")
+
+
+def dask_factory(args: argparse.Namespace) -> Any:
+    """A zero-argument callable returning the ``dask_scheduler`` context of the --dask-* options
+    (entered only around the aggregation). Raises ConfigError for slurm-only options given with
+    another --dask-cluster, or an invalid value."""
+    import functools
+
+    from memadv.slurm.dask_cluster import dask_scheduler, slurm_cli_options
+
+    options = slurm_cli_options(args.dask_cluster, partition=args.dask_partition, memory=args.dask_memory,
+                                walltime=args.dask_walltime, wait_timeout_s=args.dask_wait_s)
+    return functools.partial(dask_scheduler, args.dask_cluster, **options)
 
 
 def toml_tables() -> dict[str, tuple[type, ...]]:
@@ -52,4 +75,4 @@ def config_from_args(cls: type[C], args: argparse.Namespace, section: str) -> C:
 
 
 __all__ = ["add_config_arguments", "add_config_file", "add_progress", "add_dask", "check_config_file", "config_from_args",
-           "toml_tables", "Any"]
+           "dask_factory", "toml_tables", "Any"]

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from memadv.cli.common import (add_config_arguments, add_config_file, add_dask, add_progress, check_config_file,
-                               config_from_args)
+                               config_from_args, dask_factory)
 from memadv.data.atomic import claimed_output
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
@@ -41,14 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from memadv.estimate.run import estimate
-    from memadv.slurm.dask_cluster import dask_scheduler
 
     check_config_file(args.config, ("estimate", "executor"))
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")
-    # refuses a file or a folder that is not a memadv run
-    with claimed_output(args.out, "run"), dask_scheduler(args.dask_cluster):
-        scores = estimate(cfg, args.out, executor, progress=args.progress)
+    scheduler = dask_factory(args)  # checked now; the cluster starts after the shards, for aggregation only
+    with claimed_output(args.out, "run"):  # refuses a file or a folder that is not a memadv run
+        scores = estimate(cfg, args.out, executor, progress=args.progress, aggregation_scheduler=scheduler)
     mem = scores.mem["mem"]
     print(f"{args.out}/scores: {len(scores.mem)} training examples, {len(scores.infl)} pairs, "
           f"{scores.meta['n_models']} models; mem > 0.15: {(mem > 0.15).mean():.1%}, mem < 0.02: {(mem < 0.02).mean():.1%}")

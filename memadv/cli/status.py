@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
             first = next(iter(est["damaged"].values()))
             print(f"               damaged shard files: {sorted(est['damaged'])[:20]} ({first}); "
                   f"`memadv estimate --out {rd}` with the run's settings retrains them")
+        if est.get("epochs"):  # shards with an epoch checkpoint: how far their training got
+            print("               in training: " + ", ".join(f"shard {s} (epoch {p['done']}/{p['total']})"
+                                                     for s, p in sorted(est["epochs"].items())[:20]))
         print(f"scores         {'written' if est['scores'] else 'not yet'}")
     print(f"splits         {'written' if status['splits'] else 'not yet'}")
     print(f"score figures  {'written' if status['score_figures'] else 'not yet'}")

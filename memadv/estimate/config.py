@@ -127,6 +127,16 @@ class EstimateConfig:
         return dataset_options(self.dataset, classes=self.classes, per_class=self.per_class,
                                test_per_class=self.test_per_class)
 
+    def runtime(self) -> dict[str, Any]:
+        """Where and how this process runs the shards (:data:`RUNTIME`): taken from the command line on
+        every run and handed to each task, never read back from spec.json (issue 10, item 6)."""
+        return {k: getattr(self, k) for k in self.RUNTIME}
+
+    # Where and how the shards run: free to change between runs of one estimate (a moved data set,
+    # another GPU, the other packing path: same models up to float summation order).
+    RUNTIME = ("data_root", "device", "packing", "channels_last")
     # Fields that define the estimate: a run directory refuses a spec that differs in any of them.
+    # Everything else (RUNTIME, cross_class_threshold: an aggregation setting `aggregate` re-derives,
+    # full_models: issue 9's later addition) is taken from the command line of each run.
     IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "net", "models", "models_per_shard",
                 "subset_ratio", "epochs", "lr", "batch_size", "momentum", "weight_decay", "augment", "seed", "bf16")

@@ -62,16 +62,18 @@ def train_full_models(cfg: Any, dataset: Any, indices: range) -> np.ndarray:
 class FullModelsTask:
     """Block b of the full-data models: train them, write their block file (skipped when it exists)."""
 
-    def __init__(self, run_dir: str | Path, n_models: int, threads: int | None = None):
+    def __init__(self, run_dir: str | Path, n_models: int, threads: int | None = None,
+                 runtime: dict[str, Any] | None = None):
         self.run_dir = str(run_dir)
         self.n_models = int(n_models)
         self.threads = threads
+        self.runtime = dict(runtime or {})  # device, data_root, ... of the command line, never the spec's
 
     def __call__(self, block: int) -> str:
         from memadv.estimate.shards import config_from_spec, dataset_for, read_spec
         run_dir = Path(self.run_dir)
         spec = read_spec(run_dir)
-        cfg = config_from_spec(spec)
+        cfg = config_from_spec(spec, self.runtime)
         start, stop = blocks(self.n_models, cfg.models_per_shard)[block]
         out = block_path(run_dir, block, stop - start)
         if out.exists():
@@ -87,20 +89,22 @@ class FullModelsTask:
         return str(out)
 
 
-def run_full_models(run_dir: str | Path, n_models: int, executor: Any, *, progress: bool = True) -> Path | None:
-    """Train the missing blocks on ``executor`` (a :class:`memadv.executors.ExecutorConfig`)
-    and write ``scores/test_acc_full.parquet``; returns its path (None when ``n_models`` is 0)."""
+def run_full_models(run_dir: str | Path, n_models: int, executor: Any, *, progress: bool = True,
+                    runtime: dict[str, Any] | None = None) -> Path | None:
+    """Train the missing blocks on ``executor`` (a :class:`memadv.executors.ExecutorConfig`), where and
+    how ``runtime`` (EstimateConfig.runtime() of the command line) says, and write
+    ``scores/test_acc_full.parquet``; returns its path (None when ``n_models`` is 0)."""
     from memadv.estimate.shards import config_from_spec, dataset_for, read_spec
     from memadv.executors import run_tasks
     if n_models <= 0:
         return None
     run_dir = Path(run_dir)
-    cfg = config_from_spec(read_spec(run_dir))
+    cfg = config_from_spec(read_spec(run_dir), runtime)
     layout = blocks(n_models, cfg.models_per_shard)
     todo = [b for b, (s, e) in enumerate(layout) if not block_path(run_dir, b, e - s).exists()]
     threads = {"local": max(1, (os.cpu_count() or 1) // executor.workers),
                "slurm": executor.cpus_per_task}.get(executor.executor)
-    run_tasks(FullModelsTask(run_dir, n_models, threads=threads), todo, executor, full_dir(run_dir) / "jobs",
+    run_tasks(FullModelsTask(run_dir, n_models, threads=threads, runtime=runtime), todo, executor, full_dir(run_dir) / "jobs",
               desc="full-data models", progress=progress)
     correct = np.concatenate([read_block(block_path(run_dir, b, e - s), read_spec(run_dir)["n_test"])
                               for b, (s, e) in enumerate(layout)])

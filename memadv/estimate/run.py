@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 
 from memadv.data.scores import Scores
 from memadv.estimate.aggregate import aggregate
+from memadv.estimate.checkpoints import read_progress
+from memadv.estimate.claims import is_claimed
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
 from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
@@ -24,25 +27,42 @@ def jobs_folder(run_dir: Path) -> Path:
 
 
 def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig | None = None, *,
-             progress: bool = True, scheduler: Any = None) -> Scores:
+             progress: bool = True, scheduler: Any = None,
+             aggregation_scheduler: Callable[[], ContextManager[Any]] | None = None) -> Scores:
+    """Write or check the spec, train the missing shards on ``executor``, aggregate, train the full-data models.
+
+    Everything of ``cfg`` outside EstimateConfig.IDENTITY (device, data_root, packing,
+    channels_last, cross_class_threshold, full_models) is this call's, also on a re-run.
+    ``aggregation_scheduler`` (e.g. ``functools.partial(dask_scheduler, "slurm", ...)``) is entered
+    only around the aggregation, after the shards: a dask cluster on Slurm never queues ahead of, or
+    idles behind, the shard jobs. Raises ConfigError when the run folder holds another estimate,
+    TasksFailedError when shards fail.
+    """
     executor = executor or ExecutorConfig()
     run_dir = Path(run_dir)
     dataset = dataset_for(cfg)  # fails before anything is written if the data is missing or malformed
     spec = write_or_check_spec(run_dir, cfg, dataset)
     # a truncated or unreadable shard file is not finished: it is trained again (and replaced)
     todo = [s for s in range(cfg.n_shards) if shard_problem(run_dir, s, spec) is not None]
+    # Shards another live process is training go last: this one trains the others first and then
+    # only waits for those (ShardTask waits for a claimed shard rather than train it twice).
+    todo.sort(key=lambda s: is_claimed(run_dir, s))
     # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
     threads = {"local": max(1, (os.cpu_count() or 1) // executor.workers),
                "slurm": executor.cpus_per_task}.get(executor.executor)
-    run_tasks(ShardTask(run_dir, threads=threads), todo, executor, jobs_folder(run_dir), desc="shards",
-              progress=progress)
-    scores = aggregate(run_dir, scheduler=scheduler)
-    run_full_models(run_dir, cfg.full_models, executor, progress=progress)  # issue 9 hook: ERM on all of D
+    run_tasks(ShardTask(run_dir, threads=threads, runtime=cfg.runtime()), todo, executor, jobs_folder(run_dir),
+              desc="shards", progress=progress)
+    with (aggregation_scheduler or contextlib.nullcontext)():
+        scores = aggregate(run_dir, scheduler=scheduler, cross_class_threshold=cfg.cross_class_threshold,
+                           data_root=cfg.data_root)
+    run_full_models(run_dir, cfg.full_models, executor, progress=progress,
+                    runtime=cfg.runtime())  # issue 9 hook: ERM on all of D
     return scores
 
 
 def estimate_status(run_dir: str | Path) -> dict[str, Any]:
-    """Shards done / running / failed / damaged, and an ETA from the finished shards' training time.
+    """Shards done / running / failed / damaged, epochs done of the shards in training (``epochs``:
+    {shard: {"done", "total"}}), and an ETA from the finished shards' training time.
 
     What is on disk decides: a shard is done only when its file reads back as a shard of this run;
     a file that does not (truncated, unreadable, foreign) is ``damaged`` (shard -> reason; re-running
@@ -66,8 +86,10 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
         parallel = max(1, len(running))
         eta = per_shard * len(todo) / parallel
     scores = RunLayout(run_dir).mem
-    return {"run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"], "shards": n,
-            "done": len(done), "running": running, "failed": failed, "damaged": damaged,
+    # Epochs done of the shards in training (their checkpoints' progress files): {shard: {"done", "total"}}
+    in_training = {s: p for s in todo if (p := read_progress(run_dir, s)) is not None}
+    return {"epochs": in_training, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
+            "shards": n, "done": len(done), "running": running, "failed": failed, "damaged": damaged,
             "pending": len(todo) - len(running) - len(failed) - len([s for s in damaged if s not in running]),
             "eta_seconds": eta, "scores": scores.exists(),
             "scores_age_seconds": time.time() - scores.stat().st_mtime if scores.exists() else None}

@@ -28,6 +28,8 @@ from memadv.data.dataset import Dataset
 from memadv.data.registry import load_dataset
 from memadv.data.scores import dataset_meta
 from memadv.data.tables import read_table, write_table
+from memadv.estimate.checkpoints import ShardCheckpoint
+from memadv.estimate.claims import claimed
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.seeds import model_seed
 from memadv.estimate.train import train_models
@@ -56,19 +58,30 @@ def check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) -> dict[str
         return None
     spec = make_spec(cfg, dataset)
     old = read_spec(run_dir)
-    diff = [k for k in EstimateConfig.IDENTITY if old["config"].get(k) != spec["config"].get(k)]
+    diff = [f"{k} ({old['config'].get(k)!r} there, {spec['config'].get(k)!r} now)" for k in EstimateConfig.IDENTITY
+            if old["config"].get(k) != spec["config"].get(k)]
     if old.get("fingerprint_train") != spec["fingerprint_train"]:
         diff.append("dataset fingerprint")
     if diff:
-        raise ConfigError(f"{run_dir} holds an estimate with different {', '.join(diff)}; "
+        raise ConfigError(f"{run_dir} holds an estimate with different {'; '.join(diff)}; "
                           f"re-run with the same settings to resume, or choose another --out")
     return old
 
 
 def write_or_check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any]:
-    """Write spec.json for a new run; for an existing run, refuse a spec that defines another estimate."""
+    """Write spec.json for a new run; for an existing run, refuse a spec that defines another estimate
+    (:func:`check_spec`).
+
+    The other fields (where and how the shards run: EstimateConfig.RUNTIME; the aggregation's
+    cross_class_threshold; full_models) come from this run's command line: when they differ, the
+    spec's copy is updated to them, as the record of the latest run (later stages read data_root there)."""
     old = check_spec(run_dir, cfg, dataset)
     if old is not None:
+        spec = make_spec(cfg, dataset)
+        if old["config"] != spec["config"]:
+            old = {**old, "config": {**old["config"], **{k: v for k, v in spec["config"].items()
+                                                         if k not in EstimateConfig.IDENTITY}}}
+            write_json_atomic(spec_path(run_dir), old)
         return old
     spec = make_spec(cfg, dataset)
     write_json_atomic(spec_path(run_dir), spec)
@@ -85,8 +98,10 @@ def read_spec(run_dir: Path) -> dict[str, Any]:
         raise SchemaError(f"{path} is not valid JSON: {e}") from None
 
 
-def config_from_spec(spec: dict[str, Any]) -> EstimateConfig:
-    return EstimateConfig(**spec["config"])
+def config_from_spec(spec: dict[str, Any], runtime: dict[str, Any] | None = None) -> EstimateConfig:
+    """The estimate of ``spec``; ``runtime`` (EstimateConfig.runtime() of the command line) replaces
+    where and how it runs (device, data_root, ...), which a task must never take from the spec."""
+    return EstimateConfig(**{**spec["config"], **(runtime or {})})
 
 
 @lru_cache(maxsize=2)
@@ -103,24 +118,39 @@ def dataset_for(cfg: EstimateConfig, spec: dict[str, Any] | None = None) -> Data
 
 
 class ShardTask:
-    """Do shard s: train its models, write its file, mark it done (the file's existence)."""
+    """Do shard s: claim it, train its models (resuming from its checkpoint), write its file, mark it
+    done (the file's existence), remove its checkpoint and claim.
 
-    def __init__(self, run_dir: str | Path, threads: int | None = None):
+    ``runtime`` is :meth:`EstimateConfig.runtime` of the command line that runs the task (device,
+    data_root, packing, channels_last); the estimate itself comes from spec.json. Another live
+    process's claim on the shard is waited for (:func:`memadv.estimate.claims.claimed`).
+    """
+
+    def __init__(self, run_dir: str | Path, threads: int | None = None, runtime: dict[str, Any] | None = None):
         self.run_dir = str(run_dir)
         self.threads = threads
+        self.runtime = dict(runtime or {})
 
     def __call__(self, shard: int) -> str:
         run_dir = Path(self.run_dir)
         out = shard_path(run_dir, shard)
         if shard_problem(run_dir, shard) is None:
             return str(out)
+        with claimed(run_dir, shard, lambda: shard_problem(run_dir, shard) is None) as claim:
+            if claim is not None:  # None: another process wrote the shard while this one waited
+                self._train(run_dir, shard, out)
+        return str(out)
+
+    def _train(self, run_dir: Path, shard: int, out: Path) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)
         spec = read_spec(run_dir)
-        cfg = config_from_spec(spec)
+        cfg = config_from_spec(spec, self.runtime)
         dataset = dataset_for(cfg, spec)
+        ckpt = ShardCheckpoint(run_dir, shard)
+        ckpt.begin_attempt()
         start = time.time()
-        result = train_models(cfg, dataset, cfg.shard_models(shard))
+        result = train_models(cfg, dataset, cfg.shard_models(shard), checkpoint=ckpt)
         seconds = time.time() - start
         masks = result.masks
         rows = {
@@ -139,7 +169,7 @@ class ShardTask:
                 "fingerprint_test": spec["fingerprint_test"], "n_train": spec["n_train"], "n_test": spec["n_test"],
                 "estimate": spec_identity(spec)}
         write_table(out, pd.DataFrame(rows)[SHARD_COLUMNS], meta)
-        return str(out)
+        ckpt.remove()
 
 
 def shard_problem(run_dir: Path, shard: int, spec: dict[str, Any] | None = None) -> str | None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from torch import nn
 
 from memadv.data.augment import apply_crop_flip, draw_crop_flip
 from memadv.data.dataset import Dataset
+from memadv.estimate.checkpoints import ShardCheckpoint, rng_state, set_rng_state
 from memadv.estimate.config import EstimateConfig
 from memadv.errors import NonFiniteLossError
 from memadv.estimate.seeds import model_seed, subset_mask
@@ -136,14 +137,33 @@ def _batches(draws: Sequence[EpochDraws], batch_size: int, device: torch.device
                None if flips is None else flips[:, sl].reshape(-1))
 
 
+def _generator_state(gens: Sequence[torch.Generator], device: torch.device) -> dict[str, Any]:
+    """Every random stream training reads, as tensors: each model's generator and torch's global RNG
+    (dropout-like layers under vmap draw from it), so a resumed shard draws what an uninterrupted one would."""
+    return {"generators": [g.get_state() for g in gens], "rng": rng_state(device)}
+
+
+def _restore_generators(gens: Sequence[torch.Generator], state: dict[str, Any], device: torch.device) -> None:
+    for g, s in zip(gens, state["generators"]):
+        g.set_state(s)
+    set_rng_state(state["rng"], device)
+
+
 def _train_packed(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.Generator], subsets: torch.Tensor,
                   x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int], device: torch.device,
-                  dtype: torch.dtype) -> tuple[nn.Module, np.ndarray]:
+                  dtype: torch.dtype, ckpt: ShardCheckpoint | None = None) -> tuple[nn.Module, np.ndarray]:
     packed = pack(nets).to(device=device, dtype=dtype)
     opt = torch.optim.SGD(packed.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     k = len(nets)
     loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-    for epoch in range(cfg.epochs):
+    first = 0
+    state = ckpt.load() if ckpt is not None else None
+    if state is not None:  # resume after epoch state["epoch"] - 1: everything that epoch left behind
+        packed.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        _restore_generators(gens, state, device)
+        first = int(state["epoch"])
+    for epoch in range(first, cfg.epochs):
         for group in opt.param_groups:
             group["lr"] = lr_at(epoch, cfg)
         packed.train()
@@ -164,19 +184,36 @@ def _train_packed(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.G
             loss_sum += per_model.detach()
             n_batches += 1
         _check_finite(loss_sum, epoch, model_ids, cfg)
+        if ckpt is not None and epoch + 1 < cfg.epochs:
+            ckpt.save({"model": packed.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                       **_generator_state(gens, device)}, epoch + 1, cfg.epochs)
     return packed, (loss_sum / max(n_batches, 1)).cpu().numpy()
 
 
 def _train_one_by_one(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.Generator],
                       subsets: torch.Tensor, x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int],
-                      device: torch.device, dtype: torch.dtype) -> tuple[list[nn.Module], np.ndarray]:
+                      device: torch.device, dtype: torch.dtype, ckpt: ShardCheckpoint | None = None
+                      ) -> tuple[list[nn.Module], np.ndarray]:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     final = np.zeros(len(nets))
+    state = ckpt.load() if ckpt is not None else None
+    at_model, at_epoch = (int(state["model_index"]), int(state["epoch"])) if state is not None else (0, 0)
+    if state is not None:  # nets before at_model are trained; net at_model resumes at epoch at_epoch
+        final[:] = state["final"].numpy()
+        for j in range(at_model + 1):
+            nets[j].to(device=device, dtype=dtype, memory_format=fmt if j == at_model else torch.contiguous_format)
+            nets[j].load_state_dict(state["models"][j])
+        _restore_generators(gens, state, device)
     for j, net in enumerate(nets):
+        if j < at_model:
+            continue
         net.to(device=device, dtype=dtype, memory_format=fmt)
         opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        first = at_epoch if j == at_model else 0
+        if first:
+            opt.load_state_dict(state["optimizer"])
         loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
-        for epoch in range(cfg.epochs):
+        for epoch in range(first, cfg.epochs):
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch, cfg)
             net.train()
@@ -195,7 +232,12 @@ def _train_one_by_one(cfg: EstimateConfig, nets: list[nn.Module], gens: list[tor
                 loss_sum += loss.detach()
                 n_batches += 1
             _check_finite(loss_sum, epoch, [model_ids[j]], cfg)
-        final[j] = float(loss_sum.item()) / max(n_batches, 1)
+            final[j] = float(loss_sum.item()) / max(n_batches, 1)
+            done, total = j * cfg.epochs + epoch + 1, len(nets) * cfg.epochs
+            if ckpt is not None and done < total:
+                ckpt.save({"models": [n.state_dict() for n in nets[:j + 1]], "optimizer": opt.state_dict(),
+                           "model_index": j, "epoch": epoch + 1, "final": torch.from_numpy(final.copy()),
+                           **_generator_state(gens, device)}, done, total)
         net.to(memory_format=torch.contiguous_format)
     return nets, final
 
@@ -220,12 +262,16 @@ def predict_correct(models: nn.Module | list[nn.Module], x: torch.Tensor, y: tor
 
 
 def train_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int],
-                 dtype: torch.dtype = torch.float32, masks: np.ndarray | None = None) -> TrainedModels:
+                 dtype: torch.dtype = torch.float32, masks: np.ndarray | None = None,
+                 checkpoint: ShardCheckpoint | None = None) -> TrainedModels:
     """Train models ``model_ids`` of the estimate ``cfg`` on ``dataset`` (see module docstring).
 
     ``masks`` ((K, n_train) bool, equal row sums) overrides the sampled subsets (the full-data models
     of :mod:`memadv.estimate.full_models`). Returns their subset masks (K, n_train), correctness on
     train (K, n_train) and test (K, n_test), mean loss of the last epoch (K,) and the models packed.
+    With ``checkpoint`` (:class:`memadv.estimate.checkpoints.ShardCheckpoint`), training resumes from
+    its last saved epoch and saves one at every epoch boundary (packed: after epoch e of all K models;
+    one by one: after epoch e of model j), with results bit-identical to training without interruption.
     Raises NonFiniteLossError when a loss becomes NaN or infinite.
     """
     device = torch.device(cfg.device)
@@ -239,7 +285,7 @@ def train_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int]
     # The whole training set on the device as uint8 (CIFAR: 150 MB): no host copy per step.
     x_dev, y_dev = dataset.x_train.to(device), dataset.y_train.to(device)
     train = _train_packed if packing_for(cfg) == "packed" else _train_one_by_one
-    trained, final_loss = train(cfg, nets, gens, subsets, x_dev, y_dev, model_ids, device, dtype)
+    trained, final_loss = train(cfg, nets, gens, subsets, x_dev, y_dev, model_ids, device, dtype, checkpoint)
     return TrainedModels(
         model_ids=model_ids, masks=masks,
         train_correct=predict_correct(trained, dataset.x_train, dataset.y_train, device, dtype),

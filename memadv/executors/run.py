@@ -39,7 +39,6 @@ from memadv.errors import ConfigError, UnknownChoiceError
 from memadv.executors.base import EXECUTORS, ExecutorConfig
 from memadv.executors.local import run_inprocess, run_local
 from memadv.slurm.accounting import job_states, task_phase
-from memadv.slurm.submit import run_slurm
 
 
 def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfig, folder: str | Path, *,
@@ -64,6 +63,10 @@ def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfi
     if cfg.executor == "local":
         return run_local(task, ids, cfg, folder, desc, progress)
     if cfg.executor == "slurm":
+        # imported here: memadv.slurm.submit imports memadv.executors.base, and a Slurm job that
+        # unpickles its task imports memadv.slurm.submit first (a cycle at import time otherwise)
+        from memadv.slurm.submit import run_slurm
+
         return run_slurm(task, ids, cfg, folder, desc, progress)
     raise UnknownChoiceError("executor", cfg.executor, EXECUTORS)
 

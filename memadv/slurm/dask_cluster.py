@@ -20,13 +20,19 @@ Options per kind (anything else is a ConfigError):
 ``slurm``    partition (cluster default), cores (2, per job), memory ("4GB", per job), walltime
              ("01:00:00"), jobs (1: Slurm jobs, each one dask worker process per ``processes``),
              processes (1), account (None), job_extra (list of extra "#SBATCH" options, e.g.
-             ["--qos=high"]), log_directory (None: Slurm's default), wait_timeout_s (300: wait this
-             long for the first worker; 0 = don't wait)
+             ["--qos=high"]), log_directory (None: Slurm's default), wait_timeout_s (300: fail with
+             DaskWorkerTimeoutError when no worker joined within this long; must be > 0)
+
+On the command line (``estimate``, ``aggregate``): --dask-partition, --dask-memory, --dask-walltime,
+--dask-wait-s (:func:`slurm_cli_options`). ``estimate`` enters the scheduler only around the
+aggregation, after the shards, so the worker job never holds a node while shards wait for one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
 from typing import Any, Iterator
 
 from memadv.config import check_range
@@ -40,6 +46,10 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "slurm": {"partition": None, "cores": 2, "memory": "4GB", "walltime": "01:00:00", "jobs": 1, "processes": 1,
               "account": None, "job_extra": [], "log_directory": None, "wait_timeout_s": 300.0},
 }
+
+
+class DaskWorkerTimeoutError(MemadvError, TimeoutError):
+    """No dask worker joined the Slurm dask cluster within --dask-wait-s."""
 
 
 class MissingDependencyError(MemadvError, ImportError):
@@ -77,10 +87,30 @@ def _options(kind: str, given: dict[str, Any]) -> dict[str, Any]:
         if opts.get(name) is not None:
             check_range(name, opts[name], 1)
     if kind == "slurm":
-        check_range("wait_timeout_s", float(opts["wait_timeout_s"]), 0)
+        # > 0: waiting forever for a worker that never arrives is the hang of issue 10, item 12
+        check_range("dask-wait-s", float(opts["wait_timeout_s"]), 0, lo_open=True)
+        if not _WALLTIME.match(str(opts["walltime"])):
+            raise ConfigError(f"--dask-walltime must be HH:MM:SS or D-HH:MM:SS, got {opts['walltime']!r}")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", str(opts["memory"])):
+            raise ConfigError(f"--dask-memory must be a size such as 4GB or 512MB, got {opts['memory']!r}")
         if isinstance(opts["job_extra"], str):
             opts["job_extra"] = [opts["job_extra"]]
     return opts
+
+
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+CLI_SLURM_OPTIONS = {"partition": "--dask-partition", "memory": "--dask-memory", "walltime": "--dask-walltime",
+                     "wait_timeout_s": "--dask-wait-s"}
+
+
+def slurm_cli_options(kind: str, **given: Any) -> dict[str, Any]:
+    """The options of ``dask_scheduler(kind)`` from the command line's --dask-* values (None: not
+    given). Raises ConfigError when one is given with a kind other than ``slurm``, or is invalid."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if kind != "slurm" and given:
+        raise ConfigError(f"{', '.join(CLI_SLURM_OPTIONS[k] for k in given)} only apply to --dask-cluster slurm "
+                          f"(got --dask-cluster {kind})")
+    return _options(kind, given) if kind == "slurm" else {}
 
 
 def _slurm_cluster_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
@@ -128,12 +158,12 @@ def dask_scheduler(kind: str = "threads", **options: Any) -> Iterator[Any]:
         raise ConfigError(f"dask SLURMCluster: {e}") from None
     with cluster, distributed.Client(cluster) as client:
         cluster.scale(jobs=int(opts["jobs"]))
-        if float(opts["wait_timeout_s"]) > 0:
-            try:
-                client.wait_for_workers(1, timeout=float(opts["wait_timeout_s"]))
-            except TimeoutError:
-                raise MemadvError(f"no dask worker joined within {opts['wait_timeout_s']} s; the Slurm jobs may be "
-                                  "pending (squeue) or failing (see their logs)") from None
+        try:
+            client.wait_for_workers(1, timeout=float(opts["wait_timeout_s"]))
+        except (TimeoutError, asyncio.TimeoutError):
+            raise DaskWorkerTimeoutError(
+                f"no dask worker joined within {opts['wait_timeout_s']:g} s (--dask-wait-s); the Slurm job may be "
+                "pending (squeue: --dask-partition, --dask-memory, --dask-walltime) or failing (its log)") from None
         yield client
 
 
@@ -145,4 +175,4 @@ def slurm_job_script(**options: Any) -> str:
         return cluster.job_script()
 
 
-__all__ = ["DASK_KINDS", "MissingDependencyError", "dask_scheduler", "slurm_job_script"]
+__all__ = ["DASK_KINDS", "DaskWorkerTimeoutError", "MissingDependencyError", "slurm_cli_options", "dask_scheduler", "slurm_job_script"]

@@ -26,3 +26,28 @@ def test_estimate_sweep_on_slurm_equals_inprocess(slurm_cluster, slurm_tmp):
     for table in ("mem", "infl", "test_acc"):
         pd.testing.assert_frame_equal(getattr(on_slurm, table), getattr(in_process, table), check_exact=True)
     assert on_slurm.meta["fingerprint_train"] == in_process.meta["fingerprint_train"]
+
+
+def test_dask_cluster_on_slurm_starts_after_the_shards(slurm_cluster, slurm_tmp, capsys, monkeypatch):
+    """`--dask-cluster slurm`: the worker job is submitted after the shards' job array (its job id
+    is higher), with the partition / memory / walltime options (issue 10, item 12)."""
+    import json
+    import subprocess
+
+    pytest.importorskip("dask_jobqueue")
+    from memadv.cli.main import main
+
+    run = slurm_tmp / "run"
+    monkeypatch.chdir(slurm_tmp)  # the dask worker job's slurm-N.out lands in the submit folder
+    code = main(["estimate", "--dataset", "digits", "--models", "4", "--models-per-shard", "2", "--epochs", "1",
+                 "--full-models", "0", "--executor", "slurm", "--cpus-per-task", "1", "--timeout-min", "10",
+                 "--dask-cluster", "slurm", "--dask-partition", "debug", "--dask-memory", "4GB",
+                 "--dask-walltime", "00:07:00", "--dask-wait-s", "120", "--no-progress", "--out", str(run)])
+    assert code == 0, capsys.readouterr().err
+    array = int(json.loads((run / "estimate" / "jobs" / "jobs.json").read_text())["array_job_ids"][-1])
+    rows = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1hour", "-o", "JobIDRaw,JobName,Timelimit"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    dask_jobs = [r.split("|") for r in rows if r.split("|")[1] == "dask-worker"]
+    dask_jobs = [(int(j), limit) for j, _, limit in dask_jobs if int(j) > array - 1]
+    assert dask_jobs and all(j > array for j, _ in dask_jobs), (array, dask_jobs)
+    assert all(limit == "00:07:00" for _, limit in dask_jobs)

@@ -78,3 +78,24 @@ def test_slurm_cluster_runs_a_computation(slurm_cluster, slurm_tmp):
                         log_directory=slurm_tmp, wait_timeout_s=120) as client:
         assert len(client.scheduler_info()["workers"]) >= 1
         assert _total() == 499500
+
+
+@pytest.mark.slurm
+def test_slurm_cluster_times_out_when_no_worker_arrives(slurm_cluster, slurm_tmp):
+    """A worker job that never starts (held) ends in a one-line error after --dask-wait-s, not a hang
+    (issue 10, item 12)."""
+    import subprocess
+    import time
+
+    pytest.importorskip("dask_jobqueue")
+    from memadv.slurm.dask_cluster import DaskWorkerTimeoutError
+
+    start = time.monotonic()
+    with pytest.raises(DaskWorkerTimeoutError, match="--dask-wait-s") as info:
+        with dask_scheduler("slurm", cores=1, memory="1GB", walltime="00:05:00", job_extra=["hold"],
+                            log_directory=slurm_tmp, wait_timeout_s=5):
+            pass
+    assert time.monotonic() - start < 60 and "\n" not in str(info.value)
+    time.sleep(2)  # closing the cluster cancels its held job
+    names = subprocess.run(["squeue", "-h", "-o", "%j %u"], capture_output=True, text=True).stdout
+    assert "dask-worker" not in names, names

@@ -1,0 +1,255 @@
+"""Estimate jobs that finish and do not leak (issue 10, items 6, 11, 12, 14; item 13 is in
+tests/executors/test_local_workers.py): settings of a re-run, epoch checkpoints and resume,
+the dask cluster for aggregation only, claims of shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import memadv.estimate.checkpoints as checkpoints
+import memadv.estimate.claims as claims
+from memadv.cli.main import main
+from memadv.data.scores import read_scores
+from memadv.data.tables import read_table
+from memadv.errors import ConfigError, TimeLimitTooShortError
+from memadv.estimate.config import EstimateConfig
+from memadv.estimate.run import estimate, estimate_status
+from memadv.estimate.shards import ShardTask, dataset_for, shard_path, write_or_check_spec
+from memadv.slurm.dask_cluster import slurm_cli_options
+
+TINY = dict(dataset="digits", models=4, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
+import memadv  # noqa: E402
+
+REPO = Path(memadv.__file__).resolve().parents[1]  # the memadv under test, for the subprocesses
+
+
+# ---- item 6: what defines the estimate vs. where and how it runs
+
+
+def test_rerun_takes_device_from_the_command_line_not_the_spec(tmp_path):
+    """A run started with a device this machine lacks (`--device cuda:7`) can be finished on another."""
+    run = tmp_path / "run"
+    started = EstimateConfig(**{**TINY, "full_models": 2}, device="cuda:7")
+    write_or_check_spec(run, started, dataset_for(started))  # the first run got as far as its spec
+    estimate(EstimateConfig(**{**TINY, "full_models": 2}, device="cpu"), run, progress=False)
+    assert all(shard_path(run, s).exists() for s in range(2))
+    assert json.loads((run / "estimate" / "spec.json").read_text())["config"]["device"] == "cpu"  # latest run
+
+
+def test_rerun_takes_cross_class_threshold_from_the_command_line(tmp_path):
+    run = tmp_path / "run"
+    estimate(EstimateConfig(**TINY, cross_class_threshold=0.15), run, progress=False, scheduler="sync")
+    scores = estimate(EstimateConfig(**TINY, cross_class_threshold=0.5), run, progress=False, scheduler="sync")
+    assert scores.meta["cross_class_threshold"] == 0.5
+    assert read_scores(run).meta["cross_class_threshold"] == 0.5
+
+
+def test_rerun_refuses_a_change_of_what_defines_the_estimate(tmp_path):
+    run = tmp_path / "run"
+    cfg = EstimateConfig(**TINY)
+    write_or_check_spec(run, cfg, dataset_for(cfg))
+    with pytest.raises(ConfigError, match=r"epochs \(1 there, 2 now\)"):
+        write_or_check_spec(run, EstimateConfig(**{**TINY, "epochs": 2}), dataset_for(cfg))
+
+
+def test_runtime_fields_are_not_identity_fields():
+    assert not set(EstimateConfig.RUNTIME) & set(EstimateConfig.IDENTITY)
+    assert "cross_class_threshold" not in EstimateConfig.IDENTITY
+
+
+# ---- item 11: epoch checkpoints, resume bit-identical, status, time limit too short
+
+
+class Interrupted(BaseException):
+    """Stands in for the end of a Slurm time limit (not an Exception: nothing may swallow it)."""
+
+
+def _shard_frame(run: Path) -> pd.DataFrame:
+    df, _ = read_table(shard_path(run, 0))
+    return df.drop(columns=["seconds"])  # wall time: the only column that may differ
+
+
+@pytest.mark.parametrize("packing", ["packed", "one-by-one"])
+def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, packing):
+    cfg = EstimateConfig(**{**TINY, "epochs": 4, "models": 2}, packing=packing, augment=True)
+    total = cfg.epochs * (1 if packing == "packed" else cfg.models_per_shard)
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for run in (whole, broken):
+        write_or_check_spec(run, cfg, dataset_for(cfg))
+    ShardTask(whole, runtime=cfg.runtime())(0)
+
+    saved: list[int] = []
+    original = checkpoints.ShardCheckpoint.save
+
+    def save_then_stop(self, state, done, total_):
+        original(self, state, done, total_)
+        saved.append(done)
+        if len(saved) == 2:
+            raise Interrupted
+
+    monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", save_then_stop)
+    with pytest.raises(Interrupted):
+        ShardTask(broken, runtime=cfg.runtime())(0)
+    assert not shard_path(broken, 0).exists()
+    assert estimate_status(broken)["epochs"] == {0: {"done": 2, "total": total}}
+    assert main(["status", str(broken)]) == 0
+    assert f"shard 0 (epoch 2/{total})" in capsys.readouterr().out
+    assert torch_load_is_tensors_only(checkpoints.ShardCheckpoint(broken, 0).path)
+
+    saved.clear()
+    monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", lambda self, state, done, total_: (
+        saved.append(done), original(self, state, done, total_)))
+    ShardTask(broken, runtime=cfg.runtime())(0)
+    assert saved[0] == 3, "the re-run started over instead of resuming"
+    pd.testing.assert_frame_equal(_shard_frame(broken), _shard_frame(whole))
+    assert not checkpoints.checkpoint_dir(broken).exists()  # removed by the task once the shard is written
+
+
+def torch_load_is_tensors_only(path: Path) -> bool:
+    import torch
+
+    torch.load(path, weights_only=True)  # raises on anything but tensors and plain containers
+    return True
+
+
+def test_slurm_attempt_without_a_new_checkpoint_names_timeout_min(tmp_path, monkeypatch):
+    cfg = EstimateConfig(**{**TINY, "epochs": 2})
+    run = tmp_path / "run"
+    write_or_check_spec(run, cfg, dataset_for(cfg))
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+
+    def killed_by_time_limit(self, state, done, total):
+        raise Interrupted
+
+    monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", killed_by_time_limit)
+    with pytest.raises(Interrupted):
+        ShardTask(run, runtime=cfg.runtime())(0)  # first attempt: no epoch finished in time
+    with pytest.raises(TimeLimitTooShortError, match="--timeout-min"):
+        ShardTask(run, runtime=cfg.runtime())(0)  # the requeued attempt of the same array task
+
+
+def test_local_rerun_after_a_crash_is_not_flagged(tmp_path, monkeypatch):
+    cfg = EstimateConfig(**{**TINY, "epochs": 2})
+    run = tmp_path / "run"
+    write_or_check_spec(run, cfg, dataset_for(cfg))
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    original = checkpoints.ShardCheckpoint.save
+    monkeypatch.setattr(checkpoints.ShardCheckpoint, "save",
+                        lambda *a: (_ for _ in ()).throw(Interrupted()))
+    with pytest.raises(Interrupted):
+        ShardTask(run, runtime=cfg.runtime())(0)
+    monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", original)
+    ShardTask(run, runtime=cfg.runtime())(0)
+    assert shard_path(run, 0).exists()
+
+
+# ---- item 12: the dask cluster is for aggregation only, with its own options and a time-out
+
+
+def test_aggregation_scheduler_is_entered_after_the_shards(tmp_path):
+    run = tmp_path / "run"
+    seen: list[bool] = []
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def scheduler():
+        seen.append(all(shard_path(run, s).exists() for s in range(2)))
+        yield None
+
+    estimate(EstimateConfig(**TINY), run, progress=False, aggregation_scheduler=scheduler)
+    assert seen == [True]
+
+
+def test_dask_slurm_options_are_checked_and_refused_for_other_kinds():
+    assert slurm_cli_options("slurm", partition="cpu", memory="16GB", walltime="02:00:00",
+                             wait_timeout_s=60)["walltime"] == "02:00:00"
+    with pytest.raises(ConfigError, match="--dask-partition only apply to --dask-cluster slurm"):
+        slurm_cli_options("threads", partition="cpu")
+    with pytest.raises(ConfigError, match="dask-wait-s"):
+        slurm_cli_options("slurm", wait_timeout_s=0)
+    with pytest.raises(ConfigError, match="--dask-walltime"):
+        slurm_cli_options("slurm", walltime="1 hour")
+    with pytest.raises(ConfigError, match="--dask-memory"):
+        slurm_cli_options("slurm", memory="lots")
+
+
+def test_cli_dask_option_without_slurm_is_a_one_line_error(tmp_path, capsys):
+    code = main(["estimate", "--dataset", "digits", "--out", str(tmp_path / "r"), "--dask-memory", "8GB"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--dask-memory" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+# ---- item 14: claims
+
+
+def test_stale_claims_are_taken_over_and_live_ones_are_not(tmp_path, monkeypatch):
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    path = claims.claim_path(tmp_path, 0)
+    path.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def write(host, pid, age=0.0):
+        path.write_text(json.dumps({"host": host, "pid": pid, "token": f"t{pid}{host}"}))
+        os.utime(path, (time.time() - age, time.time() - age))
+
+    write(socket.gethostname(), os.getppid())  # a live process on this host
+    assert claims.try_claim(tmp_path, 0) is None
+    write("elsewhere", 1, age=10.0)  # another host, heartbeat recent
+    assert claims.try_claim(tmp_path, 0) is None
+    write("elsewhere", 1, age=claims.STALE_AFTER_S + 1)  # another host, silent too long
+    claim = claims.try_claim(tmp_path, 0)
+    assert claim is not None and json.loads(path.read_text())["pid"] == os.getpid()
+    claim.release()
+    assert not path.exists() and not list(path.parent.glob("*.takeover"))
+    write(socket.gethostname(), dead.pid)  # dead pid on this host
+    claim = claims.try_claim(tmp_path, 0)
+    assert claim is not None
+    assert claims.try_claim(tmp_path, 0) is None  # held by this live process
+    claim.release()
+
+
+TRAIN_LOGGED = """
+import sys, time
+import memadv.estimate.shards as shards
+from memadv.estimate.config import EstimateConfig
+from memadv.estimate.run import estimate
+log = sys.argv[2]
+original = shards.train_models
+def logged(cfg, dataset, model_ids, **kw):
+    with open(log, "a") as f:
+        f.write(f"{model_ids[0]}\\n")
+    time.sleep(1.5)  # long enough for the two processes to overlap
+    return original(cfg, dataset, model_ids, **kw)
+shards.train_models = logged
+estimate(EstimateConfig(dataset="digits", models=8, models_per_shard=2, epochs=1, batch_size=256, full_models=0),
+         sys.argv[1], progress=False)
+"""
+
+
+def test_two_processes_on_one_run_train_each_shard_once(tmp_path):
+    run, log = tmp_path / "run", tmp_path / "trained.log"
+    cfg = EstimateConfig(dataset="digits", models=8, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
+    write_or_check_spec(run, cfg, dataset_for(cfg))  # both find the spec: no race on creating it
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", TRAIN_LOGGED, str(run), str(log)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    trained = sorted(int(x) for x in log.read_text().split())
+    assert trained == [0, 2, 4, 6], f"shards trained more than once: {trained}"
+    assert not list(claims.claim_path(run, 0).parent.glob("*.lock"))
