@@ -67,10 +67,10 @@ def test_shard_that_failed_with_its_log_on_disk_is_failed(tmp_path: Path, execut
         import memadv.estimate.shards as shards
         real = shards.train_models
 
-        def fail_on_shard_1(cfg, dataset, models):  # type: ignore[no-untyped-def]
+        def fail_on_shard_1(cfg, dataset, models, **kw):  # type: ignore[no-untyped-def]
             if 2 in models:
                 raise RuntimeError("boom")
-            return real(cfg, dataset, models)
+            return real(cfg, dataset, models, **kw)
 
         monkeypatch.setattr(shards, "train_models", fail_on_shard_1)
         with pytest.raises(TasksFailedError):
