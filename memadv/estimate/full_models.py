@@ -109,9 +109,8 @@ def run_full_models(run_dir: str | Path, n_models: int, executor: Any, *, progre
     correct = np.concatenate([read_block(block_path(run_dir, b, e - s), read_spec(run_dir)["n_test"])
                               for b, (s, e) in enumerate(layout)])
     dataset = dataset_for(cfg)
-    return write_full_test_acc(run_dir / "scores", correct, dataset.y_test.numpy(),
-                               {**dataset_meta(dataset), "source": "memadv full-data ERM models",
-                                "n_full_models": int(correct.shape[0])})
+    meta = {**dataset_meta(dataset), "source": "memadv full-data ERM models", "n_full_models": int(correct.shape[0])}
+    return write_full_test_acc(run_dir / "scores", correct, dataset.y_test.numpy(), meta, test_ids=dataset.test_ids)
 
 
 def read_block(path: Path, n_test: int) -> np.ndarray:
@@ -129,7 +128,12 @@ def full_test_accuracy(test_correct: np.ndarray, y_test: np.ndarray) -> pd.DataF
 
 
 def write_full_test_acc(scores_dir: Path, test_correct: np.ndarray, y_test: np.ndarray,
-                        meta: dict[str, Any]) -> Path:
+                        meta: dict[str, Any], test_ids: np.ndarray | None = None) -> Path:
+    """Write ``test_acc_full.parquet``; ``test_ids`` (the original ids of a reduced copy's test
+    examples, ``Dataset.test_ids``) turn positions into canonical ids, as in every score file."""
     path = Path(scores_dir) / FULL_FILE
-    write_table(path, full_test_accuracy(test_correct, y_test), meta)
+    df = full_test_accuracy(test_correct, y_test)
+    if test_ids is not None:
+        df["idx"] = np.asarray(test_ids)[df["idx"].to_numpy(np.int64)]
+    write_table(path, df, meta)
     return path

@@ -118,3 +118,21 @@ def test_loaded_dataset_records_its_options() -> None:
     assert ds.options == {"per_class": 5}
     assert load_dataset("digits").options == {}
     assert np.bincount(ds.y_train.numpy()).tolist() == [5] * 10
+
+
+def test_full_data_models_of_a_reduced_copy_speak_canonical_ids(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The full-data models' test_acc_full.parquet uses the same original ids as test_acc.parquet
+    (a reduced copy's test positions are not its ids), so splits can use it."""
+    root = tmp_path / "fm"
+    write_idx_set(root, fake_arrays(n_train=80, n_test=30, side=6, seed=3), gz=True)
+    run_dir = tmp_path / "run"
+    tiny = [a if a != "0" or i == 0 or TINY[i - 1] != "--full-models" else "2" for i, a in enumerate(TINY)]
+    code, err = run(["estimate", "--dataset", "fashion-mnist", "--data-root", root, "--per-class", "3",
+                     "--test-per-class", "2", *tiny, "--out", run_dir], capsys)
+    assert code == 0, err
+    from memadv.data.erm_accuracy import read_full_test_acc
+    ds = load_dataset("fashion-mnist", root, per_class=3, test_per_class=2)
+    assert sorted(read_full_test_acc(run_dir)["idx"]) == sorted(ds.ids("test"))
+    assert ds.ids("test").max() >= len(ds.ids("test"))  # ids are not positions: the mapping is exercised
+    code, err = run(["splits", run_dir], capsys)
+    assert code == 0, err
