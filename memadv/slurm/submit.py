@@ -14,6 +14,7 @@ running (the submitting process was killed), they are waited for rather than sub
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any, Callable
 from submitit.helpers import Checkpointable
 
 from memadv.config import check_printable, check_range
+from memadv.data.atomic import write_json_atomic
 from memadv.errors import MemadvError
 from memadv.executors.base import ExecutorConfig, TasksFailedError, progress_bar
 from memadv.slurm.accounting import ACTIVE_STATES, live_states, read_jobs, write_jobs
@@ -69,15 +71,45 @@ def sbatch_script(cfg: ExecutorConfig, folder: str | Path, n_tasks: int, *, desc
 
 
 class _RequeueableTask(Checkpointable):
-    """Calls the idempotent task. On time-out or pre-emption submitit's signal handler calls
-    ``checkpoint`` (inherited: resubmit the same call ``task(i)``) and requeues the array task;
-    the task then skips the units it already finished."""
+    """Calls the idempotent task and records its outcome as JSON (:func:`outcome_path`).
 
-    def __init__(self, task: Callable[[int], Any]):
+    memadv never unpickles what a job leaves in the run folder (submitit's result pickle could be
+    anyone's file in a shared folder): the waiting process reads this JSON file instead. The task's
+    return value must be JSON data (a path string, a dict of plain values). On time-out or
+    pre-emption submitit's signal handler calls ``checkpoint`` (inherited: resubmit the same call
+    ``task(i)``) and requeues the array task; the task then skips the units it already finished."""
+
+    def __init__(self, task: Callable[[int], Any], folder: str):
         self.task = task
+        self.folder = folder
 
     def __call__(self, i: int) -> Any:
-        return self.task(i)
+        import submitit
+
+        path = outcome_path(Path(self.folder), submitit.JobEnvironment().job_id)
+        try:
+            value = self.task(i)
+        except Exception as e:
+            write_json_atomic(path, {"ok": False, "error": f"{type(e).__name__}: {e}".splitlines()[0][:400]})
+            raise
+        write_json_atomic(path, {"ok": True, "value": value})
+        return value
+
+
+def outcome_path(folder: Path, job_id: str) -> Path:
+    """``<folder>/outcomes/<job id>.json``: ``{"ok": true, "value": ...}`` or ``{"ok": false, "error": "..."}``."""
+    return Path(folder) / "outcomes" / f"{job_id}.json"
+
+
+def read_outcome(path: Path) -> dict[str, Any]:
+    """An outcome file, or a failure that names it when it is not one (plain JSON: nothing is executed)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"ok": False, "error": f"unreadable outcome file {path}: {type(e).__name__}"}
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        return {"ok": False, "error": f"outcome file {path} is not memadv's"}
+    return data
 
 
 def _job_name(desc: str) -> str:
@@ -119,7 +151,7 @@ def run_slurm(task, ids, cfg, folder, desc, progress) -> list[Any]:
     if todo:
         executor = _make_slurm_executor(cfg, folder, desc)
         try:
-            submitted = executor.map_array(_RequeueableTask(task), todo)
+            submitted = executor.map_array(_RequeueableTask(task, str(folder)), todo)
         except subprocess.CalledProcessError as e:
             raise MemadvError(f"sbatch refused the job array for {desc}: {_one_line(e)}") from None
         except Exception as e:  # submitit wraps sbatch errors in FailedJobError / RuntimeError
@@ -149,7 +181,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _wait_slurm(jobs: dict[int, Any], ids: list[int], folder: Path, desc: str, progress: bool) -> list[Any]:
-    """Poll result files every second and sacct every 2-30 s until every array task is done."""
+    """Poll outcome files every second and sacct every 2-30 s until every array task is done."""
     results: dict[int, Any] = {}
     failed: dict[int, str] = {}
     logs: dict[int, str] = {i: str(job.paths.stderr) for i, job in jobs.items()}
@@ -177,11 +209,13 @@ def _wait_slurm(jobs: dict[int, Any], ids: list[int], folder: Path, desc: str, p
                         gone_seen[i] = gone_seen.get(i, 0) + 1
             for i in sorted(pending):
                 job = jobs[i]
-                if job.paths.result_pickle.exists():
-                    try:
-                        results[i] = job.result()
-                    except Exception as e:  # noqa: BLE001 - the task raised inside the job
-                        failed[i] = _summarise_failure(e)
+                outcome = outcome_path(folder, job.job_id)
+                if outcome.exists():
+                    data = read_outcome(outcome)
+                    if data["ok"]:
+                        results[i] = data.get("value")
+                    else:
+                        failed[i] = str(data.get("error", "failed"))
                     pending.discard(i)
                     bar.update(1)
                     continue
@@ -198,14 +232,3 @@ def _wait_slurm(jobs: dict[int, Any], ids: list[int], folder: Path, desc: str, p
     if failed:
         raise TasksFailedError(desc, failed, logs, len(ids))
     return [results[i] for i in ids]
-
-
-def _summarise_failure(e: Exception) -> str:
-    """The last line of the remote traceback ('ValueError: boom') of a submitit FailedJobError."""
-    text = str(e)
-    if "----------------------" in text:
-        parts = text.split("----------------------")
-        if len(parts) >= 2:
-            text = parts[1]
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__

@@ -259,3 +259,33 @@ def test_raw_per_model_arrays_give_mem_with_standard_errors(tmp_path):
         assert row["mem"] == pytest.approx(p_in - p_out) and row["mem_se"] == pytest.approx(se)
     assert s.test_acc.sort_values("idx")["p_correct"].to_numpy() == pytest.approx(test_ok.mean(0))
     assert s.meta["se_known"] is True and s.meta["n_models"] == M
+
+
+def test_waiting_for_slurm_jobs_never_opens_their_result_pickles(tmp_path, monkeypatch):
+    """The waiter reads the JSON outcome each job writes (memadv.slurm.submit.outcome_path), never
+    submitit's result pickle, even when a crafted one sits beside it. The jobs are stand-ins (no
+    sbatch needed): a real array would leave the same files."""
+    from types import SimpleNamespace
+
+    from submitit.core.utils import JobPaths
+
+    from memadv.data.atomic import write_json_atomic
+    from memadv.slurm import submit
+
+    proof = tmp_path / "PWNED"
+    jobs = {}
+    for i, outcome in enumerate(({"ok": True, "value": "shard-0"}, {"ok": False, "error": "ValueError: boom"})):
+        paths = JobPaths(tmp_path, job_id=f"77_{i}", task_id=i)
+        paths.result_pickle.parent.mkdir(parents=True, exist_ok=True)
+        paths.result_pickle.write_bytes(pickle.dumps(("success", _Plant(proof))))
+        write_json_atomic(submit.outcome_path(tmp_path, f"77_{i}"), outcome)
+        # result(): what submitit's Job.result() does, unpickle the result file (the old waiter called it)
+        jobs[i] = SimpleNamespace(job_id=f"77_{i}", paths=paths,
+                                  result=lambda p=paths: pickle.loads(p.result_pickle.read_bytes())[1])
+    monkeypatch.setattr(submit, "live_states", lambda ids: {j: "COMPLETED" for j in ids})
+    with pytest.raises(Exception, match="ValueError: boom"):
+        submit._wait_slurm(jobs, [0, 1], tmp_path, "toy shards", progress=False)
+    assert not proof.exists()
+    del jobs[1]
+    assert submit._wait_slurm(jobs, [0], tmp_path, "toy shards", progress=False) == ["shard-0"]
+    assert not proof.exists()
