@@ -52,8 +52,8 @@ def read_jobs(folder: str | Path) -> dict[str, Any] | None:
 def job_states(folder: str | Path) -> dict[int, str]:
     """Task id -> Slurm state (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, ...).
 
-    Read from ``folder/jobs.json`` and one ``sacct`` call; UNKNOWN where sacct does not know a task
-    (accounting purged, sacct unavailable). submitit's result pickles are never opened: a crafted
+    Read from ``folder/jobs.json``, one ``sacct`` call and the JSON outcome file each task writes
+    when it ends (:func:`outcome_path`); UNKNOWN where neither knows a task. submitit's result pickles are never opened: a crafted
     one in someone else's run folder would run code on a read-only ``memadv status``; whether a task
     finished is read from the files the task itself writes (its shard, its run's final.parquet).
     Returns ``{}`` when the folder holds no Slurm submission.
@@ -63,7 +63,14 @@ def job_states(folder: str | Path) -> dict[int, str]:
         return {}
     tasks = {int(k): str(v) for k, v in data["tasks"].items()}
     info = live_states(tasks.values())
-    return {tid: info.get(jid, "UNKNOWN") for tid, jid in tasks.items()}
+    states = {tid: info.get(jid, "UNKNOWN") for tid, jid in tasks.items()}
+    for tid, jid in tasks.items():
+        # A task that wrote its JSON outcome has finished, whatever a lagging sacct still says
+        # (RUNNING while the job's process exits) or no longer says (accounting purged).
+        outcome = outcome_path(Path(folder), jid)
+        if (states[tid] in ACTIVE_STATES or states[tid] == "UNKNOWN") and outcome.exists():
+            states[tid] = "COMPLETED" if read_outcome(outcome)["ok"] else "FAILED"
+    return states
 
 
 def _sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
@@ -117,3 +124,19 @@ def write_jobs(folder: Path, tasks: dict[int, str], desc: str, array_ids: list[s
     data = {"desc": desc, "executor": "slurm", "folder": str(folder), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "array_job_ids": array_ids, "tasks": {str(k): v for k, v in sorted(tasks.items())}}
     write_text_atomic(folder / JOBS_FILE, json.dumps(data, indent=2) + "\n")
+
+
+def outcome_path(folder: Path, job_id: str) -> Path:
+    """``<folder>/outcomes/<job id>.json``: ``{"ok": true, "value": ...}`` or ``{"ok": false, "error": "..."}``."""
+    return Path(folder) / "outcomes" / f"{job_id}.json"
+
+
+def read_outcome(path: Path) -> dict[str, Any]:
+    """An outcome file, or a failure that names it when it is not one (plain JSON: nothing is executed)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"ok": False, "error": f"unreadable outcome file {path}: {type(e).__name__}"}
+    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+        return {"ok": False, "error": f"outcome file {path} is not memadv's"}
+    return data

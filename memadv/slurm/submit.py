@@ -14,7 +14,6 @@ running (the submitting process was killed), they are waited for rather than sub
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -29,7 +28,7 @@ from memadv.config import check_printable, check_range
 from memadv.data.atomic import write_json_atomic
 from memadv.errors import MemadvError
 from memadv.executors.base import ExecutorConfig, TasksFailedError, progress_bar
-from memadv.slurm.accounting import ACTIVE_STATES, live_states, read_jobs, write_jobs
+from memadv.slurm.accounting import ACTIVE_STATES, live_states, outcome_path, read_jobs, read_outcome, write_jobs
 from memadv.slurm.options import parse_sbatch_extra
 
 # How long an array task may sit in a finished state without its result file before it counts as
@@ -94,22 +93,6 @@ class _RequeueableTask(Checkpointable):
             raise
         write_json_atomic(path, {"ok": True, "value": value})
         return value
-
-
-def outcome_path(folder: Path, job_id: str) -> Path:
-    """``<folder>/outcomes/<job id>.json``: ``{"ok": true, "value": ...}`` or ``{"ok": false, "error": "..."}``."""
-    return Path(folder) / "outcomes" / f"{job_id}.json"
-
-
-def read_outcome(path: Path) -> dict[str, Any]:
-    """An outcome file, or a failure that names it when it is not one (plain JSON: nothing is executed)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        return {"ok": False, "error": f"unreadable outcome file {path}: {type(e).__name__}"}
-    if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
-        return {"ok": False, "error": f"outcome file {path} is not memadv's"}
-    return data
 
 
 def _job_name(desc: str) -> str:
