@@ -56,19 +56,24 @@ def _call_logged(task: Callable[[int], Any], i: int) -> tuple[str, Any]:
         return "error", traceback.format_exc()
 
 
+def _collect(i: int, status: str, value: Any, folder, results: dict[int, Any], failed: dict[int, str],
+             logs: dict[int, str], bar) -> None:
+    """Record task ``i``'s outcome (``_call_logged``'s pair) and advance the progress bar."""
+    if status == "ok":
+        results[i] = value
+    else:
+        record_failure(folder, i, value, failed, logs)
+        bar.set_postfix(failed=len(failed))
+    bar.update(1)
+
+
 def run_inprocess(task, ids, folder, desc, progress) -> list[Any]:
     results: dict[int, Any] = {}
     failed: dict[int, str] = {}
     logs: dict[int, str] = {}
     with progress_bar(len(ids), desc, progress) as bar:
         for i in ids:
-            status, value = _call_logged(task, i)
-            if status == "ok":
-                results[i] = value
-            else:
-                record_failure(folder, i, value, failed, logs)
-                bar.set_postfix(failed=len(failed))
-            bar.update(1)
+            _collect(i, *_call_logged(task, i), folder, results, failed, logs, bar)
     if failed:
         raise TasksFailedError(desc, failed, logs, len(ids))
     return [results[i] for i in ids]
@@ -90,12 +95,7 @@ def run_local(task, ids, cfg, folder, desc, progress) -> list[Any]:
                     status, value = fut.result()
                 except Exception as e:  # the worker died (BrokenProcessPool) or the result did not unpickle
                     status, value = "error", f"{type(e).__name__}: {e} (worker process died or result not picklable)"
-                if status == "ok":
-                    results[i] = value
-                else:
-                    record_failure(folder, i, value, failed, logs)
-                    bar.set_postfix(failed=len(failed))
-                bar.update(1)
+                _collect(i, status, value, folder, results, failed, logs, bar)
         except BaseException:
             for fut in futures:
                 fut.cancel()
