@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, ContextManager
@@ -18,7 +17,7 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
 from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
                                     write_or_check_spec)
-from memadv.executors import ExecutorConfig, run_tasks, task_states
+from memadv.executors import ExecutorConfig, run_tasks, task_states, task_threads
 from memadv.layout import RunLayout
 
 
@@ -48,8 +47,7 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     # only waits for those (ShardTask waits for a claimed shard rather than train it twice).
     todo.sort(key=lambda s: is_claimed(run_dir, s))
     # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
-    threads = {"local": max(1, (os.cpu_count() or 1) // executor.workers),
-               "slurm": executor.cpus_per_task}.get(executor.executor)
+    threads = task_threads(executor)
     run_tasks(ShardTask(run_dir, threads=threads, runtime=cfg.runtime()), todo, executor, jobs_folder(run_dir),
               desc="shards", progress=progress)
     with (aggregation_scheduler or contextlib.nullcontext)():

@@ -2,6 +2,6 @@
 array (:func:`run_tasks`; the contract is in :mod:`memadv.executors.run`)."""
 
 from memadv.executors.base import EXECUTORS, ExecutorConfig, TasksFailedError
-from memadv.executors.run import run_tasks, task_states
+from memadv.executors.run import run_tasks, task_states, task_threads
 
-__all__ = ["EXECUTORS", "ExecutorConfig", "TasksFailedError", "run_tasks", "task_states"]
+__all__ = ["EXECUTORS", "ExecutorConfig", "TasksFailedError", "run_tasks", "task_states", "task_threads"]

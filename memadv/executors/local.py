@@ -48,6 +48,25 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()
 
+def worker_threads(workers: int, cpus: int | None = None) -> int:
+    """Torch/BLAS threads of each of ``workers`` local worker processes: the CPUs shared out, at least 1."""
+    return max(1, (cpus if cpus is not None else os.cpu_count() or 1) // max(1, workers))
+
+
+def init_worker(parent_pid: int, threads: int) -> None:
+    """Initializer of every local worker: die with the parent (:func:`die_with_parent`) and use
+    ``threads`` BLAS/OpenMP threads. Without the limit each of N workers starts one thread per CPU,
+    N x CPUs threads on CPUs cores: measured on 2 cores with 2 workers, a Fashion-MNIST PGD-AT epoch
+    of the 2x256 MLP took 10.8 s instead of about 1.5 s. The environment variables are set before
+    the task's unpickling first imports torch, which reads them; ``torch.set_num_threads`` covers a
+    torch already imported."""
+    die_with_parent(parent_pid)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def _call_logged(task: Callable[[int], Any], i: int) -> tuple[str, Any]:
     """('ok', result) or ('error', traceback text); never raises an Exception."""
     try:
@@ -85,7 +104,8 @@ def run_local(task, ids, cfg, folder, desc, progress) -> list[Any]:
     logs: dict[int, str] = {}
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=min(cfg.workers, len(ids)), mp_context=ctx,
-                                initializer=die_with_parent, initargs=(os.getpid(),)) as pool, \
+                                initializer=init_worker,
+                                initargs=(os.getpid(), worker_threads(cfg.workers))) as pool, \
             progress_bar(len(ids), desc, progress) as bar:
         futures = {pool.submit(_call_logged, task, i): i for i in ids}
         try:

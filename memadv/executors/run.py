@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 
 from memadv.errors import ConfigError, UnknownChoiceError
 from memadv.executors.base import EXECUTORS, ExecutorConfig
-from memadv.executors.local import run_inprocess, run_local
+from memadv.executors.local import run_inprocess, run_local, worker_threads
 from memadv.slurm.accounting import job_states, task_phase
 
 
@@ -69,6 +69,17 @@ def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfi
 
         return run_slurm(task, ids, cfg, folder, desc, progress)
     raise UnknownChoiceError("executor", cfg.executor, EXECUTORS)
+
+
+def task_threads(cfg: ExecutorConfig) -> int | None:
+    """Torch threads each task of ``cfg`` gets: local, the CPUs shared out among the workers (each
+    worker is also started with that limit, :func:`memadv.executors.local.init_worker`); slurm, the
+    job's ``--cpus-per-task``; inprocess, None (this process's setting stays)."""
+    if cfg.executor == "local":
+        return worker_threads(cfg.workers)
+    if cfg.executor == "slurm":
+        return cfg.cpus_per_task
+    return None
 
 
 def task_states(folder: str | Path) -> dict[int, str]:
