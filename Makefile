@@ -21,8 +21,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Tasks (estimator shards, training runs) in one single-thread worker process per CPU: on 2 cores the
+# small digits MLPs train faster as two 1-thread tasks than as one 2-thread task (docs/benchmarks.md).
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 pipeline: venv
-	$(VENV)/bin/memadv pipeline --dataset digits --out $(RUN)
+	$(VENV)/bin/memadv pipeline --dataset digits --executor local --workers $(WORKERS) --out $(RUN)
 
 # The Fashion-MNIST study of the README (about 1 h on 2 CPU cores; settings chosen by measurement,
 # docs/estimator.md "Fashion-MNIST"): the first 500 training images of each class, all 10,000 test images.
@@ -30,7 +33,7 @@ FM_RUN ?= runs/fashion-mnist
 pipeline-fashion-mnist: venv fashion-mnist
 	$(VENV)/bin/memadv pipeline --dataset fashion-mnist --per-class 500 --epochs 40 --models 800 \
 	  --train-seeds 0 1 --eval-max 1000 --final-attacks clean fgsm pgd cw \
-	  --executor local --workers 2 --out $(FM_RUN)
+	  --executor local --workers $(WORKERS) --out $(FM_RUN)
 
 slurm:
 	bash memadv/slurm/dev-cluster.sh start
