@@ -335,6 +335,12 @@ def check_printable(what: str, value: Any) -> None:
         if bad is not None:
             raise UnsafeInputError(f"{what} holds control character {bad[1]} at position {bad[0]} ({str(value)!r}); "
                                    f"values that reach a script or command line must be printable")
+        # A byte that is not UTF-8 reaches Python from argv as a lone surrogate (surrogateescape); it
+        # would fail only later, when a file name or a parquet string is encoded (after training).
+        raw = next((i for i, ch in enumerate(str(value)) if 0xD800 <= ord(ch) <= 0xDFFF), None)
+        if raw is not None:
+            raise UnsafeInputError(f"{what} holds a byte that is not UTF-8 at position {raw} "
+                                   f"({str(value).encode('utf-8', 'backslashreplace').decode()!r}); use UTF-8 text")
     elif isinstance(value, (list, tuple)):
         for item in value:
             check_printable(what, item)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -161,7 +162,10 @@ def atomic_dir(target: str | Path, kind: str) -> Iterator[Path]:
     target = Path(target)
     check_output(target, kind)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    # mkdir, not tempfile.mkdtemp: mkdtemp makes the folder 0700, and the swapped-in scores/ or splits/
+    # would then be unreadable for the other users of a shared run folder; mkdir honours the umask.
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp.mkdir()
     try:
         _write_marker(tmp, kind)
         yield tmp

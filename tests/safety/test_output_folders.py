@@ -123,3 +123,18 @@ def test_unwritable_output_folder_is_one_line(small_run, capsys, tmp_path):
         ro.chmod(0o700)
     assert_one_line_refusal(code, err, "Permission denied")
     assert not (ro / "s").exists()
+
+
+def test_swapped_in_folders_honour_the_umask(tmp_path):
+    """scores/ and splits/ are built in a temporary folder and swapped in; that folder must get the
+    umask's permissions like any other (tempfile.mkdtemp's 0700 left them unreadable to the other
+    users of a shared run folder)."""
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "scores", "scores") as tmp:
+            (tmp / "x").write_text("")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "scores" / "x").exists()
+    assert (tmp_path / "scores").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o755

@@ -111,6 +111,16 @@ def test_every_command_line_entry_refuses_control_characters(tmp_path, capsys, a
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args", [["train", "--name", "bad\udc9bname"], ["estimate"]])
+def test_bytes_that_are_not_utf8_are_refused_before_anything_runs(tmp_path, capsys, args):
+    """A non-UTF-8 byte from argv arrives as a lone surrogate: a one-line error at once, not a
+    traceback (``--name``) or a failure after the first shard trained (``--out``)."""
+    out = tmp_path / ("o" if args[0] == "train" else "bad\udcffdir")
+    code = main(args + ["--out", str(out)])
+    one_line(code, capsys.readouterr().err, "not UTF-8")
+    assert list(tmp_path.rglob("*")) == []
+
+
 def test_toml_strings_are_checked(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[executor]\nexecutor = "slurm"\npartition = "gpu\\n#SBATCH --exclusive"\n')
