@@ -10,18 +10,13 @@ from memadv.cli.main import main
 from memadv.data.atomic import OUTPUT_MARKER, atomic_dir, check_output, claim_output
 from memadv.errors import OutputRefusedError
 
+from cli_refusal import assert_one_line_refusal
+
 
 def run_cli(args, capsys):
     code = main([str(a) for a in args])
     err = capsys.readouterr().err
     return code, err
-
-
-def assert_one_line_refusal(code, err, *words):
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("memadv: error:"), err
-    for w in words:
-        assert w in err, err
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from memadv.errors import MemadvError, OutputRefusedError, UnsafeInputError
 from memadv.executors.base import ExecutorConfig
 from memadv.slurm.submit import sbatch_script
 
+from cli_refusal import assert_one_line_refusal as one_line
+
 TRAIN = ["train", "--method", "pgd", "--dataset", "digits", "--epochs", "1", "--final-attacks", "clean",
          "--progress", "false"]
 
@@ -31,13 +33,6 @@ class _Plant:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.path),))
-
-
-def one_line(code, err, *words):
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("memadv: error:"), err
-    for w in words:
-        assert w in err, err
 
 
 @pytest.fixture(scope="module")
