@@ -14,33 +14,40 @@ pairs are computed and stored is a :class:`KeepRule` (``--keep``; docs/estimator
 storage"):
 
 * same-class pairs only: one small GEMM per class (S restricted to class c's training columns
-  times T restricted to class c's test columns), about 1/num_classes of the all-pairs work;
+  times T restricted to class c's test columns, 0/1 in float32: exact counts), about
+  1/num_classes of the all-pairs work, the classes spread over the cores;
 * otherwise all pairs, block by block of training examples (at most ``BLOCK_BYTES`` of float32 per
-  block). One float32 GEMM per block gives the centred count D_ij = c_ij - n_in_i tot_j / M, and
+  block). One GEMM per block gives the counts, centred as D_ij = c_ij - n_in_i tot_j / M, and
   infl_ij = M D_ij / (n_in_i n_out_i), so |infl| >= k is a per-row threshold on |D|: only the
   pairs above it (minus a rounding margin) are recomputed exactly in float64 and stored. The
-  n_train x n_test matrix is never held whole.
+  n_train x n_test matrix is never held whole. The GEMM is the exact int8 one of
+  :mod:`memadv.estimate.mask_counts` where it runs (about 1.7x a float32 SGEMM on x86 AVX2), else
+  a float32 GEMM on the centred masks (float64 above ``F32_MAX_MODELS`` models).
 
 Counts are exact: c_ij = round(D_ij + n_in_i tot_j / M), because the float32 error of D is far below
-1/2 for M <= ``F32_MAX_MODELS`` (above that the GEMM runs in float64), so every stored value
-equals a dense float64 evaluation of the same formula.
+1/2, so every stored value equals a dense float64 evaluation of the same formula.
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import dataclasses
+import itertools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import dask
 import numpy as np
 import pandas as pd
+import torch
 from threadpoolctl import threadpool_limits
 
 from memadv.data.dataset import Dataset
 from memadv.data.scores import KEEP_CHOICES, Scores, dataset_meta, write_scores
+from memadv.estimate.mask_counts import Int8Counts, int8_counts_available
 from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, read_spec, shard_path
 from memadv.errors import ConfigError, IncompleteRunError, SchemaError, UnknownChoiceError
 
@@ -66,6 +73,10 @@ F32_MAX_MODELS = 16384
 SMALL_GEMM = 1 << 27
 # Margin (in count units) by which the float32 pre-selection is widened before the exact test.
 SELECT_MARGIN = 0.5
+
+# How the all-pairs counts S^T T are computed: "int8" (exact oneDNN int8 GEMM, memadv.estimate.mask_counts),
+# "blas" (float32 GEMM on centred masks, float64 above F32_MAX_MODELS), "auto" (int8 where it runs).
+COUNT_GEMMS = ("auto", "int8", "blas")
 
 _LOCAL_SCHEDULERS = (None, "sync", "synchronous", "single-threaded", "threads", "threading")
 
@@ -142,15 +153,39 @@ def memorization(masks: np.ndarray, train_correct: np.ndarray, y_train: np.ndarr
                          "n_in": n_in, "n_out": (m - n_in).astype(np.int64)})
 
 
+def _sorted_columns_and_counts(masks: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(masks[:, order], column sums of that), in model-row bands on every core (numpy's take and
+    reduce release the GIL; measured at 4,000 x 50,000: 0.33 s on 2 threads against 0.58 s on one)."""
+    out = np.empty((masks.shape[0], order.size), bool)
+    bands = np.array_split(np.arange(masks.shape[0]), max(1, min(_cpus(), masks.shape[0])))
+
+    def band(rows: np.ndarray) -> np.ndarray:
+        r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+        np.take(masks[r0:r1], order, axis=1, out=out[r0:r1])
+        return np.add.reduce(out[r0:r1].view(np.uint8), axis=0, dtype=np.int32)  # 2x int64's speed; M < 2^31
+
+    with concurrent.futures.ThreadPoolExecutor(len(bands)) as pool:
+        counts = sum(pool.map(band, bands), np.zeros(order.size, np.int64))
+    return out, counts
+
+
 class _Influence:
     """Shared state of one influence evaluation; :meth:`block` does training rows [s, e) of the
     class-sorted order, so same-class (train, test) pairs of a block are contiguous sub-blocks."""
 
     def __init__(self, masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, y_test: np.ndarray,
-                 rule: KeepRule):
+                 rule: KeepRule, count_gemm: str = "auto"):
+        if count_gemm not in COUNT_GEMMS:
+            raise UnknownChoiceError("count_gemm", count_gemm, COUNT_GEMMS)
         self.m = masks.shape[0]
         self.rule = rule
         self.dtype = np.float32 if self.m <= F32_MAX_MODELS else np.float64
+        # The all-pairs counts by the exact int8 GEMM where it runs (about 2x a float32 SGEMM here);
+        # float32 output holds counts exactly up to 2^24 models.
+        # (Same-class-only products are per class and small: BLAS, where packing would cost more.)
+        self.int8 = rule.cross_min is not None and (
+            count_gemm == "int8" or (count_gemm == "auto" and self.m < 1 << 24 and int8_counts_available()))
+        self._counts: Int8Counts | None = None   # packed per process (not picklable)
         self.tr_order = np.argsort(y_train, kind="stable")
         self.te_order = np.argsort(y_test, kind="stable")
         self.y_tr = np.asarray(y_train)[self.tr_order]
@@ -159,14 +194,38 @@ class _Influence:
         # One class-sorted copy of the masks (M x n_train bytes), gathered with np.take (7x faster than
         # fancy indexing): gathering each block's columns from the unsorted masks instead re-reads the
         # whole matrix per block (measured: 131 ms per CIFAR-100 class, 13 s of the same-class pass).
-        self.masks = np.take(masks, self.tr_order, axis=1)
-        self.t = np.take(test_correct, self.te_order, axis=1).astype(self.dtype)  # M x n_test, columns by class
+        self.masks, n_in = _sorted_columns_and_counts(masks, self.tr_order)
+        self.t_bool = np.take(test_correct, self.te_order, axis=1)   # M x n_test, columns by class
+        # float copy for the all-pairs BLAS product only (same-class-only blocks convert their columns)
+        self.t = None if self.int8 or rule.cross_min is None else self.t_bool.astype(self.dtype)
         self.tot = test_correct.sum(0)[self.te_order].astype(np.float64)  # exact: models with j correct
-        self.n_in = np.add.reduce(masks.view(np.uint8), axis=0, dtype=np.int64)[self.tr_order].astype(np.float64)
+        self.n_in = n_in.astype(np.float64)
         self.n_out = self.m - self.n_in
         classes = np.union1d(self.y_tr, self.y_te)
         self.te_span = {c: (int(np.searchsorted(self.y_te, c, "left")), int(np.searchsorted(self.y_te, c, "right")))
                         for c in classes}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_counts": None}
+
+    def _centred_counts(self, s: int, e: int, a: np.ndarray | None) -> np.ndarray:
+        """D = c - n_in tot / M for training rows [s, e) and every test example, (e - s) x n_test."""
+        if a is not None:
+            return a.T @ self.t
+        if self._counts is None:
+            self._counts = Int8Counts(self.t_bool)
+        c = torch.from_numpy(self._counts(self.masks[:, s:e]))
+        c.addr_(torch.from_numpy((self.n_in[s:e] / self.m).astype(np.float32)),
+                torch.from_numpy(self.tot.astype(np.float32)), alpha=-1)   # one pass: c -= outer(n_in / M, tot)
+        return c.numpy()
+
+    def _from_counts(self, c: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """infl, se (flattened, row-major) of training rows [r0, r1) x test columns [c0, c1) (sorted
+        positions) from their exact counts c, (r1 - r0) x (c1 - c0): broadcast, nothing gathered."""
+        c = c.astype(np.float64)
+        tot = self.tot[None, c0:c1]
+        _, _, infl, se = difference_of_means(c, self.n_in[r0:r1, None], tot - c, self.n_out[r0:r1, None])
+        return infl.ravel(), se.ravel()
 
     def _exact(self, d: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """infl, se of pairs (rows[k], cols[k]) (sorted positions) from their centred counts d."""
@@ -179,22 +238,28 @@ class _Influence:
         """(train positions, test positions, infl, se) kept among training rows [s, e) (sorted order)."""
         rule = self.rule
         n_in, n_out = self.n_in[s:e], self.n_out[s:e]
-        a = np.subtract(self.masks[:, s:e], (n_in / self.m).astype(self.dtype), dtype=self.dtype)  # S - n_in / M
+        # S - n_in / M, for the all-pairs BLAS product (the int8 GEMM and the same-class-only products
+        # take S itself: no threshold is screened there, and 0/1 products are exact counts)
+        a = (None if self.int8 or rule.cross_min is None else
+             np.subtract(self.masks[:, s:e], (n_in / self.m).astype(self.dtype), dtype=self.dtype))
         y_b = self.y_tr[s:e]
         bounds = np.flatnonzero(np.diff(y_b)) + 1
         spans = [(int(r0), int(r1), *self.te_span.get(y_b[r0], (0, 0)))
                  for r0, r1 in zip(np.r_[0, bounds], np.r_[bounds, len(y_b)])]
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         split = rule.same_min != rule.cross_min   # same-class and cross-class pairs kept by different rules
-        d = None if rule.cross_min is None else a.T @ self.t      # (e - s) x n_test centred counts
+        d = None if rule.cross_min is None else self._centred_counts(s, e, a)   # (e - s) x n_test
         if split and rule.same_min is not None:
             for r0, r1, c0, c1 in spans:                                  # same-class sub-blocks, exactly
                 if c1 == c0:
                     continue
-                sub = a[:, r0:r1].T @ self.t[:, c0:c1] if d is None else d[r0:r1, c0:c1]
                 rr = np.repeat(np.arange(s + r0, s + r1, dtype=np.int32), c1 - c0)   # int32: 8 bytes a pair less
                 cc = np.tile(np.arange(c0, c1, dtype=np.int32), r1 - r0)
-                infl, se = self._exact(sub.ravel(), rr, cc)
+                if d is None:
+                    counts = self.masks[:, s + r0:s + r1].T.astype(self.dtype) @ self.t_bool[:, c0:c1].astype(self.dtype)
+                    infl, se = self._from_counts(counts, s + r0, s + r1, c0, c1)
+                else:
+                    infl, se = self._exact(d[r0:r1, c0:c1].ravel(), rr, cc)
                 keep = slice(None) if rule.same_min == 0 else np.abs(infl) >= rule.same_min
                 out.append((rr[keep], cc[keep], infl[keep], se[keep]))
         if d is None:
@@ -210,7 +275,9 @@ class _Influence:
             # Rows are screened by their extremes first (two cheap reductions): with any real threshold
             # few rows hold a candidate, and only those are compared element by element.
             thr = np.where((n_in > 0) & (n_out > 0), k * n_in * n_out / self.m - SELECT_MARGIN, np.inf).astype(d.dtype)
-            rows = np.flatnonzero((d.max(1) >= thr) | (-d.min(1) >= thr))
+            td = torch.from_numpy(d)
+            lo, hi = td.amin(1).numpy(), td.amax(1).numpy()   # threaded: 2x numpy's min/max (measured)
+            rows = np.flatnonzero((hi >= thr) | (-lo >= thr))
             sub = np.abs(d[rows])
             r, c = np.nonzero(np.greater_equal(sub, thr[rows, None], out=np.empty(sub.shape, bool)))
             r = rows[r]
@@ -241,9 +308,30 @@ def _run_block(plan: _Influence, s: int, e: int) -> list[np.ndarray]:
     return plan.block(s, e)
 
 
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _in_threads(plan: _Influence, ranges: list[tuple[int, int]], workers: int) -> Iterator[list[np.ndarray]]:
+    """plan.block of each range, in order, with up to 2 x ``workers`` blocks in flight (bounded memory;
+    when the caller stops early, at most those finish)."""
+    if workers <= 1:
+        yield from (plan.block(s, e) for s, e in ranges)
+        return
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        todo = iter(ranges)
+        pending = collections.deque(pool.submit(plan.block, s, e) for s, e in itertools.islice(todo, 2 * workers))
+        while pending:
+            part = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(plan.block, *nxt))
+            yield part
+
+
 def influence(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, y_test: np.ndarray,
               rule: KeepRule, *, block_rows: int | None = None, scheduler: Any = None,
-              max_pairs: int = MAX_KEPT_PAIRS) -> pd.DataFrame:
+              max_pairs: int = MAX_KEPT_PAIRS, count_gemm: str = "auto") -> pd.DataFrame:
     """Eq. 2 for the pairs ``rule`` keeps, one row per pair, grouped by class (rows follow the training
     examples sorted by class, then the test examples sorted by class; no pair twice).
 
@@ -251,10 +339,12 @@ def influence(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, 
     Columns ``train_idx, test_idx, train_label, test_label, infl, infl_se`` (infl and its standard
     error are NaN where i is in every subset or in none). Blocks run in this process (BLAS threads)
     unless ``scheduler`` or the active dask configuration is a dask.distributed cluster, which then
-    gets one task per block. Raises ConfigError as soon as more than ``max_pairs`` pairs are kept.
+    gets one task per block. ``count_gemm`` (one of ``COUNT_GEMMS``) picks how the all-pairs counts
+    are multiplied; every choice gives the same table. Raises ConfigError as soon as more than
+    ``max_pairs`` pairs are kept, UnknownChoiceError for another ``count_gemm``.
     """
     n_train, n_test = masks.shape[1], test_correct.shape[1]
-    plan = _Influence(masks, test_correct, y_train, y_test, rule)
+    plan = _Influence(masks, test_correct, y_train, y_test, rule, count_gemm)
     if block_rows is None:
         block_rows = max(1, BLOCK_BYTES // (4 * max(n_test, 1)))
     starts = range(0, n_train, block_rows)
@@ -275,10 +365,15 @@ def influence(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, 
                                           max(np.diff(list(plan.te_span.values()), axis=1).max(initial=0), 1))
                       for s, e in ranges) if ranges else 0
         parts, kept = [], 0
-        with threadpool_limits(1, user_api="blas") if largest < SMALL_GEMM else contextlib.nullcontext():
-            for s, e in ranges:
-                parts.append(plan.block(s, e))
-                kept += len(parts[-1][0])
+        # Same-class only: many small per-class blocks, mostly single-threaded numpy work building the
+        # kept rows (which releases the GIL): one block per core at a time, each on one BLAS thread
+        # (measured at CIFAR-100 size: see docs/benchmarks.md). All pairs: one block at a time, each
+        # product on every core.
+        workers = _cpus() if rule.cross_min is None else 1
+        with threadpool_limits(1, user_api="blas") if largest < SMALL_GEMM or workers > 1 else contextlib.nullcontext():
+            for (s, e), part in zip(ranges, _in_threads(plan, ranges, workers)):
+                parts.append(part)
+                kept += len(part[0])
                 _check_kept(kept, max_pairs, rule, e / n_train)
     _check_kept(sum(len(p[0]) for p in parts), max_pairs, rule, 1.0)
     # Column by column, freeing each column's block pieces as soon as it is joined: the kept pairs are

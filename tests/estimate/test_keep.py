@@ -49,12 +49,13 @@ RULES = [KeepRule("same-class", 0.0, None), KeepRule("same-class", 0.0, 0.15), K
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: f"{r.choice}-{r.same_min}-{r.cross_min}")
 @pytest.mark.parametrize("block_rows", [1, 7, None])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_every_rule_equals_dense(rule, block_rows, seed):
+@pytest.mark.parametrize("count_gemm", agg.COUNT_GEMMS)
+def test_every_rule_equals_dense(rule, block_rows, seed, count_gemm):
     masks, test_correct, y_train, y_test = case(seed)
     infl, se = dense(masks, test_correct)
     same = y_train[:, None] == y_test[None, :]
     want = expected_keep(rule, infl, same)
-    df = influence(masks, test_correct, y_train, y_test, rule, block_rows=block_rows)
+    df = influence(masks, test_correct, y_train, y_test, rule, block_rows=block_rows, count_gemm=count_gemm)
     got = np.zeros_like(same)
     got[df["train_idx"], df["test_idx"]] = True
     assert np.array_equal(got, want) and len(df) == want.sum()
@@ -71,7 +72,7 @@ def test_float64_path_for_many_models(monkeypatch):
     monkeypatch.setattr(agg, "F32_MAX_MODELS", 10)
     masks, test_correct, y_train, y_test = case(3)
     infl, _ = dense(masks, test_correct)
-    df = influence(masks, test_correct, y_train, y_test, KeepRule("threshold", 0.05, 0.05))
+    df = influence(masks, test_correct, y_train, y_test, KeepRule("threshold", 0.05, 0.05), count_gemm="blas")
     want = np.abs(np.nan_to_num(infl)) >= 0.05
     assert len(df) == want.sum()
     np.testing.assert_allclose(df["infl"], infl[df["train_idx"], df["test_idx"]], atol=1e-12)
@@ -161,3 +162,16 @@ def test_memory_bound_refuses_too_many_pairs():
     assert len(full) == masks.shape[1] * test_correct.shape[1]
     with pytest.raises(ConfigError, match="--keep all keeps more than --max-pairs 100 .*raise --keep-threshold"):
         influence(masks, test_correct, y_train, y_test, KeepRule("all", 0.0, 0.0), max_pairs=100, block_rows=4)
+
+
+def test_memory_bound_stops_the_threaded_same_class_pass_early(monkeypatch):
+    # same-class-only blocks run on a thread per core: the bound must still stop the pass after a
+    # few blocks (at most 2 x workers in flight), not after all of them
+    monkeypatch.setattr(agg, "_cpus", lambda: 2)
+    masks, test_correct, y_train, y_test = case(0, n_train=400, n_test=60, classes=20)
+    calls = []
+    block = agg._Influence.block
+    monkeypatch.setattr(agg._Influence, "block", lambda self, s, e: calls.append(s) or block(self, s, e))
+    with pytest.raises(ConfigError, match="--keep same-class keeps more than --max-pairs 10 "):
+        influence(masks, test_correct, y_train, y_test, KeepRule("same-class", 0.0, None), max_pairs=10)
+    assert 1 <= len(calls) <= 5
