@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from memadv.cli.common import require_run_dir
 from memadv.data.fz_interop import export_fz
 from memadv.data.scores import read_scores
 from memadv.errors import IncompleteRunError, SchemaError
@@ -28,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.run.is_dir():
-        raise SchemaError(f"run directory {str(args.run)!r} does not exist")
+    require_run_dir(args.run)
     if args.out.suffix != ".npz":
         raise SchemaError(f"--out must name a .npz file, got {str(args.out)!r}")
     scores = read_scores(args.run)

@@ -13,8 +13,8 @@ import contextlib
 import importlib
 from pathlib import Path
 
+from memadv.cli.common import require_run_dir
 from memadv.data.atomic import claimed_output
-from memadv.errors import MemadvError
 
 # kind -> (module, one-line description)
 KINDS: dict[str, tuple[str, str]] = {
@@ -41,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.run.exists():
-        raise MemadvError(f"run directory {str(args.run)!r} does not exist")
+    require_run_dir(args.run)
     out = getattr(args, "out", None)
     with claimed_output(out, "figures") if out is not None else contextlib.nullcontext():
         paths = args.module.make_figures(args.run, args)

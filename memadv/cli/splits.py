@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from memadv.cli.common import check_config_file
+from memadv.cli.common import check_config_file, require_run_dir
 from memadv.config import add_config_arguments, build_config
 from memadv.data.splits import SET_KEYS, SplitConfig, make_splits
-from memadv.errors import SchemaError
 
 DESCRIPTION = """\
 Make the atypical/typical split files of a run from its scores (RUN/scores/), as the paper defines them:
@@ -74,8 +73,7 @@ def _print_report(result, out: Path) -> None:  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     check_config_file(args.config, ("splits",))
     cfg = build_config(SplitConfig, args, args.config, section="splits")
-    if not args.run.is_dir():
-        raise SchemaError(f"run directory {str(args.run)!r} does not exist")
+    require_run_dir(args.run)
     result, out = make_splits(args.run, cfg, args.out)
     _print_report(result, out)
     return 0

@@ -26,11 +26,10 @@ def _fmt_seconds(s: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memadv.errors import MemadvError
+    from memadv.cli.common import require_run_dir
     from memadv.experiments.status import run_status
 
-    if not args.run.is_dir():
-        raise MemadvError(f"run directory {str(args.run)!r} does not exist")
+    require_run_dir(args.run)
     rd = args.run
     status = run_status(rd)
     if args.json:
@@ -49,9 +48,13 @@ def run(args: argparse.Namespace) -> int:
             first = next(iter(est["damaged"].values()))
             print(f"               damaged shard files: {sorted(est['damaged'])[:20]} ({first}); "
                   f"`memadv estimate --out {rd}` with the run's settings retrains them")
-        if est.get("epochs"):  # shards with an epoch checkpoint: how far their training got
-            print("               in training: " + ", ".join(f"shard {s} (epoch {p['done']}/{p['total']})"
-                                                     for s, p in sorted(est["epochs"].items())[:20]))
+        # shards with an epoch checkpoint: how far their training got, live or interrupted
+        for label, live in (("in training", True), ("interrupted, resume at", False)):
+            shards = [(s, p) for s, p in sorted(est.get("epochs", {}).items())
+                      if (s in est.get("interrupted", [])) != live]
+            if shards:
+                print(f"               {label}: " + ", ".join(f"shard {s} (epoch {p['done']}/{p['total']})"
+                                                          for s, p in shards[:20]))
         print(f"scores         {'written' if est['scores'] else 'not yet'}")
     print(f"splits         {'written' if status['splits'] else 'not yet'}")
     print(f"score figures  {'written' if status['score_figures'] else 'not yet'}")

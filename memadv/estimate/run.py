@@ -46,6 +46,9 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     # Shards another live process is training go last: this one trains the others first and then
     # only waits for those (ShardTask waits for a claimed shard rather than train it twice).
     todo.sort(key=lambda s: is_claimed(run_dir, s))
+    if len(todo) < cfg.n_shards:  # a resumed run says what it keeps (the shard files are checked above)
+        print(f"{run_dir}: {cfg.n_shards - len(todo)} of {cfg.n_shards} shards already finished, kept; "
+              f"{len(todo)} to train", flush=True)
     # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
     threads = task_threads(executor)
     run_tasks(ShardTask(run_dir, threads=threads, runtime=cfg.runtime()), todo, executor, jobs_folder(run_dir),
@@ -59,8 +62,9 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
 
 
 def estimate_status(run_dir: str | Path) -> dict[str, Any]:
-    """Shards done / running / failed / damaged, epochs done of the shards in training (``epochs``:
-    {shard: {"done", "total"}}), and an ETA from the finished shards' training time.
+    """Shards done / running / failed / damaged, epochs done of the shards with an epoch checkpoint
+    (``epochs``: {shard: {"done", "total"}}; ``interrupted``: those no live process is training),
+    and an ETA from the finished shards' training time.
 
     What is on disk decides: a shard is done only when its file reads back as a shard of this run;
     a file that does not (truncated, unreadable, foreign) is ``damaged`` (shard -> reason; re-running
@@ -86,7 +90,9 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     scores = RunLayout(run_dir).mem
     # Epochs done of the shards in training (their checkpoints' progress files): {shard: {"done", "total"}}
     in_training = {s: p for s in todo if (p := read_progress(run_dir, s)) is not None}
-    return {"epochs": in_training, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
+    # ... of which no live process holds the claim: killed or stopped, resuming at the next run
+    interrupted = sorted(s for s in in_training if not is_claimed(run_dir, s))
+    return {"epochs": in_training, "interrupted": interrupted, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
             "shards": n, "done": len(done), "running": running, "failed": failed, "damaged": damaged,
             "pending": len(todo) - len(running) - len(failed) - len([s for s in damaged if s not in running]),
             "eta_seconds": eta, "scores": scores.exists(),

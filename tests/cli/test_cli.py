@@ -71,6 +71,16 @@ def test_aggregate_and_status_of_missing_run(tmp_path, capsys):
     assert code == 2 and "does not exist" in err
 
 
+@pytest.mark.parametrize("argv", [["status"], ["splits"], ["figures", "scores"], ["export-fz", "--out", "OUT"]])
+def test_a_file_given_as_run_folder_is_named_as_such(tmp_path, capsys, argv):
+    run = tmp_path / "scores.parquet"
+    run.write_bytes(b"not a folder")
+    argv = [str(tmp_path / "x.npz") if a == "OUT" else a for a in argv]
+    code, err = run_cli(argv + [str(run)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is not a folder (it is a file)" in err
+    assert run.read_bytes() == b"not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
+
+
 def test_toml_config_with_command_line_winning(tmp_path, capsys):
     toml = tmp_path / "c.toml"
     toml.write_text('dataset = "digits"\n[estimate]\nmodels = 4\nmodels_per_shard = 4\nepochs = 1\nbatch_size = 512\n')

@@ -100,9 +100,10 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, 
     with pytest.raises(Interrupted):
         ShardTask(broken, runtime=cfg.runtime())(0)
     assert not shard_path(broken, 0).exists()
-    assert estimate_status(broken)["epochs"] == {0: {"done": 2, "total": total}}
+    st = estimate_status(broken)
+    assert st["epochs"] == {0: {"done": 2, "total": total}} and st["interrupted"] == [0]  # its claim was released
     assert main(["status", str(broken)]) == 0
-    assert f"shard 0 (epoch 2/{total})" in capsys.readouterr().out
+    assert f"interrupted, resume at: shard 0 (epoch 2/{total})" in capsys.readouterr().out
     assert torch_load_is_tensors_only(checkpoints.ShardCheckpoint(broken, 0).path)
 
     saved.clear()

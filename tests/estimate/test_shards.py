@@ -40,7 +40,7 @@ def test_shard_layout_does_not_change_models(tmp_path):
     assert len(a.mem) == len(b.mem) == 1437
 
 
-def test_resume_skips_finished_shards_and_ends_equal(tmp_path):
+def test_resume_skips_finished_shards_and_ends_equal(tmp_path, capsys):
     cfg = EstimateConfig(**TINY)
     full = estimate(cfg, tmp_path / "full", progress=False, scheduler="sync")
 
@@ -57,8 +57,10 @@ def test_resume_skips_finished_shards_and_ends_equal(tmp_path):
     assert st["done"] == 1 and st["pending"] == 2 and st["eta_seconds"] is not None
 
     mtime = os.stat(shard_path(run, 1)).st_mtime_ns
+    capsys.readouterr()
     resumed = estimate(cfg, run, progress=False, scheduler="sync")
     assert os.stat(shard_path(run, 1)).st_mtime_ns == mtime  # not retrained
+    assert f"{run}: 1 of 3 shards already finished, kept; 2 to train" in capsys.readouterr().out
     assert resumed.meta["complete"] is True
     for table in ("mem", "infl", "test_acc"):
         pd.testing.assert_frame_equal(getattr(resumed, table), getattr(full, table), check_exact=True)
