@@ -79,10 +79,12 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     damaged = {s: p for s, p in problems.items() if p not in (None, "missing")}
     states = task_states(jobs_folder(run_dir))
     todo = [s for s in range(n) if problems[s] is not None]
-    running = [s for s in todo if states.get(s) == "running"]
+    # running: the executor says so, or a live process holds the shard's claim (the in-process and
+    # local executors record no per-task state while a task runs)
+    running = [s for s in todo if states.get(s) == "running" or is_claimed(run_dir, s)]
     failed = [s for s in todo if states.get(s) == "failed" and s not in damaged]
-    eta = None
-    if done and todo:
+    eta = None  # none for a run nothing is working on (killed, stopped): it would never arrive
+    if done and todo and (running or any(states.get(s) == "other" for s in todo)):  # other: queued on Slurm
         per_shard = float(np.median([read_shard(shard_path(run_dir, s), spec["n_train"], spec["n_test"])["seconds"].sum()
                                      for s in done[-5:]]))
         parallel = max(1, len(running))

@@ -1,6 +1,10 @@
 """Shard runner: reproducible masks, skip finished shards, atomic files, spec checks, partial runs."""
 
+import json
 import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -8,6 +12,7 @@ import pytest
 
 from memadv.data.scores import read_scores
 from memadv.estimate.aggregate import aggregate, load_shards
+from memadv.estimate.claims import claim_path
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate, estimate_status
 from memadv.estimate.seeds import model_seed, subset_mask
@@ -54,7 +59,20 @@ def test_resume_skips_finished_shards_and_ends_equal(tmp_path, capsys):
     partial = aggregate(run, allow_partial=True, scheduler="sync")
     assert partial.meta["complete"] is False and partial.meta["n_models"] == 2
     st = estimate_status(run)
-    assert st["done"] == 1 and st["pending"] == 2 and st["eta_seconds"] is not None
+    # nothing is working on it (the "job" was killed): no ETA, nothing running
+    assert st["done"] == 1 and st["pending"] == 2 and st["running"] == [] and st["eta_seconds"] is None
+    # a live process (here: a sleeping child) holding shard 2's claim is training it: running, with an ETA
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim = claim_path(run, 2)
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        claim.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid, "token": "t"}))
+        st = estimate_status(run)
+        assert st["running"] == [2] and st["pending"] == 1 and st["eta_seconds"] is not None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    claim.unlink()
 
     mtime = os.stat(shard_path(run, 1)).st_mtime_ns
     capsys.readouterr()
