@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from memadv.errors import SchemaError
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -155,3 +157,11 @@ class RunLayout:
     def stage_stamp(self, stage: str) -> Path:
         """The settings a pipeline stage last ran with."""
         return self.pipeline / f"{stage.replace(' ', '_')}.json"
+
+
+def require_run_dir(path: Path) -> None:
+    """Refuse a run folder that is missing or is not a folder, saying which (SchemaError)."""
+    if not path.exists():
+        raise SchemaError(f"run directory {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise SchemaError(f"run directory {str(path)!r} is not a folder (it is a file)")

@@ -7,17 +7,8 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from memadv.config import add_config_arguments, build_config, check_toml
-from memadv.errors import SchemaError
 
 C = TypeVar("C")
-
-
-def require_run_dir(path: Path) -> None:
-    """Refuse a run folder that is missing or is not a folder, saying which (SchemaError)."""
-    if not path.exists():
-        raise SchemaError(f"run directory {str(path)!r} does not exist")
-    if not path.is_dir():
-        raise SchemaError(f"run directory {str(path)!r} is not a folder (it is a file)")
 
 
 def add_config_file(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from memadv.cli.common import require_run_dir
+from memadv.layout import require_run_dir
 from memadv.data.fz_interop import export_fz
 from memadv.data.scores import read_scores
 from memadv.errors import IncompleteRunError, SchemaError

@@ -13,7 +13,7 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from memadv.cli.common import require_run_dir
+from memadv.layout import require_run_dir
 from memadv.data.atomic import claimed_output
 
 # kind -> (module, one-line description)

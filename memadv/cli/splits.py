@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from memadv.cli.common import check_config_file, require_run_dir
+from memadv.cli.common import check_config_file
+from memadv.layout import require_run_dir
 from memadv.config import add_config_arguments, build_config
 from memadv.data.splits import SET_KEYS, SplitConfig, make_splits
 

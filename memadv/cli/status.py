@@ -26,7 +26,7 @@ def _fmt_seconds(s: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memadv.cli.common import require_run_dir
+    from memadv.layout import require_run_dir
     from memadv.experiments.status import run_status
 
     require_run_dir(args.run)

@@ -98,12 +98,17 @@ def write_scores(scores_dir: str | Path, scores: Scores) -> None:
     scores.meta = meta
 
 
+def _no_scores(d: Path) -> SchemaError:
+    return SchemaError(f"no scores in {d} (mem.parquet missing): `memadv estimate --out <run>` writes them; "
+                       f"`memadv aggregate <run>` rebuilds them where an estimate's shards are")
+
+
 def read_scores_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of ``mem.parquet`` in a score folder (or run folder), without its rows
     (SchemaError when it is missing)."""
     d = scores_dir_of(path)
     if not (d / "mem.parquet").exists():
-        raise SchemaError(f"no scores in {d} (mem.parquet missing); run `memadv aggregate` or `memadv estimate` first")
+        raise _no_scores(d)
     return read_meta(d / "mem.parquet")
 
 
@@ -116,7 +121,7 @@ def read_scores(path: str | Path, dataset: Dataset | None = None, *, need_infl: 
     """
     d = scores_dir_of(path)
     if not (d / "mem.parquet").exists():
-        raise SchemaError(f"no scores in {d} (mem.parquet missing); run `memadv aggregate` or `memadv estimate` first")
+        raise _no_scores(d)
     mem, meta = read_table(d / "mem.parquet", required=MEM_COLUMNS)
     metas = {"mem.parquet": meta}
     if (d / "test_acc.parquet").exists():

@@ -34,6 +34,7 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.seeds import model_seed
 from memadv.estimate.train import train_models
 from memadv.errors import ConfigError, FingerprintMismatchError, SchemaError
+from memadv.layout import require_run_dir
 
 SHARD_COLUMNS = ["model_id", "seed", "train_acc", "test_acc", "subset_train_acc", "final_loss", "seconds",
                  "mask", "train_correct", "test_correct"]
@@ -90,6 +91,8 @@ def write_or_check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) ->
 
 def read_spec(run_dir: Path) -> dict[str, Any]:
     path = spec_path(run_dir)
+    if Path(run_dir).exists():
+        require_run_dir(Path(run_dir))  # a file: say so, rather than suggest an estimate into it
     if not path.exists():
         raise SchemaError(f"{run_dir} is not an estimate run (no estimate/spec.json); run `memadv estimate --out {run_dir}`")
     try:

@@ -71,7 +71,8 @@ def test_aggregate_and_status_of_missing_run(tmp_path, capsys):
     assert code == 2 and "does not exist" in err
 
 
-@pytest.mark.parametrize("argv", [["status"], ["splits"], ["figures", "scores"], ["export-fz", "--out", "OUT"]])
+@pytest.mark.parametrize("argv", [["status"], ["splits"], ["figures", "scores"], ["export-fz", "--out", "OUT"],
+                                  ["aggregate"]])
 def test_a_file_given_as_run_folder_is_named_as_such(tmp_path, capsys, argv):
     run = tmp_path / "scores.parquet"
     run.write_bytes(b"not a folder")
