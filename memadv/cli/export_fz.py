@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from memadv.layout import require_run_dir
 from memadv.data.fz_interop import export_fz
 from memadv.data.scores import read_scores
 from memadv.errors import IncompleteRunError, SchemaError
+from memadv.layout import require_run_dir
 
 DESCRIPTION = """\
 Write a run's scores in the layout of the released cifar100_infl_matrix.npz (keys tr_mem, tr_labels, tt_labels,

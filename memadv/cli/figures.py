@@ -13,8 +13,8 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from memadv.layout import require_run_dir
 from memadv.data.atomic import claimed_output
+from memadv.layout import require_run_dir
 
 # kind -> (module, one-line description)
 KINDS: dict[str, tuple[str, str]] = {

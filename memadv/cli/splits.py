@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from memadv.cli.common import check_config_file
-from memadv.layout import require_run_dir
 from memadv.config import add_config_arguments, build_config
 from memadv.data.splits import SET_KEYS, SplitConfig, make_splits
+from memadv.layout import require_run_dir
 
 DESCRIPTION = """\
 Make the atypical/typical split files of a run from its scores (RUN/scores/), as the paper defines them:

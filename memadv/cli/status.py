@@ -26,8 +26,8 @@ def _fmt_seconds(s: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memadv.layout import require_run_dir
     from memadv.experiments.status import run_status
+    from memadv.layout import require_run_dir
 
     require_run_dir(args.run)
     rd = args.run

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memadv.cpus import usable_cpus
 from memadv.data.dataset import Dataset, channel_stats
 from memadv.errors import DatasetError
 
@@ -186,11 +187,7 @@ def load_tinyimagenet(root: Path, classes: int | None = None, threads: int | Non
                                f"(the classes in wnids.txt), got {classes!r}")
         wnids = wnids[: int(classes)]
     if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            threads = os.cpu_count() or 1
-        threads = max(1, min(16, threads))
+        threads = min(16, usable_cpus())
     train_files, train_labels = _train_files(base, wnids)
     val_files, val_labels = _val_files(base, wnids)
     x_train = _decode(train_files, threads)

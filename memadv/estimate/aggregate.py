@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
+from memadv.cpus import usable_cpus
 from memadv.data.dataset import Dataset
 from memadv.data.scores import KEEP_CHOICES, Scores, dataset_meta, write_scores
 from memadv.estimate.mask_counts import Int8Counts, int8_counts_available
@@ -157,7 +158,7 @@ def _sorted_columns_and_counts(masks: np.ndarray, order: np.ndarray) -> tuple[np
     """(masks[:, order], column sums of that), in model-row bands on every core (numpy's take and
     reduce release the GIL; measured at 4,000 x 50,000: 0.33 s on 2 threads against 0.58 s on one)."""
     out = np.empty((masks.shape[0], order.size), bool)
-    bands = np.array_split(np.arange(masks.shape[0]), max(1, min(_cpus(), masks.shape[0])))
+    bands = np.array_split(np.arange(masks.shape[0]), max(1, min(usable_cpus(), masks.shape[0])))
 
     def band(rows: np.ndarray) -> np.ndarray:
         r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
@@ -308,10 +309,6 @@ def _run_block(plan: _Influence, s: int, e: int) -> list[np.ndarray]:
     return plan.block(s, e)
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _in_threads(plan: _Influence, ranges: list[tuple[int, int]], workers: int) -> Iterator[list[np.ndarray]]:
     """plan.block of each range, in order, with up to 2 x ``workers`` blocks in flight (bounded memory;
     when the caller stops early, at most those finish)."""
@@ -369,7 +366,7 @@ def influence(masks: np.ndarray, test_correct: np.ndarray, y_train: np.ndarray, 
         # kept rows (which releases the GIL): one block per core at a time, each on one BLAS thread
         # (measured at CIFAR-100 size: see docs/benchmarks.md). All pairs: one block at a time, each
         # product on every core.
-        workers = _cpus() if rule.cross_min is None else 1
+        workers = usable_cpus() if rule.cross_min is None else 1
         with threadpool_limits(1, user_api="blas") if largest < SMALL_GEMM or workers > 1 else contextlib.nullcontext():
             for (s, e), part in zip(ranges, _in_threads(plan, ranges, workers)):
                 parts.append(part)

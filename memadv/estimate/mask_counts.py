@@ -18,16 +18,12 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
 
 # The transposition of a block of masks runs in tiles of this many models: a whole (M x rows) bool
 # block transposed in one numpy call crosses cache lines for every byte (measured: 1.6 s for the
 # 4,000 x 50,000 CIFAR-100-size masks; 0.28 s in 256-model tiles).
 TRANSPOSE_TILE = 256
-
-
-def _torch():
-    import torch  # deferred: the module is imported by code paths that never aggregate
-    return torch
 
 
 class Int8Counts:
@@ -39,7 +35,6 @@ class Int8Counts:
     """
 
     def __init__(self, b: np.ndarray):
-        torch = _torch()
         self.m, self.n = b.shape
         w = torch.from_numpy(np.ascontiguousarray(np.asarray(b, dtype=bool).T).view(np.int8))  # (n, M) int8
         self._packed = torch.ops.onednn.qlinear_prepack(w, None)
@@ -52,7 +47,6 @@ class Int8Counts:
         rows = a_t.shape[1]
         if rows == 0 or self.n == 0 or self.m == 0:
             return np.zeros((rows, self.n), np.float32)
-        torch = _torch()
         x = np.empty((rows, self.m), np.uint8)
         for m0 in range(0, self.m, TRANSPOSE_TILE):
             x[:, m0:m0 + TRANSPOSE_TILE] = a_t[m0:m0 + TRANSPOSE_TILE].T

@@ -81,7 +81,8 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     todo = [s for s in range(n) if problems[s] is not None]
     # running: the executor says so, or a live process holds the shard's claim (the in-process and
     # local executors record no per-task state while a task runs)
-    running = [s for s in todo if states.get(s) == "running" or is_claimed(run_dir, s)]
+    claimed = {s for s in todo if is_claimed(run_dir, s)}
+    running = [s for s in todo if states.get(s) == "running" or s in claimed]
     failed = [s for s in todo if states.get(s) == "failed" and s not in damaged]
     eta = None  # none for a run nothing is working on (killed, stopped): it would never arrive
     if done and todo and (running or any(states.get(s) == "other" for s in todo)):  # other: queued on Slurm
@@ -93,7 +94,7 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     # Epochs done of the shards in training (their checkpoints' progress files): {shard: {"done", "total"}}
     in_training = {s: p for s in todo if (p := read_progress(run_dir, s)) is not None}
     # ... of which no live process holds the claim: killed or stopped, resuming at the next run
-    interrupted = sorted(s for s in in_training if not is_claimed(run_dir, s))
+    interrupted = sorted(s for s in in_training if s not in claimed)
     return {"epochs": in_training, "interrupted": interrupted, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
             "shards": n, "done": len(done), "running": running, "failed": failed, "damaged": damaged,
             "pending": len(todo) - len(running) - len(failed) - len([s for s in damaged if s not in running]),

@@ -167,7 +167,7 @@ def test_memory_bound_refuses_too_many_pairs():
 def test_memory_bound_stops_the_threaded_same_class_pass_early(monkeypatch):
     # same-class-only blocks run on a thread per core: the bound must still stop the pass after a
     # few blocks (at most 2 x workers in flight), not after all of them
-    monkeypatch.setattr(agg, "_cpus", lambda: 2)
+    monkeypatch.setattr(agg, "usable_cpus", lambda: 2)
     masks, test_correct, y_train, y_test = case(0, n_train=400, n_test=60, classes=20)
     calls = []
     block = agg._Influence.block
