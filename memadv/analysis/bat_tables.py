@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from memadv.analysis.outputs import markdown_section, pyplot, save_figure, write_csv, write_markdown
+from memadv.analysis.paper_claims import final_accuracy
 from memadv.analysis.table_notes import attack_note, selection_notes
 from memadv.bat import selection
 from memadv.bat.runs import TrainingRun, find_training_runs
@@ -185,15 +186,7 @@ def table4(runs: list[Run], select: str = "own") -> pd.DataFrame:
         row: dict[str, Any] = {"method": label, "checkpoint": ck, "selection": selection.PROTOCOL[ck],
                                "n_seeds": len(rs)}
         for attack, name in TABLE4_ATTACKS:
-            vals = []
-            for r in rs:
-                f = r.final
-                if f is None:
-                    vals.append(float("nan"))
-                    continue
-                hit = f[(f["checkpoint"] == ck) & (f["subset"] == "test/all") & (f["attack"] == attack)]
-                vals.append(100.0 * float(hit["acc"].iloc[0]) if len(hit) else float("nan"))
-            row[name], row[f"{name} std"] = _agg(vals)
+            row[name], row[f"{name} std"] = _agg([final_accuracy(r.final, ck, "test/all", attack) for r in rs])
         rows.append(row)
     return pd.DataFrame(rows)
 

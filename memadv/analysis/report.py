@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,160 +23,13 @@ import markdown
 import numpy as np
 import pandas as pd
 
-from memadv.analysis.sec31 import early_late
+from memadv.analysis.paper_claims import Claim, claim_c1, claim_c2, claim_c3, claim_c4, claim_c5, claim_c6
 from memadv.bat.runs import find_training_runs
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.tables import markdown_table
 from memadv.layout import RunLayout
 
-C1_MIN_TRAIN_ATYP = 0.95     # C1: train-atypical clean accuracy at the end >= 95%
-C2_MIN_RISE = 0.05           # C2: test-atypical clean accuracy rises by >= 5 points (early -> late window)
-C2_MAX_ADV_CHANGE = 0.05     # C2: test-atypical PGD-20 accuracy changes by < 5 points ("flat")
-C2_ADV_LOW_RATIO = 0.5       # C2: late adversarial accuracy < half the late clean accuracy ("low")
-C3_MIN_DROP = 0.01           # C3: 0% -> 100% drop of >= 1 point, clean and adversarial, strict order
-C4_TOLERANCE = 0.01          # C4: ERM clean accuracy at 100% >= at 0% minus 1 point
-C6_ADV_WITHIN = 1.0          # C6: BAT adversarial accuracy >= PGD-AT (best adv.) minus 1 point (percent)
-
 FIGURE_ORDER = ("scores", "sec31", "sec32", ".", "ablation")
-
-
-@dataclass
-class Claim:
-    id: str
-    section: str
-    text: str
-    holds: bool | None          # None: the numbers it needs are missing
-    numbers: str
-
-    @property
-    def verdict(self) -> str:
-        return "holds" if self.holds else ("does not hold" if self.holds is False else "not decided (missing runs or measurements)")
-
-
-def _pct(x: float) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100.0 * x:.1f}%"
-
-
-# --------------------------------------------------------------------------- claims (pure functions)
-
-def claim_c1(pgd: pd.DataFrame | None) -> Claim:
-    text = "adversarial training fits the atypical training set: train-atypical clean accuracy at the end >= 95%"
-    if pgd is None or "train/atypical/clean" not in pgd or not len(pgd):
-        return Claim("C1", "3.1", text, None, "no Section 3.1 PGD-AT run with train/atypical metrics")
-    v = float(pgd["train/atypical/clean"].iloc[-1])
-    ok = bool(np.isfinite(v) and v >= C1_MIN_TRAIN_ATYP)
-    adv = float(pgd["train/atypical/adv"].iloc[-1]) if "train/atypical/adv" in pgd else float("nan")
-    return Claim("C1", "3.1", text, ok, f"PGD-AT, epoch {int(pgd['epoch'].iloc[-1])}: train-atypical clean "
-                 f"{_pct(v)} (needs >= {_pct(C1_MIN_TRAIN_ATYP)}); train-atypical PGD-20 {_pct(adv)}")
-
-
-def claim_c2(pgd: pd.DataFrame | None) -> Claim:
-    text = ("memorizing atypical examples helps their clean test accuracy but not their robustness: test-atypical "
-            "clean accuracy rises from early to late epochs while test-atypical adversarial accuracy stays low and "
-            "flat")
-    if pgd is None or "test/atypical/clean" not in pgd or not len(pgd):
-        return Claim("C2", "3.1", text, None, "no Section 3.1 PGD-AT run with test/atypical metrics")
-    ce, cl = early_late(pgd, "test/atypical/clean")
-    ae, al = early_late(pgd, "test/atypical/adv")
-    rise, change = cl - ce, al - ae
-    ok = bool(rise >= C2_MIN_RISE and abs(change) < C2_MAX_ADV_CHANGE and al < C2_ADV_LOW_RATIO * cl)
-    n = pgd["test/atypical/n"].iloc[-1] if "test/atypical/n" in pgd else float("nan")
-    return Claim("C2", "3.1", text, ok,
-                 f"PGD-AT on D'_atyp (n = {int(n) if np.isfinite(n) else '?'}), mean of the first / last 20% of "
-                 f"epochs: clean {_pct(ce)} -> {_pct(cl)} (rise {100 * rise:+.1f} pts, needs >= "
-                 f"{100 * C2_MIN_RISE:.0f}); PGD-20 {_pct(ae)} -> {_pct(al)} (change {100 * change:+.1f} pts, needs "
-                 f"|change| < {100 * C2_MAX_ADV_CHANGE:.0f}; late adv needs < {C2_ADV_LOW_RATIO:g} x late clean "
-                 f"= {_pct(C2_ADV_LOW_RATIO * cl)})")
-
-
-def _by_p(t1: pd.DataFrame, method: str, col: str) -> tuple[list[int], list[float]]:
-    rows = t1[t1["method"] == method].sort_values("p")
-    return [int(p) for p in rows["p"]], [float(v) for v in rows[col]]
-
-
-def _strict_desc(v: list[float]) -> bool:
-    return len(v) >= 2 and all(np.isfinite(v)) and all(a > b for a, b in zip(v, v[1:]))
-
-
-def _series(ps: list[int], vals: list[float], scale: float = 100.0, fmt: str = "{:.1f}") -> str:
-    return ", ".join(f"{p}%: {fmt.format(scale * v)}" for p, v in zip(ps, vals))
-
-
-def _spread(t1: pd.DataFrame, method: str, cols: list[str], fmt: str = "{:.1f}") -> str:
-    """'; sd over seeds ...' when the table has several seeds per row, else ''."""
-    rows = t1[t1["method"] == method].sort_values("p")
-    if "seeds" not in rows or rows["seeds"].max() < 2:
-        return ""
-    parts = [f"{c}: " + ", ".join(fmt.format(float(v)) for v in rows[c]) for c in cols if c in rows]
-    return f"; {int(rows['seeds'].min())} seeds, sd over seeds {'; '.join(parts)}" if parts else ""
-
-
-def claim_c3(t1: pd.DataFrame | None) -> Claim:
-    text = ("in adversarial training, more atypical examples lower typical-test clean and adversarial accuracy "
-            "(0% > 20% > 100%)")
-    if t1 is None or not (t1["method"] == "PGD-AT").any():
-        return Claim("C3", "3.2", text, None, "no Section 3.2 PGD-AT runs")
-    ps, clean = _by_p(t1, "PGD-AT", "typ. test clean")
-    _, adv = _by_p(t1, "PGD-AT", "typ. test adv")
-    clean, adv = [c / 100 for c in clean], [a / 100 for a in adv]
-    ok = bool(_strict_desc(clean) and _strict_desc(adv) and clean[0] - clean[-1] >= C3_MIN_DROP
-              and adv[0] - adv[-1] >= C3_MIN_DROP)
-    return Claim("C3", "3.2", text, ok, f"PGD-AT, last epoch, D'_typ clean {_series(ps, clean)}; PGD-20 "
-                 f"{_series(ps, adv)} (needs strictly decreasing in p and a drop >= {100 * C3_MIN_DROP:.0f} pt "
-                 f"from {ps[0]}% to {ps[-1]}% in both)" + _spread(t1, "PGD-AT", ["typ. test clean sd",
-                                                                                "typ. test adv sd"]))
-
-
-def claim_c4(t1: pd.DataFrame | None) -> Claim:
-    text = "in ERM, more atypical examples do not lower typical-test accuracy"
-    if t1 is None or not (t1["method"] == "ERM").any():
-        return Claim("C4", "3.2", text, None, "no Section 3.2 ERM runs")
-    ps, clean = _by_p(t1, "ERM", "typ. test clean")
-    clean = [c / 100 for c in clean]
-    ok = bool(len(clean) >= 2 and np.isfinite(clean[0]) and np.isfinite(clean[-1])
-              and clean[-1] >= clean[0] - C4_TOLERANCE)
-    return Claim("C4", "3.2", text, ok, f"ERM, last epoch, D'_typ clean {_series(ps, clean)} (needs {ps[-1]}% >= "
-                 f"{ps[0]}% - {100 * C4_TOLERANCE:.0f} pt)")
-
-
-def claim_c5(t1: pd.DataFrame | None, reading: dict[str, Any] | None = None) -> Claim:
-    text = ("(Table 1) with more atypical examples the penultimate representations of different classes get less "
-            "separated (adversarial training)")
-    if t1 is None or not (t1["method"] == "PGD-AT").any():
-        return Claim("C5", "3.2", text, None, "no Section 3.2 PGD-AT runs")
-    ps, dist = _by_p(t1, "PGD-AT", "1 - cos_sim")
-    _, sim = _by_p(t1, "PGD-AT", "cos_sim")
-    if any(v is None or math.isnan(v) for v in dist):
-        return Claim("C5", "3.2", text, None, "the Section 3.2 runs have no cosine measurements (metrics.parquet "
-                     "lacks cos_sim: runs made before memadv recorded it; delete RUN/sec32/train and re-run)")
-    ok = _strict_desc(dist)
-    extra = ""
-    if reading:
-        extra = (f"; the paper's Table 1 (0.66, 0.62, 0.59) matches the '{reading['reading']}' reading here "
-                 f"(decided by {reading['decided_by']})")
-    return Claim("C5", "3.2", text, ok, f"PGD-AT, last epoch, separation 1 - mean cross-class cosine similarity: "
-                 f"{_series(ps, dist, 1.0, '{:.3f}')} (mean similarity {_series(ps, sim, 1.0, '{:.3f}')}); needs "
-                 f"strictly decreasing separation{extra}" + _spread(t1, "PGD-AT", ["1 - cos_sim sd"], "{:.3f}"))
-
-
-def claim_c6(t2: pd.DataFrame | None) -> Claim:
-    text = ("(Table 2) BAT (last epoch) has higher overall clean accuracy than PGD-AT (best adversarial checkpoint, "
-            "test-selected as in the paper) with adversarial accuracy within 1 point")
-    if t2 is None or not len(t2):
-        return Claim("C6", "5", text, None, "no BAT table runs")
-    pgd = t2[t2["method"].str.startswith("PGD-AT") & (t2["checkpoint"] == "best_adv")]
-    bat = t2[t2["method"].str.startswith("BAT")]
-    if pgd.empty or bat.empty:
-        return Claim("C6", "5", text, None, "Table 2 lacks a PGD-AT (Best Adv.) or a BAT row")
-    p = pgd.iloc[0]
-    parts, ok = [], False
-    for _, b in bat.iterrows():
-        good = bool(b["All Acc."] > p["All Acc."] and b["All Adv."] >= p["All Adv."] - C6_ADV_WITHIN)
-        ok = ok or good
-        parts.append(f"{b['method']}: clean {b['All Acc.']:.1f}%, PGD-20 {b['All Adv.']:.1f}% "
-                     f"({'yes' if good else 'no'})")
-    return Claim("C6", "5", text, ok, f"PGD-AT (Best Adv.): clean {p['All Acc.']:.1f}%, PGD-20 {p['All Adv.']:.1f}%; "
-                 + "; ".join(parts) + " (holds when at least one BAT setting qualifies)")
 
 
 # --------------------------------------------------------------------------- gathering
@@ -201,24 +53,24 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"run": str(run_dir), "errors": []}
     try:
         by_seed = sec31.load_sec31_seeds(run_dir, seeds)
-        out["sec31"] = {m: sec31.mean_over_seeds(fs) for m, fs in by_seed.items()}
+        out["sec31"] = by_seed
         out["sec31_seeds"] = {m: len(fs) for m, fs in by_seed.items()}
     except Exception as e:  # noqa: BLE001 - a missing stage shows as missing in the report
         out["sec31"], out["errors"] = {}, out["errors"] + [f"Section 3.1: {e}"]
     try:
         runs32 = sec32.load_sec32(run_dir, seeds)
-        out["table1"] = sec32.table1(runs32)
-        out["reading"] = sec32.cosine_reading(out["table1"])
+        out["reading"] = sec32.cosine_reading(sec32.table1(runs32))
     except Exception as e:  # noqa: BLE001
-        out["table1"], out["reading"] = None, None
+        runs32, out["reading"] = None, None
         out["errors"].append(f"Section 3.2: {e}")
     try:
-        out["table2"] = bat_tables.table2(bat_tables.find_runs(lay.table_train), "own")
+        table_runs = bat_tables.find_runs(lay.table_train)
     except Exception as e:  # noqa: BLE001
-        out["table2"] = None
+        table_runs = None
         out["errors"].append(f"BAT table: {e}")
-    out["claims"] = [claim_c1(out["sec31"].get("pgd")), claim_c2(out["sec31"].get("pgd")), claim_c3(out["table1"]),
-                     claim_c4(out["table1"]), claim_c5(out["table1"], out["reading"]), claim_c6(out["table2"])]
+    out["claims"] = [claim_c1(out["sec31"].get("pgd")), claim_c2(out["sec31"].get("pgd")), claim_c3(runs32),
+                     claim_c4(runs32), claim_c5(runs32, out["reading"]),
+                     *claim_c6(table_runs, bat_tables.method_label)]
     out["tables"] = [(name, _read_text(p)) for name, p in (
         ("Section 3.1", lay.report_sec31 / "sec31.md"), ("Table 1", lay.report_sec32 / "table1.md"),
         ("Table 2", rep / "table2.md"), ("Table 4", rep / "table4.md"),
@@ -326,9 +178,12 @@ def render_markdown(g: dict[str, Any]) -> str:
     rd = Path(g["run"])
     lines = [f"# memadv report: `{rd.name}`", "", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.",
              "", "## Claims", "",
-             "Each claim of the paper, decided on this run's numbers (rules: `docs/report.md`). Section 3 numbers are "
-             "means over the seeds of the runs (" + ", ".join(f"{k}: {v}" for k, v in g.get("sec31_seeds", {}).items())
-             + " seeds in Section 3.1; Table 1 and Table 2 list their seed counts).", "",
+             "Each claim of the paper, decided on this run's numbers (rules: `docs/report.md`): the effect, its 95% "
+             "confidence interval over paired seeds (Student t) and the verdict — supported (the interval lies on "
+             "the claim's side of its margin), contradicted (on the other side), inconclusive (it contains the "
+             "margin, or one seed gives no interval), or not decided (runs missing, or the premise that the "
+             "network fits D_atyp fails). Seeds: " + ", ".join(f"{k}: {v}" for k, v in g.get("sec31_seeds", {}).items())
+             + " in Section 3.1; Table 1 and Table 2 list theirs.", "",
              claims_markdown(g["claims"]), ""]
     if g.get("reading"):
         r = g["reading"]
@@ -382,7 +237,7 @@ def write_report(run_dir: str | Path, seeds: list[int] | None = None) -> list[Pa
     images = {str(p.relative_to(rep)): base64.b64encode(p.read_bytes()).decode() for p in g["figures"]}
     write_text_atomic(rep / "report.md", md)
     write_text_atomic(rep / "report.html", markdown_to_html(md, images))
-    write_json_atomic(rep / "claims.json", {"claims": [asdict(c) | {"verdict": c.verdict} for c in g["claims"]],
+    write_json_atomic(rep / "claims.json", {"claims": [asdict(c) for c in g["claims"]],
                                             "cosine_reading": g.get("reading"),
                                             "figures": [str(p.relative_to(rep)) for p in g["figures"]]})
     return [rep / "report.md", rep / "report.html", rep / "claims.json"]

@@ -111,8 +111,8 @@ def _seed_of(run: TrainingRun) -> int:
     return int(run.name.rsplit("seed", 1)[1])
 
 
-def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str, list[pd.DataFrame]]:
-    """method -> metrics of every Section 3.1 run present (``seeds``: only those), in seed order."""
+def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str, dict[int, pd.DataFrame]]:
+    """method -> {seed: metrics} of every Section 3.1 run present (``seeds``: only those), in seed order."""
     base = sec31_train_dir(run_dir)
     out: dict[str, list[pd.DataFrame]] = {}
     for m in METHODS:
@@ -121,7 +121,7 @@ def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str,
         if seeds is not None:
             cands = [c for c in cands if _seed_of(c) in set(seeds)]
         if cands:
-            out[m] = [c.metrics() for c in cands]
+            out[m] = {_seed_of(c): c.metrics() for c in cands}
     if not out:
         raise MemadvError(f"no Section 3.1 runs under {base}; run `memadv pipeline --out {run_dir}` first")
     return out
@@ -211,7 +211,7 @@ def curves_figure(curves: dict[str, pd.DataFrame | None], columns: Callable[[str
 
 def sec31_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> list[Path]:
     by_seed = load_sec31_seeds(run_dir, seeds)
-    runs = {m: mean_over_seeds(fs) for m, fs in by_seed.items()}
+    runs = {m: mean_over_seeds(list(fs.values())) for m, fs in by_seed.items()}
     n_seeds = {m: len(fs) for m, fs in by_seed.items()}
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []

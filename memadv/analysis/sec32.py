@@ -131,6 +131,7 @@ class Sec32Run:
     metrics: pd.DataFrame
     cosine: pd.DataFrame
     seed: int = 0
+    final: pd.DataFrame | None = None   # final.parquet (full D'_typ) of a finished run
 
 
 def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
@@ -151,10 +152,11 @@ def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
         if seeds is not None and s not in set(seeds):
             continue
         metrics = read_run(d)[0]
+        run = TrainingRun(d)
         cols = ["epoch", "cos_sim", "cos_dist", "cos_n"]
         cos = (metrics[cols].rename(columns={"cos_n": "n"}).sort_values("epoch").reset_index(drop=True)
                if "cos_sim" in metrics.columns else pd.DataFrame(columns=["epoch", "cos_sim", "cos_dist", "n"]))
-        runs.append(Sec32Run(p, method, metrics, cos, s))
+        runs.append(Sec32Run(p, method, metrics, cos, s, run.final() if run.is_finished() else None))
     if not runs:
         raise MemadvError(f"no Section 3.2 runs of seeds {seeds} under {base}")
     return runs

@@ -122,10 +122,11 @@ def test_tables_equal_metrics(quick_run):
     assert (run_dir / "report/sec32/table1.md").read_text().strip() in md
     assert (run_dir / "report/table2.md").read_text().strip() in md
     claims = json.loads((run_dir / "report/claims.json").read_text())["claims"]
-    assert [c["id"] for c in claims] == ["C1", "C2", "C3", "C4", "C5", "C6"]
-    assert all(c["verdict"] in ("holds", "does not hold") for c in claims)
+    assert [c["id"] for c in claims][:5] == ["C1", "C2", "C3", "C4", "C5"] and claims[5]["id"] == "C6"
+    # one seed gives no confidence interval: nothing is "supported" or "contradicted" on it
+    assert all(c["verdict"] == "inconclusive" or c["verdict"].startswith("not decided") for c in claims)
     m31 = pd.read_parquet(run_dir / "sec31/train/pgd-seed0/metrics.parquet").iloc[-1]
-    assert f"train-atypical clean {100 * m31['train/atypical/clean']:.1f}%" in claims[0]["numbers"]
+    assert f"train-atypical clean, last epoch: {100 * m31['train/atypical/clean']:.1f}%" in claims[0]["numbers"]
     for c in claims:
         assert f"| {c['id']} |" in md and c["verdict"] in md
 
