@@ -96,8 +96,18 @@ def load_subsets(cfg: TrainConfig, dataset: Dataset) -> dict[str, np.ndarray]:
     return subsets
 
 
-def cap_subsets(subsets: dict[str, np.ndarray], cap: int | None, seed: int) -> dict[str, np.ndarray]:
-    """Keep, per split, only ids in a fixed random sample of ``cap`` ids of the union (None or 0: all)."""
+# The evaluation subsample (--eval-max, --final-max) is one draw shared by every training seed and
+# every method: paired comparisons then see the same test images in both arms, and seed-to-seed
+# variation is not inflated by a different sample per seed (it was drawn with the training seed).
+EVAL_SAMPLE_SEED = 0
+
+
+def cap_subsets(subsets: dict[str, np.ndarray], cap: int | None,
+                seed: int = EVAL_SAMPLE_SEED) -> dict[str, np.ndarray]:
+    """Keep, per split, only ids in a fixed random sample of ``cap`` ids of the union (None or 0: all).
+
+    The sample depends on the union of ids and ``seed`` only: the same for every training run that
+    evaluates the same ids."""
     if not cap:
         return subsets
     out: dict[str, np.ndarray] = {}

@@ -206,7 +206,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
         set_rng_state(ck["rng"], data_gen)
         _write_metrics(run_dir, rows, meta)  # drops a row whose epoch's checkpoint never landed
 
-    eval_subsets = cap_subsets(subsets, cfg.eval_max, cfg.seed)
+    eval_subsets = cap_subsets(subsets, cfg.eval_max)
     if selection.VAL_KEY in subsets:  # issue 9 hook: the whole validation slice, never capped
         eval_subsets[selection.VAL_KEY] = subsets[selection.VAL_KEY]
     specs = epoch_attacks(ocfg)
@@ -263,7 +263,7 @@ def final_evaluation(run_dir: Path, model, dataset: Dataset, subsets: dict[str, 
     path = run_dir / "final.parquet"
     if path.exists():
         return path
-    test = cap_subsets({k: v for k, v in subsets.items() if k.startswith("test/")}, cfg.final_max, cfg.seed)
+    test = cap_subsets({k: v for k, v in subsets.items() if k.startswith("test/")}, cfg.final_max)
     specs = final_attacks(cfg, ocfg)
     rows = []
     for ck_name, file in CHECKPOINTS:

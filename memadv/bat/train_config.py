@@ -98,13 +98,14 @@ class TrainConfig:
     flip: bool | None = option(None, "random horizontal flips", per_dataset=DATASET_DEFAULTS)
     seed: int = option(0, "seed of initialisation, data order, augmentation and attacks")
     eval_every: int = option(1, "evaluate every N epochs (and always after the last)", unit="epochs")
-    eval_max: int | None = option(None, "evaluate at most this many examples per split each epoch (a fixed "
-                                        "random subset; 0 or unset = all)", unit="examples",
+    eval_max: int | None = option(None, "evaluate at most this many examples per split each epoch (one fixed "
+                                        "random subset, the same for every seed and method; 0 or unset = all)", unit="examples",
                                  per_dataset=DATASET_DEFAULTS)
     eval_batch_size: int = option(512, "evaluation batch size", unit="examples")
     final_attacks: list[str] = option(list(FINAL_ATTACKS), "attacks of the final evaluation (Table 4)",
                                       source="paper App. D")
-    final_max: int | None = option(None, "final evaluation on at most this many test examples (default: all)",
+    final_max: int | None = option(None, "final evaluation on at most this many test examples (one fixed random "
+                                   "subset, the same for every seed and method; default: all)",
                                    unit="examples")
     scores: str | None = option(None, "memorization scores: a scores/ folder or run folder (mem.parquet)")
     splits: str | None = option(None, "split file (splits.parquet) for typical/atypical evaluation "

@@ -235,3 +235,19 @@ def test_config_toml_sections_and_typos(tmp_path, capsys, digits):
     capsys.readouterr()
     assert main(["train", "--config", str(conf), "--out", str(out)]) == 2
     assert "unknown key 'alfa' in table [objective]" in capsys.readouterr().err
+
+
+def test_eval_subsample_is_one_draw_for_every_seed(tmp_path, digits):
+    """--eval-max / --final-max draw the same test images for every training seed, so that paired
+    comparisons over seeds see the same images (the draw used to follow the training seed)."""
+    scores = write_run_inputs(tmp_path, digits)
+    n_atyp = []
+    for seed in (0, 1):
+        run = train(TrainConfig(method="pgd", scores=str(scores), seed=seed, eval_max=40, final_max=40,
+                                **{**FAST, "epochs": 1, "final_attacks": ["clean"]}),
+                    tmp_path / "out", ObjectiveConfig(), dataset=digits)
+        m = pd.read_parquet(run / "metrics.parquet")
+        final = pd.read_parquet(run / "final.parquet")
+        n_atyp.append((int(m["test/atypical/n"].iloc[0]), int(m["train/atypical/n"].iloc[0]),
+                       int(final.loc[final["subset"] == "test/atypical", "n"].iloc[0])))
+    assert n_atyp[0] == n_atyp[1]
