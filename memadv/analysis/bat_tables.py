@@ -265,7 +265,9 @@ def bat_figures(run_dir: Path, out: Path | None = None, select_name: str = "own"
     t2 = table2(runs, select)
     cols2 = [f"{name} {s}" for _, name in SETS for s in ("Acc.", "Adv.")]
     note = (f"Test accuracy (%) at the selected epoch (column `epochs` of table2.csv), PGD-20 for Adv.; "
-            f"mean ± std over seeds where there are several. Runs: {', '.join(sorted({r.path.name for r in runs}))}."
+            f"mean ± std over seeds where there are several: run-to-run variation on the machine in each run's "
+            f"config.json (another CPU or thread count changes float summation and the training trajectory); "
+            f"the report's claims give paired differences with 95% CIs. Runs: {', '.join(sorted({r.path.name for r in runs}))}."
             f"\n\n{selection_notes(runs, t2)}")
     paths += [write_markdown(out / "table2.md", to_markdown(t2, cols2, "Table 2: clean and adversarial accuracy",
                                                             note)),

@@ -118,6 +118,13 @@ def settings_section(run_dir: Path) -> str:
                          + ("" if "aa" in (t.get("final_attacks") or []) or label != "BAT table runs" else
                             " (AutoAttack left out: about 2 minutes per checkpoint for digits on two CPU cores; "
                             "add it with --final-attacks clean fgsm pgd cw aa)") + ".")
+            envs = {(e.get("cpu"), e.get("torch"), e.get("torch_threads"), e.get("device"))
+                    for r in runs for e in r.config().get("environment", [])}
+            if envs:
+                lines.append(f"* {label} ran on: " + "; ".join(
+                    f"{cpu}, torch {tv}, {th} torch thread(s), device {dev}" for cpu, tv, th, dev in sorted(envs, key=str))
+                    + ". Their std over seeds is run-to-run variation on these machines (another CPU or thread "
+                    "count changes float summation order and so the training trajectory).")
     abl = RunLayout(run_dir).ablation_train
     if abl.is_dir():
         cells = set()

@@ -290,7 +290,8 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
     paths += save_figure(fig, out / "fig21_cosine", {"figure": "fig21_cosine", "reading": reading["reading"]})
     plt.close(fig)
     shown = t1.copy()
-    note = (f"Last epoch, mean over the seeds (sd: their standard deviation). cos_sim: mean cosine similarity of penultimate representations over pairs of typical "
+    note = (f"Last epoch, mean over the seeds (sd: their standard deviation, the run-to-run variation on this "
+            f"machine). cos_sim: mean cosine similarity of penultimate representations over pairs of typical "
             f"training examples of different classes; 1 - cos_sim its complement. Typical-test accuracy (%) on "
             f"D'_typ, clean and PGD-20. The paper's Table 1 (ResNet18: 0.66, 0.62, 0.59) matches the "
             f"**{reading['reading']}** reading on this run (decided by {reading['decided_by']}).")

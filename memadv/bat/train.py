@@ -58,6 +58,7 @@ from memadv.data.dataset import Dataset
 from memadv.data.registry import load_dataset
 from memadv.data.scores import dataset_meta
 from memadv.data.tables import write_table
+from memadv.environment import describe as describe_environment
 from memadv.errors import ConfigError, NonFiniteLossError
 
 
@@ -175,12 +176,17 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
     device = resolve_device(cfg.device)
     run_dir = Path(out_dir) / name
     conf = full_config(cfg, ocfg)
+    environments: list[dict[str, Any]] = []
     if TrainingRun(run_dir).has_config():
         check_same_config(run_dir, conf)
         if TrainingRun(run_dir).is_finished():
             return run_dir
+        environments = TrainingRun(run_dir).config().get("environment", [])
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", conf)
+    # one entry per machine/software combination that trained epochs of this run (a resume elsewhere adds one)
+    env = describe_environment(str(device))
+    write_json_atomic(run_dir / "config.json",
+                      {**conf, "environment": environments + ([env] if env not in environments else [])})
     meta = {**dataset_meta(dataset), "run": name, "method": cfg.method, "config": conf}
     train_ids = selection.training_ids(run_dir, subsets, dataset, meta)  # issue 9 hook: checks the slice on resume
 

@@ -96,6 +96,9 @@ def test_outputs_subsets_and_best_checkpoints(tmp_path, digits):
     conf = json.loads((run / "config.json").read_text())
     assert conf["train"]["splits"].endswith("splits.parquet")  # found beside --scores
     assert conf["objective"]["eps"] == pytest.approx(64 / 255)
+    env = conf["environment"]  # the machine and software that trained it: std over seeds is run-to-run variation
+    assert len(env) == 1 and env[0]["torch"] == torch.__version__ and env[0]["torch_threads"] == 1
+    assert env[0]["device"] == "cpu" and env[0]["cpu"] and env[0]["usable_cpus"] >= 1
     for kind in ("adv", "clean"):
         ck = torch.load(run / f"best_{kind}.pt", map_location="cpu", weights_only=False)
         assert ck["epoch"] == int(m["epoch"].iloc[int(np.argmax(m[f"test/all/{kind}"].to_numpy()))])
