@@ -135,6 +135,9 @@ def test_slurm_attempt_without_a_new_checkpoint_names_timeout_min(tmp_path, monk
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", killed_by_time_limit)
     with pytest.raises(Interrupted):
         ShardTask(run, runtime=cfg.runtime())(0)  # first attempt: no epoch finished in time
+    with pytest.raises(Interrupted):
+        ShardTask(run, runtime=cfg.runtime())(0)  # another process of the same allocation (same task, same restart count): no time-out
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     with pytest.raises(TimeLimitTooShortError, match="--timeout-min"):
         ShardTask(run, runtime=cfg.runtime())(0)  # the requeued attempt of the same array task
 

@@ -95,9 +95,37 @@ def test_sbatch_script_defaults_and_fractional_memory(tmp_path):
     assert "#SBATCH --time=240" in text and "#SBATCH --array=0-1%2" in text
 
 
-def test_sbatch_extra_overrides_option(tmp_path):
-    text = sbatch_script(ExecutorConfig(executor="slurm", cpus_per_task=2, sbatch_extra=["cpus-per-task=4"]), tmp_path, 1)
-    assert "#SBATCH --cpus-per-task=4" in text and "#SBATCH --cpus-per-task=2" not in text
+@pytest.mark.parametrize("item, names", [
+    ("signal=TERM@30", "USR2"), ("time=1", "--timeout-min"), ("--time-min=1", "--timeout-min"),
+    ("job-name=x", "memadv names"), ("cpus-per-task=2", "--cpus-per-task"), ("#SBATCH --partition=gpu", "--partition"),
+    ("mem=4G", "--mem-gb"), ("gpus_per_task=1", "--gpus-per-task"), ("ntasks=2", "one process"),
+    ("nodes=2", "one process"), ("no-requeue", "requeues"), ("tim=5", "--timeout-min"), ("sig=TERM@30", "USR2"),
+])
+def test_sbatch_extra_refuses_what_memadv_sets(item, names):
+    """Issue 18, item 2: an extra item naming a setting memadv owns (or an abbreviation sbatch would
+    read as one) used to replace the generated #SBATCH line silently (signal=TERM@30: no requeue)."""
+    with pytest.raises(ConfigError) as info:
+        ExecutorConfig(executor="slurm", sbatch_extra=[item])
+    msg = str(info.value)
+    assert "\n" not in msg and repr(item) in msg and names in msg and "memadv sets" in msg
+
+
+def test_sbatch_extra_memory_per_cpu_conflicts_only_with_mem_gb(tmp_path):
+    assert "#SBATCH --mem-per-cpu=1G" in sbatch_script(ExecutorConfig(executor="slurm", sbatch_extra=["mem-per-cpu=1G"]),
+                                                       tmp_path, 1)
+    assert "#SBATCH --gpus=1" in sbatch_script(ExecutorConfig(executor="slurm", sbatch_extra=["gpus=1"]), tmp_path, 1)
+    with pytest.raises(ConfigError, match="--mem-gb"):
+        ExecutorConfig(executor="slurm", mem_gb=2, sbatch_extra=["mem-per-cpu=1G"])
+
+
+def test_cli_refuses_owned_sbatch_extra_before_anything_is_written(tmp_path, capsys):
+    from memadv.cli.main import main
+
+    code = main(["estimate", "--dataset", "digits", "--models", "4", "--executor", "slurm", "--sbatch-extra",
+                 "signal=TERM@30", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "signal=TERM@30" in err and "USR2" in err, err
+    assert not (tmp_path / "run").exists()
 
 
 # ---- in-process and local ------------------------------------------------------------------------
