@@ -37,10 +37,11 @@ from memadv.slurm.options import parse_sbatch_extra
 # How long an array task may sit in a finished state without its result file before it counts as
 # failed: COMPLETED waits for a slow shared file system; PREEMPTED waits for submitit's requeue;
 # UNKNOWN (neither sacct nor squeue knows the job: no accounting, and slurmctld forgot it MinJobAge
-# after its end) as COMPLETED; NO_ANSWER (neither sacct nor squeue answered: the controller is down
+# after its end, so its files had minutes to appear) briefly; NO_ANSWER (neither sacct nor squeue answered: the controller is down
 # or hung) bounds the wait for Slurm to answer again (issue 18, item 5: every wait has a bound).
-_GRACE_S = {"COMPLETED": 30.0, "PREEMPTED": 300.0, "UNKNOWN": 30.0, "NO_ANSWER": 600.0}
+_GRACE_S = {"COMPLETED": 30.0, "PREEMPTED": 300.0, "UNKNOWN": 10.0, "NO_ANSWER": 600.0}
 _DEFAULT_GRACE_S = 3.0
+
 
 def max_array_size() -> int | None:
     """Slurm's MaxArraySize (``scontrol show config``): a job array holds task indices 0 to
