@@ -79,9 +79,14 @@ original = shards.train_models
 def logged(cfg, dataset, model_ids, **kw):
     with open(log, "a") as f:
         f.write(f"{model_ids[0]} {os.environ.get('SLURM_JOB_ID')} {os.environ.get('SLURM_ARRAY_TASK_ID')}\\n")
-    time.sleep(1.5)  # long enough for the two processes to overlap
+    time.sleep(3.0)  # long enough for the two processes to overlap
     return original(cfg, dataset, model_ids, **kw)
 shards.train_models = logged
+ready = os.path.join(os.path.dirname(log), "ready")
+os.makedirs(ready, exist_ok=True)
+open(os.path.join(ready, str(os.getpid())), "w").close()
+while len(os.listdir(ready)) < 2:  # both processes start their estimate together
+    time.sleep(0.1)
 estimate(EstimateConfig(**json.loads(sys.argv[3])), run, progress=False)
 """.replace("import os, sys, time", "import json, os, sys, time")
 
@@ -94,8 +99,13 @@ def test_two_estimates_in_one_allocation_train_each_shard_once(slurm_cluster, sl
     write_or_check_spec(run, EstimateConfig(**cfg), dataset_for(EstimateConfig(**cfg)))
     script.write_text(TRAIN_LOGGED)
     one = f"OMP_NUM_THREADS=1 PYTHONPATH={REPO} {sys.executable} {script} {run} {log} '{json.dumps(cfg)}'"
-    job = _sbatch("-c", "1", "-o", str(slurm_tmp / "job.log"), f"--wrap={one} & {one} & wait")
+    job = _sbatch("-c", "1", "-o", str(slurm_tmp / "job.log"),
+                  f"--wrap=({one}; echo $? > {slurm_tmp}/rc.1) & ({one}; echo $? > {slurm_tmp}/rc.2) & wait")
     _wait_job_done(job, 240)
+    # before: the second took the live claim over, and found the first's attempt record under its own
+    # job id: a bogus "one epoch takes longer than the time limit" (or, later, the shard trained twice)
+    assert [(slurm_tmp / f"rc.{k}").read_text().strip() for k in (1, 2)] == ["0", "0"], \
+        (slurm_tmp / "job.log").read_text()[-2000:]
     rows = [line.split() for line in log.read_text().splitlines()]
     assert {(r[1], r[2]) for r in rows} == {(job, "None")}, rows  # one allocation, no array task
     trained = sorted(int(r[0]) for r in rows)
