@@ -69,47 +69,37 @@ def test_submitting_from_inside_a_mem_per_cpu_job(slurm_cluster, slurm_tmp, toy_
     assert result == [ToyTask.expected(0), ToyTask.expected(1)], result
 
 
-TRAIN_LOGGED = """
-import os, sys, time
-import memadv.estimate.shards as shards
-from memadv.estimate.config import EstimateConfig
-from memadv.estimate.run import estimate
-run, log = sys.argv[1], sys.argv[2]
-original = shards.train_models
-def logged(cfg, dataset, model_ids, **kw):
-    with open(log, "a") as f:
-        f.write(f"{model_ids[0]} {os.environ.get('SLURM_JOB_ID')} {os.environ.get('SLURM_ARRAY_TASK_ID')}\\n")
-    time.sleep(3.0)  # long enough for the two processes to overlap
-    return original(cfg, dataset, model_ids, **kw)
-shards.train_models = logged
-ready = os.path.join(os.path.dirname(log), "ready")
-os.makedirs(ready, exist_ok=True)
-open(os.path.join(ready, str(os.getpid())), "w").close()
-while len(os.listdir(ready)) < 2:  # both processes start their estimate together
-    time.sleep(0.1)
-estimate(EstimateConfig(**json.loads(sys.argv[3])), run, progress=False)
-""".replace("import os, sys, time", "import json, os, sys, time")
+LOGGED_ESTIMATE = Path(__file__).parents[1] / "estimate" / "logged_estimate.py"
+
+
+def _logged_estimate_config() -> dict:
+    """logged_estimate.CONFIG (the script lives beside the claim tests of tests/estimate)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("logged_estimate", LOGGED_ESTIMATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CONFIG
 
 
 def test_two_estimates_in_one_allocation_train_each_shard_once(slurm_cluster, slurm_tmp):
     """Item 4: both processes carry the same SLURM_JOB_ID and no array task id; the claim named only
     the job, so each took over the other's live claim and trained its shard again."""
-    cfg = dict(dataset="digits", models=8, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
-    run, log, script = slurm_tmp / "run", slurm_tmp / "trained.log", slurm_tmp / "logged.py"
-    write_or_check_spec(run, EstimateConfig(**cfg), dataset_for(EstimateConfig(**cfg)))
-    script.write_text(TRAIN_LOGGED)
-    one = f"OMP_NUM_THREADS=1 PYTHONPATH={REPO} {sys.executable} {script} {run} {log} '{json.dumps(cfg)}'"
+    run, log = slurm_tmp / "run", slurm_tmp / "trained.log"
+    cfg = EstimateConfig(**_logged_estimate_config())
+    write_or_check_spec(run, cfg, dataset_for(cfg))  # both find the spec: no race on creating it
+    one = f"OMP_NUM_THREADS=1 PYTHONPATH={REPO} {sys.executable} {LOGGED_ESTIMATE} {run} {log} 2"
+    env = f"echo $SLURM_JOB_ID ${{SLURM_ARRAY_TASK_ID:-none}} > {slurm_tmp}/env"
     job = _sbatch("-c", "1", "-o", str(slurm_tmp / "job.log"),
-                  f"--wrap=({one}; echo $? > {slurm_tmp}/rc.1) & ({one}; echo $? > {slurm_tmp}/rc.2) & wait")
+                  f"--wrap={env}; ({one}; echo $? > {slurm_tmp}/rc.1) & ({one}; echo $? > {slurm_tmp}/rc.2) & wait")
     _wait_job_done(job, 240)
     # before: the second took the live claim over, and found the first's attempt record under its own
     # job id: a bogus "one epoch takes longer than the time limit" (or, later, the shard trained twice)
     assert [(slurm_tmp / f"rc.{k}").read_text().strip() for k in (1, 2)] == ["0", "0"], \
         (slurm_tmp / "job.log").read_text()[-2000:]
-    rows = [line.split() for line in log.read_text().splitlines()]
-    assert {(r[1], r[2]) for r in rows} == {(job, "None")}, rows  # one allocation, no array task
-    trained = sorted(int(r[0]) for r in rows)
-    assert trained == [0, 2, 4, 6], f"shards trained more than once: {trained}; {(slurm_tmp / 'job.log').read_text()}"
+    assert (slurm_tmp / "env").read_text().split() == [job, "none"]  # one allocation, no array task
+    trained = sorted(int(x) for x in log.read_text().split())
+    assert trained == [0, 2, 4, 6], f"shards trained more than once: {trained}"
 
 
 def _no_accounting(bin_dir: Path) -> None:
