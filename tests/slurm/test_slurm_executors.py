@@ -189,3 +189,30 @@ def test_slurm_without_sbatch_is_a_clear_error(tmp_path, monkeypatch):
 def test_config_is_a_dataclass_with_help():
     for f in dataclasses.fields(ExecutorConfig):
         assert f.metadata.get("help"), f.name
+
+
+def test_wait_ends_when_slurm_does_not_answer(tmp_path, monkeypatch):
+    """Issue 18, item 5: every wait has a bound. sacct hangs and squeue fails (controller down): each
+    call is cut off, and the wait ends in one line saying the job may still run. The jobs are
+    stand-ins and the commands stand-ins on PATH (no controller can be taken down here); the bounds
+    are shortened from 60 s / 600 s."""
+    from types import SimpleNamespace
+
+    from memadv.slurm import accounting, submit
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text("#!/bin/sh\nexec sleep 30\n")
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    for name in ("sacct", "squeue"):
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(accounting, "COMMAND_TIMEOUT_S", 0.5)
+    monkeypatch.setitem(submit._GRACE_S, "NO_ANSWER", 3.0)
+    jobs = {0: SimpleNamespace(job_id="424242_0", paths=SimpleNamespace(stderr=tmp_path / "424242_0_0_log.err"))}
+    with pytest.raises(TasksFailedError) as info:
+        submit._wait_slurm(jobs, [0], tmp_path, "toy shards", progress=False)
+    msg = str(info.value)
+    assert "\n" not in msg and "Slurm gave no state for 3 s" in msg and "may still run" in msg, msg
+    assert "sacct gave no answer within" in msg, msg
+    assert "Unable to contact slurm controller" in msg, msg
