@@ -216,3 +216,15 @@ def test_wait_ends_when_slurm_does_not_answer(tmp_path, monkeypatch):
     assert "\n" not in msg and "Slurm gave no state for 3 s" in msg and "may still run" in msg, msg
     assert "sacct gave no answer within" in msg, msg
     assert "Unable to contact slurm controller" in msg, msg
+
+
+def test_submission_hides_the_enclosing_jobs_variables():
+    """Issue 18, item 3 (the real run is tests/slurm/test_slurm_faults.py): which variables sbatch
+    does not see; the cluster's configuration and the user's standing SBATCH_* defaults stay."""
+    from memadv.slurm.submit import enclosing_job_variables
+
+    env = {"SLURM_CONF": "/etc/slurm/slurm.conf", "SLURM_MEM_PER_CPU": "200", "SLURM_JOB_ID": "5",
+           "SRUN_DEBUG": "3", "SLURMD_NODENAME": "vm", "SBATCH_ACCOUNT": "lab", "SBATCH_TIMELIMIT": "5",
+           "SBATCH_SIGNAL": "TERM@30", "PATH": "/bin", "SUBMITIT_EXECUTOR": "slurm"}
+    assert enclosing_job_variables(env) == ["SBATCH_SIGNAL", "SBATCH_TIMELIMIT", "SLURMD_NODENAME", "SLURM_JOB_ID",
+                                            "SLURM_MEM_PER_CPU", "SRUN_DEBUG", "SUBMITIT_EXECUTOR"]
