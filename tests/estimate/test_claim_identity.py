@@ -4,6 +4,7 @@ job's restart count; a shared Slurm job id alone never makes a live claim stale.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def test_same_allocation_live_holder_keeps_its_claim(tmp_path, monkeypatch, hold
     # the same pid with another start time: the holder is gone and the system reused its pid
     _write(path, host=socket.gethostname(), pid=holder.pid, start=start - 100.0, slurm_job="4242", slurm_restart=0)
     claim = claims.try_claim(tmp_path, 0)
-    assert claim is not None and json.loads(path.read_text())["start"] == claims.process_start(claims.os.getpid())
+    assert claim is not None and json.loads(path.read_text())["start"] == claims.process_start(os.getpid())
     claim.release()
 
 
