@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from memadv.data.atomic import atomic_path, write_json_atomic
-from memadv.estimate.claims import slurm_task
+from memadv.estimate.claims import slurm_restart, slurm_task
 from memadv.errors import SchemaError, TimeLimitTooShortError
 
 
@@ -81,13 +81,16 @@ class ShardCheckpoint:
             previous = json.loads(self.attempt_path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             previous = None
+        # a requeued attempt of the same Slurm task has a higher SLURM_RESTART_COUNT; another process
+        # of the same allocation (same job id, same count) that resumes a killed one is no time-out
+        before = previous.get("slurm_restart") if isinstance(previous, dict) else None
         if me is not None and isinstance(previous, dict) and previous.get("slurm_job") == me \
-                and previous.get("done") == done:
+                and (before if isinstance(before, int) else 0) < slurm_restart() and previous.get("done") == done:
             raise TimeLimitTooShortError(
                 f"shard {self.shard}: the previous attempt of Slurm task {me} ended without finishing an epoch "
                 f"(still {done} epochs done); one epoch takes longer than the time limit: raise --timeout-min "
                 "or lower --models-per-shard")
-        write_json_atomic(self.attempt_path, {"slurm_job": me, "done": done})
+        write_json_atomic(self.attempt_path, {"slurm_job": me, "slurm_restart": slurm_restart(), "done": done})
 
     def remove(self) -> None:
         """Remove this shard's checkpoint files (call once the shard file is written)."""

@@ -2,13 +2,21 @@
 train the same shard twice (issue 10, item 14).
 
 A claim is ``estimate/claims/shard-NNNNN.lock``, created with ``O_CREAT | O_EXCL`` (atomic on local
-file systems and on NFSv3+), holding JSON ``{host, pid, token, slurm_job, created}``. While the shard
+file systems and on NFSv3+), holding JSON ``{host, pid, start, token, slurm_job, slurm_restart,
+created}``: the holder is identified by host + pid + the process's start time (psutil), so a pid
+that the system reused for another process does not keep a dead claim alive. While the shard
 trains, a daemon thread touches the file every :data:`HEARTBEAT_S` seconds. A claim is stale, and
 taken over, when
 
-* its host is this host and its pid is no longer alive, or
-* it names this process's own Slurm array task (a requeued attempt of the same task), or
-* its file was not touched for :data:`STALE_AFTER_S` seconds (another host: its process is gone).
+* it names this process's own Slurm job or array task with a lower ``SLURM_RESTART_COUNT``: an
+  earlier attempt of this very job, which Slurm ended before requeueing it (possibly on another host);
+* else its host is this host and no process with its pid and start time is alive;
+* else (another host: its process cannot be asked) its file was not touched for
+  :data:`STALE_AFTER_S` seconds.
+
+Sharing a Slurm job id is not enough: two ``estimate`` processes inside one allocation (same
+``SLURM_JOB_ID``, no array task id, same restart count) are two live processes, and neither takes
+over the other's claim (issue 18, item 4).
 
 Taking over is itself claimed: only the process that creates ``<lock>.<token>.takeover`` with
 ``O_EXCL`` for the stale claim's token may remove that claim, so two processes that both see the
@@ -27,6 +35,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import psutil
+
 HEARTBEAT_S = 30.0     # how often a live claim's file is touched (seconds)
 STALE_AFTER_S = 600.0  # a claim of another host untouched this long is stale (seconds): 20 missed heartbeats
 WAIT_POLL_S = 1.0      # how often a process waiting for another's shard looks again (seconds)
@@ -43,13 +53,32 @@ def slurm_task() -> str | None:
     return None if job is None else (f"{job}_{task}" if task is not None else job)
 
 
-def _pid_alive(pid: int) -> bool:
+def slurm_restart() -> int:
+    """This process's ``SLURM_RESTART_COUNT``: how often Slurm requeued its job (0 outside Slurm)."""
+    value = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return int(value) if value.isdigit() else 0
+
+
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, psutil), or None if there is none."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:  # alive, owned by another user, start time hidden
+        return -1.0
+
+
+def holder_alive(pid: int, start: Any) -> bool:
+    """Whether the process that wrote a claim on this host (``pid``, started at ``start``) is alive.
+
+    A recorded start time that differs from the live pid's by more than a second means that pid
+    now belongs to another process (claims written before the start time was recorded: pid only)."""
+    now_start = process_start(pid)
+    if now_start is None:
         return False
-    except PermissionError:  # alive, owned by another user
-        return True
+    if isinstance(start, (int, float)) and now_start >= 0:
+        return abs(now_start - float(start)) <= 1.0
     return True
 
 
@@ -70,10 +99,12 @@ def read_claim(path: Path) -> dict[str, Any] | None:
 def is_stale(path: Path, claim: dict[str, Any], now: float | None = None) -> bool:
     """Whether ``claim`` (the content of ``path``) belongs to a process that is gone (module docstring)."""
     mine = slurm_task()
-    if mine is not None and claim.get("slurm_job") == mine and claim.get("pid") != os.getpid():
-        return True
+    theirs = claim.get("slurm_restart")
+    if mine is not None and claim.get("slurm_job") == mine \
+            and (theirs if isinstance(theirs, int) else 0) < slurm_restart():
+        return True  # an earlier attempt of this job: Slurm ended it before the requeue
     if claim.get("host") == socket.gethostname() and isinstance(claim.get("pid"), int):
-        return not _pid_alive(claim["pid"])
+        return not holder_alive(claim["pid"], claim.get("start"))
     try:
         age = (time.time() if now is None else now) - path.stat().st_mtime
     except FileNotFoundError:
@@ -110,8 +141,9 @@ class Claim:
 
 def _create(path: Path) -> Claim | None:
     token = uuid.uuid4().hex
-    body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": token,
-                       "slurm_job": slurm_task(), "created": time.time()}).encode()
+    body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
+                       "token": token, "slurm_job": slurm_task(), "slurm_restart": slurm_restart(),
+                       "created": time.time()}).encode()
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:

@@ -16,8 +16,8 @@ from memadv.estimate.claims import is_claimed
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
 from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
-                                    write_or_check_spec)
-from memadv.executors import ExecutorConfig, run_tasks, task_states, task_threads
+                                    spec_path, write_or_check_spec)
+from memadv.executors import ExecutorConfig, TooManyTasksError, max_tasks, run_tasks, task_states, task_threads
 from memadv.layout import RunLayout
 
 
@@ -40,6 +40,9 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     executor = executor or ExecutorConfig()
     run_dir = Path(run_dir)
     dataset = dataset_for(cfg)  # fails before anything is written if the data is missing or malformed
+    limit = max_tasks(executor)
+    if not spec_path(run_dir).exists():  # before the spec: a new run may still pick another --models-per-shard
+        _refuse_too_many_shards(cfg, cfg.n_shards, limit)
     spec = write_or_check_spec(run_dir, cfg, dataset)
     # a truncated or unreadable shard file is not finished: it is trained again (and replaced)
     todo = [s for s in range(cfg.n_shards) if shard_problem(run_dir, s, spec) is not None]
@@ -49,6 +52,7 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     if len(todo) < cfg.n_shards:  # a resumed run says what it keeps (the shard files are checked above)
         print(f"{run_dir}: {cfg.n_shards - len(todo)} of {cfg.n_shards} shards already finished, kept; "
               f"{len(todo)} to train", flush=True)
+    _refuse_too_many_shards(cfg, len(todo), limit)
     # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
     threads = task_threads(executor)
     run_tasks(ShardTask(run_dir, threads=threads, runtime=cfg.runtime()), todo, executor, jobs_folder(run_dir),
@@ -59,6 +63,15 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     run_full_models(run_dir, cfg.full_models, executor, progress=progress,
                     runtime=cfg.runtime())  # issue 9 hook: ERM on all of D
     return scores
+
+
+def _refuse_too_many_shards(cfg: EstimateConfig, n: int, limit: int | None) -> None:
+    """TooManyTasksError naming --models-per-shard when ``n`` shards exceed one job array's ``limit``
+    (Slurm's MaxArraySize; issue 18, item 13): sbatch's own refusal names neither."""
+    if limit is not None and n > limit:
+        fits = -(-cfg.models // limit)  # models per shard that make at most `limit` shards
+        raise TooManyTasksError("shards", n, limit, f"raise --models-per-shard to at least {fits} "
+                                f"(now {cfg.models_per_shard}) or lower --models")
 
 
 def estimate_status(run_dir: str | Path) -> dict[str, Any]:

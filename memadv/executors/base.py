@@ -29,6 +29,15 @@ class TasksFailedError(MemadvError):
                          f"logs: {log_list or 'none'}")
 
 
+class TooManyTasksError(MemadvError):
+    """More tasks than one submission may hold (Slurm: MaxArraySize array tasks per job array)."""
+
+    def __init__(self, desc: str, n_tasks: int, limit: int, hint: str = ""):
+        self.n_tasks, self.limit = n_tasks, limit
+        super().__init__(f"{n_tasks} {desc} to submit, but this Slurm cluster's MaxArraySize allows at most "
+                         f"{limit} tasks in one job array" + (f"; {hint}" if hint else ""))
+
+
 @dataclass
 class ExecutorConfig:
     """Where and how the tasks of a run (model shards, sweep points) are executed."""
@@ -48,9 +57,9 @@ class ExecutorConfig:
                                     unit="tasks")
     sbatch_extra: list[str] = option([], "slurm: extra sbatch long options, each KEY=VALUE or a bare FLAG, "
                                      "e.g. --sbatch-extra qos=high constraint=a100 exclusive (in TOML "
-                                     "a leading '--' or '#SBATCH --' is also accepted); passed as "
-                                     "submitit's slurm_additional_parameters, so they win over the "
-                                     "options above; array/output/error are refused")
+                                     "a leading '--' or '#SBATCH --' is also accepted); what memadv sets "
+                                     "itself (time, cpus-per-task, partition, mem, gpus-per-task, signal, "
+                                     "job-name, array, ...) is refused, naming the option to use instead")
     max_timeouts: int = option(3, "slurm: how many times one array task may time out and requeue "
                                "before it counts as failed (pre-emptions always requeue)", unit="requeues")
 
@@ -76,7 +85,7 @@ class ExecutorConfig:
         if isinstance(self.sbatch_extra, str):
             self.sbatch_extra = [self.sbatch_extra]
         self.sbatch_extra = [str(x) for x in self.sbatch_extra]
-        parse_sbatch_extra(self.sbatch_extra)  # raises ConfigError on a malformed item
+        parse_sbatch_extra(self.sbatch_extra, mem_gb=self.mem_gb)  # ConfigError: malformed or owned by memadv
 
 
 def progress_bar(total: int, desc: str, progress: bool):

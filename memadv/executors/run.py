@@ -71,6 +71,16 @@ def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfi
     raise UnknownChoiceError("executor", cfg.executor, EXECUTORS)
 
 
+def max_tasks(cfg: ExecutorConfig) -> int | None:
+    """How many tasks one :func:`run_tasks` call may submit: Slurm's MaxArraySize for ``slurm`` (None
+    when ``scontrol`` does not say), None (no limit) for the other executors."""
+    if cfg.executor != "slurm":
+        return None
+    from memadv.slurm.submit import max_array_size  # imported here: see run_tasks
+
+    return max_array_size()
+
+
 def task_threads(cfg: ExecutorConfig) -> int | None:
     """Torch threads each task of ``cfg`` gets: local, the CPUs shared out among the workers (each
     worker is also started with that limit, :func:`memadv.executors.local.init_worker`); slurm, the

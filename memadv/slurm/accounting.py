@@ -73,51 +73,86 @@ def job_states(folder: str | Path) -> dict[int, str]:
     return states
 
 
-def _sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """Slurm job id ('123_4') -> state, from one sacct call; {} if sacct fails."""
+# Every call to a Slurm command has a bound: a hung slurmctld or slurmdbd must not hang memadv.
+COMMAND_TIMEOUT_S = 60.0
+
+
+def run_command(cmd: list[str]) -> tuple[str | None, str | None]:
+    """(stdout, None) or (None, one line saying why ``cmd`` gave no answer)."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    except FileNotFoundError:
+        return None, f"{cmd[0]} is not on PATH"
+    except subprocess.TimeoutExpired:
+        return None, f"{cmd[0]} gave no answer within {COMMAND_TIMEOUT_S:.0f} s"
+    except OSError as e:
+        return None, f"{cmd[0]} could not run: {e}"
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        return None, f"{cmd[0]} failed: {lines[-1][:200] if lines else f'exit status {proc.returncode}'}"
+    return proc.stdout, None
+
+
+def _sacct_states(job_ids: Iterable[str]) -> tuple[dict[str, str], str | None]:
+    """Slurm job id ('123_4') -> state from one sacct call (parsed by submitit's SlurmInfoWatcher,
+    which expands array ranges such as '123_[0-5%2]'); and why sacct gave no answer, or None."""
     from submitit.slurm.slurm import SlurmInfoWatcher
 
-    watcher = SlurmInfoWatcher(delay_s=0)
     wanted = sorted({str(jid) for jid in job_ids})
+    arrays = sorted({j.split("_")[0] for j in wanted})
+    if not arrays:
+        return {}, None
+    out, problem = run_command(["sacct", "-o", "JobID,State", "--parsable2", "-j", ",".join(arrays)])
+    if out is None:
+        return {}, problem
+    info = SlurmInfoWatcher(delay_s=0).read_info(out)
+    states: dict[str, str] = {}
     for jid in wanted:
-        watcher.register_job(jid)
-    watcher.update()
-    out: dict[str, str] = {}
-    for jid in wanted:
-        state = watcher.get_state(jid, mode="cache")
-        out[jid] = state.split()[0].upper() if state else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
-    return out
+        state = info.get(jid, {}).get("State")
+        if state:
+            states[jid] = state.split()[0].upper()  # "CANCELLED by 0" -> CANCELLED
+    return states, None
 
 
-def _squeue_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """Slurm job id ('123_4') -> state for the jobs slurmctld still holds (pending, running, just
-    finished), from one squeue call; {} if squeue fails. Unlike sacct it knows a job the moment it is
-    submitted."""
+def _squeue_states(job_ids: Iterable[str]) -> tuple[dict[str, str], str | None]:
+    """Slurm job id ('123_4') -> state for the jobs slurmctld still holds (pending, running, and
+    finished less than MinJobAge ago), from one squeue call; and why squeue gave no answer, or None.
+    Unlike sacct it knows a job the moment it is submitted."""
     wanted = {str(j) for j in job_ids}
     arrays = sorted({j.split("_")[0] for j in wanted})
     if not arrays:
-        return {}
-    try:
-        proc = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(arrays), "-o", "%i|%T"],
-                              capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    out: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
+        return {}, None
+    out, problem = run_command(["squeue", "-h", "-r", "-j", ",".join(arrays), "-o", "%i|%T"])
+    if out is None:
+        return {}, problem
+    states: dict[str, str] = {}
+    for line in out.splitlines():
         jid, _, state = line.strip().partition("|")
         if jid in wanted and state:
-            out[jid] = state.strip().upper()
-    return out
+            states[jid] = state.strip().upper()
+    return states, None
+
+
+def poll_states(job_ids: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """sacct states, with squeue's for the jobs that sacct does not know (just submitted, or no
+    accounting); UNKNOWN where neither knows a job. Second: ``{"sacct"|"squeue": why it gave no
+    answer}`` (one line each; empty when both answered). A job that neither knows while squeue
+    answered has left slurmctld (MinJobAge after its end) without reaching any accounting: it is over."""
+    job_ids = [str(j) for j in job_ids]
+    states, sacct_problem = _sacct_states(job_ids)
+    problems = {"sacct": sacct_problem} if sacct_problem else {}
+    unknown = [j for j in job_ids if j not in states]
+    if unknown:
+        queued, squeue_problem = _squeue_states(unknown)
+        states.update(queued)
+        if squeue_problem:
+            problems["squeue"] = squeue_problem
+    return {j: states.get(j, "UNKNOWN") for j in job_ids}, problems
 
 
 def live_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """sacct states, with squeue's for the jobs that sacct does not know yet (just submitted)."""
-    job_ids = list(job_ids)
-    states = _sacct_states(job_ids)
-    unknown = [j for j in job_ids if states.get(j, "UNKNOWN") == "UNKNOWN"]
-    if unknown:
-        states.update(_squeue_states(unknown))
-    return states
+    """:func:`poll_states` without the reasons: sacct's state, else squeue's, else UNKNOWN."""
+    return poll_states(job_ids)[0]
 
 
 def write_jobs(folder: Path, tasks: dict[int, str], desc: str, array_ids: list[str]) -> None:

@@ -14,6 +14,8 @@ running (the submitting process was killed), they are waited for rather than sub
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 import subprocess
@@ -27,14 +29,27 @@ from submitit.helpers import Checkpointable
 from memadv.config import check_printable, check_range
 from memadv.data.atomic import write_json_atomic
 from memadv.errors import MemadvError
-from memadv.executors.base import ExecutorConfig, TasksFailedError, progress_bar
-from memadv.slurm.accounting import ACTIVE_STATES, live_states, outcome_path, read_jobs, read_outcome, write_jobs
+from memadv.executors.base import ExecutorConfig, TasksFailedError, TooManyTasksError, progress_bar
+from memadv.slurm.accounting import (ACTIVE_STATES, live_states, outcome_path, poll_states, read_jobs, read_outcome,
+                                     run_command, write_jobs)
 from memadv.slurm.options import parse_sbatch_extra
 
 # How long an array task may sit in a finished state without its result file before it counts as
-# failed: COMPLETED waits for a slow shared file system; PREEMPTED waits for submitit's requeue.
-_GRACE_S = {"COMPLETED": 30.0, "PREEMPTED": 300.0}
+# failed: COMPLETED waits for a slow shared file system; PREEMPTED waits for submitit's requeue;
+# UNKNOWN (neither sacct nor squeue knows the job: no accounting, and slurmctld forgot it MinJobAge
+# after its end, so its files had minutes to appear) briefly; NO_ANSWER (neither sacct nor squeue answered: the controller is down
+# or hung) bounds the wait for Slurm to answer again (issue 18, item 5: every wait has a bound).
+_GRACE_S = {"COMPLETED": 30.0, "PREEMPTED": 300.0, "UNKNOWN": 10.0, "NO_ANSWER": 600.0}
 _DEFAULT_GRACE_S = 3.0
+
+
+def max_array_size() -> int | None:
+    """Slurm's MaxArraySize (``scontrol show config``): a job array holds task indices 0 to
+    MaxArraySize - 1, so at most that many tasks; None when scontrol does not answer."""
+    out, _ = run_command(["scontrol", "show", "config"])
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out or "", re.MULTILINE)
+    return int(match.group(1)) if match else None
+
 
 def slurm_parameters(cfg: ExecutorConfig, *, desc: str = "tasks") -> dict[str, Any]:
     """The submitit SlurmExecutor parameters (native names: time, partition, mem, ...) for ``cfg``."""
@@ -51,7 +66,7 @@ def slurm_parameters(cfg: ExecutorConfig, *, desc: str = "tasks") -> dict[str, A
     if cfg.mem_gb is not None:
         mem_mb = int(round(cfg.mem_gb * 1024))
         params["mem"] = f"{mem_mb // 1024}G" if mem_mb % 1024 == 0 else f"{mem_mb}M"
-    extra = parse_sbatch_extra(cfg.sbatch_extra)
+    extra = parse_sbatch_extra(cfg.sbatch_extra, mem_gb=cfg.mem_gb)
     if extra:
         params["additional_parameters"] = extra
     check_printable("sbatch parameters", params)  # every value becomes part of a #SBATCH line
@@ -99,6 +114,35 @@ def _job_name(desc: str) -> str:
     return "memadv-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", desc).strip("-") or "tasks")
 
 
+# Variables of the environment sbatch runs in that describe the job memadv may be running inside
+# (issue 18, item 3). sbatch exports its whole environment into the new job by default, so an
+# enclosing job's SLURM_MEM_PER_CPU meets the array's own SLURM_MEM_PER_NODE and every task's srun
+# dies ("SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and SLURM_MEM_PER_NODE are mutually exclusive").
+# submitit's helpers.clean_env() hides the same prefixes but also SLURM_CONF, which names the
+# cluster's configuration; SBATCH_* variables are the user's standing defaults and stay, except those
+# that would override a setting memadv writes into the script (sbatch: environment beats #SBATCH).
+_JOB_ENV_PREFIXES = ("SLURM_", "SLURMD_", "SRUN_", "SUBMITIT_")
+_KEEP_ENV = frozenset({"SLURM_CONF"})
+_OWNED_SBATCH_ENV = frozenset({"SBATCH_TIMELIMIT", "SBATCH_SIGNAL", "SBATCH_JOB_NAME", "SBATCH_ARRAY_INX",
+                               "SBATCH_OPEN_MODE", "SBATCH_NO_REQUEUE", "SBATCH_REQUEUE"})
+
+
+def enclosing_job_variables(environ: dict[str, str]) -> list[str]:
+    """The names in ``environ`` that sbatch must not see when memadv submits (comment above)."""
+    return sorted(k for k in environ if (k.startswith(_JOB_ENV_PREFIXES) and k not in _KEEP_ENV)
+                  or k in _OWNED_SBATCH_ENV)
+
+
+@contextlib.contextmanager
+def _submission_environment():
+    """Hide :func:`enclosing_job_variables` from os.environ while submitit runs sbatch (it passes no env)."""
+    hidden = {k: os.environ.pop(k) for k in enclosing_job_variables(dict(os.environ))}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
 def _make_slurm_executor(cfg: ExecutorConfig, folder: Path, desc: str):
     import submitit
 
@@ -131,10 +175,14 @@ def run_slurm(task, ids, cfg, folder, desc, progress) -> list[Any]:
             if live.get(jid, "UNKNOWN") in ACTIVE_STATES:
                 jobs[i] = SlurmJob(folder=folder, job_id=jid)
     todo = [i for i in ids if i not in jobs]
+    limit = max_array_size() if todo else None
+    if limit is not None and len(todo) > limit:  # sbatch would refuse it with "Invalid job array specification"
+        raise TooManyTasksError(desc, len(todo), limit)
     if todo:
         executor = _make_slurm_executor(cfg, folder, desc)
         try:
-            submitted = executor.map_array(_RequeueableTask(task, str(folder)), todo)
+            with _submission_environment():
+                submitted = executor.map_array(_RequeueableTask(task, str(folder)), todo)
         except subprocess.CalledProcessError as e:
             raise MemadvError(f"sbatch refused the job array for {desc}: {_one_line(e)}") from None
         except Exception as e:  # submitit wraps sbatch errors in FailedJobError / RuntimeError
@@ -163,6 +211,31 @@ def _one_line(e: BaseException) -> str:
     return " | ".join(lines[-3:])[:400] if lines else type(e).__name__
 
 
+def _no_result(state: str, problems: dict[str, str]) -> str:
+    """Why a task without a result file counts as failed, in one line."""
+    said = "; ".join(problems.values())
+    if state == "NO_ANSWER":
+        return (f"Slurm gave no state for {_GRACE_S[state]:.0f} s ({said}); the job may still run: "
+                "run the same command again to wait for it")
+    if state == "UNKNOWN":
+        return (f"no Slurm state ({said or 'sacct does not know the job'}; squeue no longer lists it), "
+                "no result written")
+    return f"Slurm state {state}, no result written"
+
+
+def _log_tail(log: str | None) -> str:
+    """``"; log: <its last non-empty line>"`` of a task's stderr log (e.g. srun's fatal error), or ''."""
+    if not log:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return f"; log: {lines[-1][:300]}" if lines else ""
+
+
 def _wait_slurm(jobs: dict[int, Any], ids: list[int], folder: Path, desc: str, progress: bool) -> list[Any]:
     """Poll outcome files every second and sacct every 2-30 s until every array task is done."""
     results: dict[int, Any] = {}
@@ -172,19 +245,21 @@ def _wait_slurm(jobs: dict[int, Any], ids: list[int], folder: Path, desc: str, p
     gone_since: dict[int, float] = {}  # task -> when first seen finished without a result file
     gone_seen: dict[int, int] = {}  # task -> consecutive state polls that saw it so
     states: dict[str, str] = {}
+    problems: dict[str, str] = {}
     start = last_sacct = time.monotonic()
     first = True
     with progress_bar(len(ids), desc, progress) as bar:
         while pending:
             now = time.monotonic()
             if first or now - last_sacct >= min(30.0, max(2.0, (now - start) / 10)):
-                states = live_states(jobs[i].job_id for i in pending)
+                states, problems = poll_states(jobs[i].job_id for i in pending)
+                if "squeue" in problems:  # UNKNOWN then only says that Slurm did not answer
+                    states = {j: "NO_ANSWER" if st == "UNKNOWN" else st for j, st in states.items()}
                 last_sacct, first = now, False
                 running = sum(states.get(jobs[i].job_id) == "RUNNING" for i in pending)
                 bar.set_postfix(running=running, failed=len(failed), refresh=False)
                 for i in pending:
-                    state = states.get(jobs[i].job_id, "UNKNOWN")
-                    if state in ACTIVE_STATES or state == "UNKNOWN":
+                    if states.get(jobs[i].job_id, "UNKNOWN") in ACTIVE_STATES:
                         gone_since.pop(i, None)
                         gone_seen.pop(i, None)
                     else:
@@ -207,7 +282,7 @@ def _wait_slurm(jobs: dict[int, Any], ids: list[int], folder: Path, desc: str, p
                 # requeue), it counts as failed.
                 state = states.get(job.job_id, "UNKNOWN")
                 if gone_seen.get(i, 0) >= 2 and now - gone_since[i] >= _GRACE_S.get(state, _DEFAULT_GRACE_S):
-                    failed[i] = f"Slurm state {state}, no result written"
+                    failed[i] = _no_result(state, problems) + _log_tail(logs.get(i))
                     pending.discard(i)
                     bar.update(1)
             if pending:

@@ -25,6 +25,7 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate, estimate_status
 from memadv.estimate.shards import ShardTask, dataset_for, shard_path, write_or_check_spec
 from memadv.slurm.dask_cluster import slurm_cli_options
+from logged_estimate import CONFIG
 
 TINY = dict(dataset="digits", models=4, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
 import memadv  # noqa: E402
@@ -135,6 +136,9 @@ def test_slurm_attempt_without_a_new_checkpoint_names_timeout_min(tmp_path, monk
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", killed_by_time_limit)
     with pytest.raises(Interrupted):
         ShardTask(run, runtime=cfg.runtime())(0)  # first attempt: no epoch finished in time
+    with pytest.raises(Interrupted):
+        ShardTask(run, runtime=cfg.runtime())(0)  # another process of the same allocation (same task, same restart count): no time-out
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     with pytest.raises(TimeLimitTooShortError, match="--timeout-min"):
         ShardTask(run, runtime=cfg.runtime())(0)  # the requeued attempt of the same array task
 
@@ -224,30 +228,15 @@ def test_stale_claims_are_taken_over_and_live_ones_are_not(tmp_path, monkeypatch
     claim.release()
 
 
-TRAIN_LOGGED = """
-import sys, time
-import memadv.estimate.shards as shards
-from memadv.estimate.config import EstimateConfig
-from memadv.estimate.run import estimate
-log = sys.argv[2]
-original = shards.train_models
-def logged(cfg, dataset, model_ids, **kw):
-    with open(log, "a") as f:
-        f.write(f"{model_ids[0]}\\n")
-    time.sleep(1.5)  # long enough for the two processes to overlap
-    return original(cfg, dataset, model_ids, **kw)
-shards.train_models = logged
-estimate(EstimateConfig(dataset="digits", models=8, models_per_shard=2, epochs=1, batch_size=256, full_models=0),
-         sys.argv[1], progress=False)
-"""
+LOGGED_ESTIMATE = Path(__file__).with_name("logged_estimate.py")
 
 
 def test_two_processes_on_one_run_train_each_shard_once(tmp_path):
     run, log = tmp_path / "run", tmp_path / "trained.log"
-    cfg = EstimateConfig(dataset="digits", models=8, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
+    cfg = EstimateConfig(**CONFIG)
     write_or_check_spec(run, cfg, dataset_for(cfg))  # both find the spec: no race on creating it
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", TRAIN_LOGGED, str(run), str(log)], env=env,
+    procs = [subprocess.Popen([sys.executable, str(LOGGED_ESTIMATE), str(run), str(log), "2"], env=env,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs

@@ -287,7 +287,7 @@ def test_waiting_for_slurm_jobs_never_opens_their_result_pickles(tmp_path, monke
         # result(): what submitit's Job.result() does, unpickle the result file (the old waiter called it)
         jobs[i] = SimpleNamespace(job_id=f"77_{i}", paths=paths,
                                   result=lambda p=paths: pickle.loads(p.result_pickle.read_bytes())[1])
-    monkeypatch.setattr(submit, "live_states", lambda ids: {j: "COMPLETED" for j in ids})
+    monkeypatch.setattr(submit, "poll_states", lambda ids: ({j: "COMPLETED" for j in ids}, {}))
     with pytest.raises(Exception, match="ValueError: boom"):
         submit._wait_slurm(jobs, [0, 1], tmp_path, "toy shards", progress=False)
     assert not proof.exists()

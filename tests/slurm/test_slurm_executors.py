@@ -95,9 +95,37 @@ def test_sbatch_script_defaults_and_fractional_memory(tmp_path):
     assert "#SBATCH --time=240" in text and "#SBATCH --array=0-1%2" in text
 
 
-def test_sbatch_extra_overrides_option(tmp_path):
-    text = sbatch_script(ExecutorConfig(executor="slurm", cpus_per_task=2, sbatch_extra=["cpus-per-task=4"]), tmp_path, 1)
-    assert "#SBATCH --cpus-per-task=4" in text and "#SBATCH --cpus-per-task=2" not in text
+@pytest.mark.parametrize("item, names", [
+    ("signal=TERM@30", "USR2"), ("time=1", "--timeout-min"), ("--time-min=1", "--timeout-min"),
+    ("job-name=x", "memadv names"), ("cpus-per-task=2", "--cpus-per-task"), ("#SBATCH --partition=gpu", "--partition"),
+    ("mem=4G", "--mem-gb"), ("gpus_per_task=1", "--gpus-per-task"), ("ntasks=2", "one process"),
+    ("nodes=2", "one process"), ("no-requeue", "requeues"), ("tim=5", "--timeout-min"), ("sig=TERM@30", "USR2"),
+])
+def test_sbatch_extra_refuses_what_memadv_sets(item, names):
+    """Issue 18, item 2: an extra item naming a setting memadv owns (or an abbreviation sbatch would
+    read as one) used to replace the generated #SBATCH line silently (signal=TERM@30: no requeue)."""
+    with pytest.raises(ConfigError) as info:
+        ExecutorConfig(executor="slurm", sbatch_extra=[item])
+    msg = str(info.value)
+    assert "\n" not in msg and repr(item) in msg and names in msg and "memadv sets" in msg
+
+
+def test_sbatch_extra_memory_per_cpu_conflicts_only_with_mem_gb(tmp_path):
+    assert "#SBATCH --mem-per-cpu=1G" in sbatch_script(ExecutorConfig(executor="slurm", sbatch_extra=["mem-per-cpu=1G"]),
+                                                       tmp_path, 1)
+    assert "#SBATCH --gpus=1" in sbatch_script(ExecutorConfig(executor="slurm", sbatch_extra=["gpus=1"]), tmp_path, 1)
+    with pytest.raises(ConfigError, match="--mem-gb"):
+        ExecutorConfig(executor="slurm", mem_gb=2, sbatch_extra=["mem-per-cpu=1G"])
+
+
+def test_cli_refuses_owned_sbatch_extra_before_anything_is_written(tmp_path, capsys):
+    from memadv.cli.main import main
+
+    code = main(["estimate", "--dataset", "digits", "--models", "4", "--executor", "slurm", "--sbatch-extra",
+                 "signal=TERM@30", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "signal=TERM@30" in err and "USR2" in err, err
+    assert not (tmp_path / "run").exists()
 
 
 # ---- in-process and local ------------------------------------------------------------------------
@@ -161,3 +189,42 @@ def test_slurm_without_sbatch_is_a_clear_error(tmp_path, monkeypatch):
 def test_config_is_a_dataclass_with_help():
     for f in dataclasses.fields(ExecutorConfig):
         assert f.metadata.get("help"), f.name
+
+
+def test_wait_ends_when_slurm_does_not_answer(tmp_path, monkeypatch):
+    """Issue 18, item 5: every wait has a bound. sacct hangs and squeue fails (controller down): each
+    call is cut off, and the wait ends in one line saying the job may still run. The jobs are
+    stand-ins and the commands stand-ins on PATH (no controller can be taken down here); the bounds
+    are shortened from 60 s / 600 s."""
+    from types import SimpleNamespace
+
+    from memadv.slurm import accounting, submit
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text("#!/bin/sh\nexec sleep 30\n")
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller' >&2\nexit 1\n")
+    for name in ("sacct", "squeue"):
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(accounting, "COMMAND_TIMEOUT_S", 0.5)
+    monkeypatch.setitem(submit._GRACE_S, "NO_ANSWER", 3.0)
+    jobs = {0: SimpleNamespace(job_id="424242_0", paths=SimpleNamespace(stderr=tmp_path / "424242_0_0_log.err"))}
+    with pytest.raises(TasksFailedError) as info:
+        submit._wait_slurm(jobs, [0], tmp_path, "toy shards", progress=False)
+    msg = str(info.value)
+    assert "\n" not in msg and "Slurm gave no state for 3 s" in msg and "may still run" in msg, msg
+    assert "sacct gave no answer within" in msg, msg
+    assert "Unable to contact slurm controller" in msg, msg
+
+
+def test_submission_hides_the_enclosing_jobs_variables():
+    """Issue 18, item 3 (the real run is tests/slurm/test_slurm_faults.py): which variables sbatch
+    does not see; the cluster's configuration and the user's standing SBATCH_* defaults stay."""
+    from memadv.slurm.submit import enclosing_job_variables
+
+    env = {"SLURM_CONF": "/etc/slurm/slurm.conf", "SLURM_MEM_PER_CPU": "200", "SLURM_JOB_ID": "5",
+           "SRUN_DEBUG": "3", "SLURMD_NODENAME": "vm", "SBATCH_ACCOUNT": "lab", "SBATCH_TIMELIMIT": "5",
+           "SBATCH_SIGNAL": "TERM@30", "PATH": "/bin", "SUBMITIT_EXECUTOR": "slurm"}
+    assert enclosing_job_variables(env) == ["SBATCH_SIGNAL", "SBATCH_TIMELIMIT", "SLURMD_NODENAME", "SLURM_JOB_ID",
+                                            "SLURM_MEM_PER_CPU", "SRUN_DEBUG", "SUBMITIT_EXECUTOR"]
