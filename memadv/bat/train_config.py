@@ -16,7 +16,7 @@ from typing import Any
 from memadv.bat.evaluate import ATTACK_NAMES
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.config import build_config, check_range, fill_per_dataset, option
-from memadv.data.registry import DATASETS, OWN_DATA_HELP, announce_defaults, defaults_name
+from memadv.data.registry import DATASETS, OWN_DATA_HELP, OWN_DATASETS, announce_defaults, defaults_name
 from memadv.errors import ConfigError, UnknownChoiceError
 
 METHODS = ("erm", "pgd", "trades", "mart", "gairat", "bat")
@@ -165,13 +165,22 @@ class TrainConfig:
         unset = [f.name for f in dataclasses.fields(self)
                  if f.metadata.get("per_dataset") is not None and getattr(self, f.name) is None]
         # a user's own data set takes the defaults of the built-in set of its image shape
-        like = defaults_name(self.dataset, self.data_root, self.dataset_options()) if unset else self.dataset
+        like = defaults_name(self.dataset, self._data_root_or_scores(), self.dataset_options()) if unset else self.dataset
         table = DATASET_DEFAULTS.get(like, {})  # empty only for an own data set with every default given
         if table and self.milestones is None and self.epochs is not None and self.epochs != table["epochs"]:
             # scale the table's milestones (1/2 and 3/4 of the epochs) to the chosen length
             self.milestones = sorted({max(1, round(self.epochs * m / table["epochs"])) for m in table["milestones"]})
         fill_per_dataset(self, like)
         announce_defaults(self.dataset, like, {k: getattr(self, k) for k in unset})
+
+    def _data_root_or_scores(self) -> str | None:
+        """``data_root``, else where the estimate behind ``scores`` read its data (what the run will
+        load, memadv.bat.inputs.with_scores_dataset): an own data set's defaults need its images."""
+        if self.data_root is not None or self.scores is None or self.dataset not in OWN_DATASETS:
+            return self.data_root
+        from memadv.data.scores import read_scores_meta
+        spec = read_scores_meta(self.scores).get("spec")
+        return spec.get("data_root") if isinstance(spec, dict) else None
 
     def dataset_options(self) -> dict[str, Any]:
         """Keyword options of :func:`memadv.data.registry.load_dataset` (the set ones); ConfigError
