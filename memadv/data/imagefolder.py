@@ -33,8 +33,9 @@ def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _walk(folder: Path, rel: str, out: list[tuple[str, Path, os.stat_result]]) -> None:
-    """Append (relative POSIX path, path, stat) of every non-hidden file under ``folder``."""
+def _walk(folder: str, rel: str, out: list[tuple[str, str, os.stat_result]]) -> None:
+    """Append (relative POSIX path, path, stat) of every non-hidden file under ``folder`` (paths stay
+    strings: a Path per file would cost more than the cached load itself)."""
     try:
         entries = list(os.scandir(folder))
     except OSError as e:
@@ -43,26 +44,26 @@ def _walk(folder: Path, rel: str, out: list[tuple[str, Path, os.stat_result]]) -
         if _hidden(e.name):
             continue
         if e.is_dir():
-            _walk(Path(e.path), f"{rel}/{e.name}", out)
+            _walk(e.path, f"{rel}/{e.name}", out)
         else:
-            out.append((f"{rel}/{e.name}", Path(e.path), e.stat()))
+            out.append((f"{rel}/{e.name}", e.path, e.stat()))
 
 
-def _split_files(split_dir: Path, split: str) -> dict[str, list[tuple[str, Path, os.stat_result]]]:
+def _split_files(split_dir: Path, split: str) -> dict[str, list[tuple[str, str, os.stat_result]]]:
     """Class name -> its files (relative path to DIR, path, stat), from one split folder."""
     if not split_dir.is_dir():
         raise DatasetError(f"missing folder {str(split_dir)!r}; expected the layout {LAYOUT}")
-    classes: dict[str, list[tuple[str, Path, os.stat_result]]] = {}
+    classes: dict[str, list[tuple[str, str, os.stat_result]]] = {}
     for e in sorted(os.scandir(split_dir), key=lambda e: e.name):
         if _hidden(e.name):
             continue
         if not e.is_dir():
             raise DatasetError(f"{e.path!r} is a file beside the class folders; expected the layout {LAYOUT}")
-        files: list[tuple[str, Path, os.stat_result]] = []
-        _walk(Path(e.path), f"{split}/{e.name}", files)
+        files: list[tuple[str, str, os.stat_result]] = []
+        _walk(e.path, f"{split}/{e.name}", files)
         for rel, path, _ in files:
             if not rel.lower().endswith(IMAGE_EXTENSIONS):
-                raise DatasetError(f"{str(path)!r} is not an image file (accepted extensions: "
+                raise DatasetError(f"{path!r} is not an image file (accepted extensions: "
                                    f"{', '.join(IMAGE_EXTENSIONS)}); move it out of the class folder")
         if not files:
             raise DatasetError(f"class folder {e.path!r} holds no image")
@@ -72,7 +73,7 @@ def _split_files(split_dir: Path, split: str) -> dict[str, list[tuple[str, Path,
     return classes
 
 
-def _layout(root: Path) -> tuple[list[str], dict[str, dict[str, list[tuple[str, Path, os.stat_result]]]]]:
+def _layout(root: Path) -> tuple[list[str], dict[str, dict[str, list[tuple[str, str, os.stat_result]]]]]:
     """(sorted class names, split -> class -> files)."""
     test = next((root / t for t in TEST_FOLDERS if (root / t).is_dir()), root / "test")
     found = {"train": _split_files(root / "train", "train"), "test": _split_files(test, test.name)}
@@ -100,7 +101,7 @@ def load_imagefolder(root: Path, image_size: list[int] | None = None, cache_dir:
                     [(rel, st.st_size, st.st_mtime_ns) for split in ("train", "test") for rel, _, st, _ in listing[split]])
 
     def build() -> dict:
-        examples = {split: [Example(path, label, rel, str(path)) for rel, path, _, label in items]
+        examples = {split: [Example(Path(path), label, rel, path) for rel, path, _, label in items]
                     for split, items in listing.items()}
         return decode_examples(examples, classes, size)
 
