@@ -4,8 +4,7 @@ The three loaders (:mod:`memadv.data.imagefolder`, :mod:`memadv.data.hf_data`,
 :mod:`memadv.data.arrays`) only find their examples: a split is a list of :class:`Example`
 (image source, label, relative path). This module does what they share:
 
-* decoding in a thread pool (PIL releases the GIL while it decodes, as in
-  :mod:`memadv.data.tinyimagenet`), each image to grey (H, W) or colour (H, W, 3) uint8;
+* decoding in worker processes (:func:`decode`), each image to grey (H, W) or colour (H, W, 3) uint8;
   ``image_size`` (H, W) resizes every image once (PIL bilinear, as torchvision's ``Resize``);
 * one size for all images (mixed sizes without ``image_size`` are a one-line DatasetError naming
   the first file of another size) and one mode: the minority mode is converted to the majority
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from memadv.cpus import usable_cpus
-from memadv.data.dataset import Dataset, channel_stats
+from memadv.data.dataset import Dataset
 from memadv.errors import DatasetError
 
 SPLITS = ("train", "test")
@@ -99,16 +98,52 @@ def _decode_one(ex: Example, image_size: tuple[int, int] | None) -> np.ndarray:
         raise DatasetError(f"cannot decode image {ex.where!r} ({type(e).__name__}); the file is corrupt or not an image") from None
 
 
-def decode(examples: Sequence[Example], image_size: tuple[int, int] | None, threads: int | None = None) -> list[np.ndarray]:
-    """Every image of ``examples`` decoded in a thread pool (order kept); the first error is raised."""
-    threads = min(16, usable_cpus()) if threads is None else threads
-    if threads <= 1 or len(examples) < 64:
-        return [_decode_one(ex, image_size) for ex in examples]
-    chunk = 256  # keeps the per-task overhead small
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        parts = pool.map(lambda s: [_decode_one(ex, image_size) for ex in examples[s:s + chunk]],
-                         range(0, len(examples), chunk))
+def _decode_chunk(examples: Sequence[Example], image_size: tuple[int, int] | None) -> list[np.ndarray]:
+    return [_decode_one(ex, image_size) for ex in examples]
+
+
+def decode(examples: Sequence[Example], image_size: tuple[int, int] | None, workers: int | None = None,
+           chunk: int = 1024) -> list[np.ndarray]:
+    """Every image of ``examples`` decoded (order kept); the first error is raised.
+
+    Worker processes (default: the usable CPUs, at most 16), not threads: a small PNG or JPEG costs
+    more Python per image than decoding, so threads serialise on the GIL (measured: 155 vs 165 us
+    per 28x28 PNG with two threads vs one); forked workers scale like torchvision's DataLoader.
+    """
+    workers = min(16, usable_cpus()) if workers is None else workers
+    # ``chunk`` examples per task: the pickled arrays coming back are small, the per-task overhead is not
+    if workers <= 1 or len(examples) < 2 * chunk:
+        return _decode_chunk(examples, image_size)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        context = multiprocessing.get_context("fork")  # the examples need not be re-imported
+    except ValueError:  # pragma: no cover - no fork (not Linux): threads still overlap the decoding
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_decode_chunk, [examples[s:s + chunk] for s in range(0, len(examples), chunk)],
+                                  [image_size] * (-(-len(examples) // chunk))))
         return [a for part in parts for a in part]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        parts = pool.map(_decode_chunk, [examples[s:s + chunk] for s in range(0, len(examples), chunk)],
+                         [image_size] * (-(-len(examples) // chunk)))
+        return [a for part in parts for a in part]
+
+
+def uint8_channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (n-1) std of uint8 (N, C, H, W) images in [0, 1] units, from an exact
+    integer histogram per channel (the definition of :func:`memadv.data.dataset.channel_stats`, ten
+    times faster on 60,000 images; the built-in loaders keep that one so their numbers stay as they were)."""
+    means, stds = [], []
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    v = np.arange(256, dtype=np.float64) / 255.0
+    for c in range(x.shape[1]):
+        counts = np.bincount(x[:, c].reshape(-1), minlength=256).astype(np.float64)
+        mean = float(counts @ v) / n
+        var = (float(counts @ (v * v)) - n * mean * mean) / max(n - 1, 1)
+        means.append(mean)
+        stds.append(max(float(np.sqrt(max(var, 0.0))), 1e-3))
+    return tuple(means), tuple(stds)
 
 
 def to_one_mode(images: dict[str, list[np.ndarray]], wheres: dict[str, list[str]]) -> dict[str, np.ndarray]:
@@ -265,7 +300,7 @@ def own_arrays(x: dict[str, np.ndarray], y: dict[str, np.ndarray], paths: dict[s
         arrays[f"paths_{split}"] = np.array(list(paths[split]) or [""] * len(y[split]), dtype=str)
         arrays[f"digest_{split}"] = np.array(pixel_digest(x[split]))
     # the statistics are cached too: on 60,000 images they cost more than reading the cache
-    arrays["mean"], arrays["std"] = (np.array(v) for v in channel_stats(torch.from_numpy(x["train"])))
+    arrays["mean"], arrays["std"] = (np.array(v) for v in uint8_channel_stats(x["train"]))
     return arrays
 
 

@@ -211,3 +211,25 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
                  "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "notes.txt' is not an image file" in err and not out.exists()
+
+
+def test_decoding_in_worker_processes_keeps_order_and_names_a_bad_file(tmp_path):
+    x, y = _data(n_train=20)
+    rels = write_imagefolder(tmp_path, x, y)
+    examples = [own_images.Example(tmp_path / r, 0, r, r) for r in rels["train"]]
+    serial = own_images.decode(examples, None, workers=1)
+    parallel = own_images.decode(examples, None, workers=2, chunk=3)
+    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel)) and len(parallel) == 20
+    (tmp_path / rels["train"][13]).write_bytes(b"broken")
+    with pytest.raises(DatasetError, match=f"cannot decode image '{rels['train'][13]}'"):
+        own_images.decode(examples, None, workers=2, chunk=3)
+
+
+def test_histogram_statistics_equal_channel_stats():
+    import torch
+
+    from memadv.data.dataset import channel_stats
+
+    x = np.random.default_rng(0).integers(0, 256, (50, 3, 9, 7), dtype=np.uint8)
+    got, want = own_images.uint8_channel_stats(x), channel_stats(torch.from_numpy(x))
+    assert np.allclose(got, want, rtol=1e-12, atol=0)

@@ -64,6 +64,9 @@ def test_estimate_splits_train_on_own_data(tmp_path, kind, capsys):
     else:
         assert list(csv.columns) == ["idx", "label", "split"] and "path" not in rows.columns
     out = tmp_path / "train"
+    own_images._MEMO.clear()  # the figures read the run's cache, as a later process would
+    assert main(["figures", "scores", str(run)]) == 0
+    assert list((run / "report" / "scores").glob("mem_examples_class*.png"))
     # --data-root may be left out: the run takes the estimate's (its spec records it)
     root = [] if kind == "arrays" else ["--data-root", str(data)]
     assert main(["train", "--method", "bat", "--dataset", kind, *root, "--scores", str(run),
