@@ -9,7 +9,7 @@ if it is not there yet. Then, in one run:
   processes, default: the usable CPUs) into one uint8 tensor per split: what a user would write to
   hold the tree in memory;
 * **memadv first**: ``load_dataset("imagefolder", TREE, cache_dir=...)`` with an empty cache
-  (lists the tree, decodes in a thread pool, fingerprints, writes the run folder's cache);
+  (lists the tree, decodes in worker processes, fingerprints, writes the run folder's cache);
 * **memadv cached**: the same call again in a fresh state of this process (the in-process memo
   cleared), served from the cache file (still listing and stat-ing the 70,000 files for the key).
 

@@ -112,9 +112,11 @@ def decode(examples: Sequence[Example], image_size: tuple[int, int] | None, work
     """
     workers = min(16, usable_cpus()) if workers is None else workers
     # ``chunk`` examples per task: the pickled arrays coming back are small, the per-task overhead is not
-    if workers <= 1 or len(examples) < 2 * chunk:
-        return _decode_chunk(examples, image_size)
     import multiprocessing
+
+    # a daemonic worker (a multiprocessing.Pool task) may not start processes of its own
+    if workers <= 1 or len(examples) < 2 * chunk or multiprocessing.current_process().daemon:
+        return _decode_chunk(examples, image_size)
     from concurrent.futures import ProcessPoolExecutor
 
     try:
