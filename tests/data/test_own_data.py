@@ -233,3 +233,22 @@ def test_histogram_statistics_equal_channel_stats():
     x = np.random.default_rng(0).integers(0, 256, (50, 3, 9, 7), dtype=np.uint8)
     got, want = own_images.uint8_channel_stats(x), channel_stats(torch.from_numpy(x))
     assert np.allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_hf_rows_with_a_path_only_and_a_validation_split(tmp_path):
+    """A Hub row may hold only the image's path (read relative to the data root); `validation-*`
+    shards serve as the test split when there are no `test-*` shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x, y = _data(seed=11)
+    rels = write_imagefolder(tmp_path, x, y)
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for split, name in (("train", "train"), ("test", "validation")):
+        cells = [{"bytes": None, "path": r} for r in rels[split]]
+        labels = [CLASSES.index(r.split("/")[1]) for r in rels[split]]
+        pq.write_table(pa.table({"image": pa.array(cells, type=struct), "fine_label": pa.array(labels)}),
+                       tmp_path / f"{name}-00000-of-00001.parquet")
+    ds, tree = load_dataset("hf", tmp_path), load_dataset("imagefolder", tmp_path)
+    assert ds.paths == tree.paths and ds.fingerprint("test") == tree.fingerprint("test")
+    assert ds.class_names == ["0", "1", "2"]  # no ClassLabel feature: the label values

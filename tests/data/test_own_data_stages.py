@@ -104,3 +104,17 @@ def test_fashion_mnist_as_imagefolder_and_as_hub_parquet_same_fingerprints_and_s
         mems[kind] = pd.read_parquet(run / "scores" / "mem.parquet").sort_values("idx")
     a, b = mems["imagefolder"], mems["hf"]
     assert np.array_equal(a["idx"], b["idx"]) and np.allclose(a["mem"], b["mem"], equal_nan=True)
+
+
+def test_pipeline_and_report_on_own_arrays(tmp_path):
+    """Every stage of `memadv pipeline` (estimate, splits, figures, Sections 3.1/3.2, BAT table,
+    report) on an own .npz data set, quick settings."""
+    own_images._MEMO.clear()
+    data = _write("arrays", tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["pipeline", "--quick", "--dataset", "arrays", "--data-root", str(data), "--net", "mlp",
+                 "--models", "4", "--models-per-shard", "4", "--epochs", "2", "--full-models", "2",
+                 "--train-epochs", "1", "--final-attacks", "clean", "--ablation", "false", "--no-progress",
+                 "--out", str(run)]) == 0
+    html = (run / "report" / "report.html").read_text()
+    assert "arrays" in html and len(list((run / "data-cache").glob("own-data-*.npz"))) == 1
