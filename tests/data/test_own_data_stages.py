@@ -118,3 +118,20 @@ def test_pipeline_and_report_on_own_arrays(tmp_path):
                  "--out", str(run)]) == 0
     html = (run / "report" / "report.html").read_text()
     assert "arrays" in html and len(list((run / "data-cache").glob("own-data-*.npz"))) == 1
+
+
+def test_every_training_method_on_own_data(tmp_path):
+    """`memadv train` with each method (BAT with scores of an estimate on the same data)."""
+    from memadv.bat.train_config import METHODS
+
+    own_images._MEMO.clear()
+    data = _write("imagefolder", tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["estimate", "--dataset", "imagefolder", "--data-root", str(data), *FAST, "--out", str(run)]) == 0
+    for method in METHODS:
+        scores = ["--scores", str(run)] if method == "bat" else []
+        out = tmp_path / f"train-{method}"
+        assert main(["train", "--method", method, "--dataset", "imagefolder", "--data-root", str(data), *scores,
+                     "--net", "mlp", "--epochs", "1", "--batch-size", "16", "--final-attacks", "clean",
+                     "--progress", "false", "--out", str(out)]) == 0, method
+        assert list(out.glob("*/final*")), method
