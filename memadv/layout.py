@@ -64,6 +64,16 @@ class RunLayout:
         return self.root / "splits"
 
     @property
+    def data_cache(self) -> Path:
+        """Decoded images of a user's own data set (memadv.data.own_images), one .npz per set of files."""
+        return self.root / "data-cache"
+
+    @property
+    def example_paths(self) -> Path:
+        """Each example's path relative to --data-root (a user's own data set): split, idx, path."""
+        return self.root / "data-cache" / "paths.parquet"
+
+    @property
     def split_file(self) -> Path:
         return self.splits / "splits.parquet"
 

@@ -80,7 +80,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
     pgd = TrainingRun(run)
     conf = pgd.config()
     train_conf = conf["train"]
-    ds = load_dataset(train_conf["dataset"], train_conf.get("data_root"),
+    ds = load_dataset(train_conf["dataset"], train_conf.get("data_root"), cache_dir=RunLayout(run_dir).data_cache,
                       **{k: train_conf[k] for k in DATASET_OPTION_NAMES if train_conf.get(k) is not None})
     sets = read_split_sets(RunLayout(run_dir).split_file, ds)
     atyp, typ = sets["train/atypical"], sets["train/typical"]

@@ -197,7 +197,8 @@ def score_figures(run_dir: Path, *, out: Path | None = None, data_root: str | Pa
         # the data-set options (--classes, --per-class, ...) and root the scores were made with travel here
         spec = scores.meta.get("spec") if isinstance(scores.meta.get("spec"), dict) else {}
         root = data_root if data_root is not None else spec.get("data_root")
-        ds = load_dataset(scores.meta["dataset"], data_root=root, **options_from_meta(scores.meta))
+        ds = load_dataset(scores.meta["dataset"], data_root=root, cache_dir=RunLayout(base).data_cache,
+                          **options_from_meta(scores.meta))
         check_fingerprint(scores.meta, ds, what=str(scores_dir_of(run_dir)))
         # score files speak canonical ids; a reduced copy (--per-class) holds them at other positions
         try:

@@ -55,8 +55,8 @@ from memadv.bat.train_config import TrainConfig, resolve_objective_config
 from memadv.data.atomic import write_json_atomic
 from memadv.data.augment import random_crop_flip
 from memadv.data.dataset import Dataset
-from memadv.data.registry import load_dataset
-from memadv.data.scores import dataset_meta
+from memadv.data.registry import OWN_DATASETS, defaults_like, load_dataset
+from memadv.data.scores import dataset_meta, scores_data_cache
 from memadv.data.tables import write_table
 from memadv.environment import describe as describe_environment
 from memadv.errors import ConfigError, NonFiniteLossError
@@ -141,12 +141,15 @@ def prepare(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None, data
             ) -> tuple[TrainConfig, ObjectiveConfig, Dataset, torch.Tensor | None, dict[str, np.ndarray]]:
     """Resolve the configs and load + check every input (dataset, scores, splits) before any file is written."""
     cfg = cfg.resolved()
-    ocfg = resolve_objective_config(objective_cfg, cfg.dataset)
     if dataset is None:
         cfg = with_scores_dataset(cfg)  # the data-set options (and root) of the scores travel to the run
-        dataset = load_dataset(cfg.dataset, cfg.data_root, **cfg.dataset_options())
+        dataset = load_dataset(cfg.dataset, cfg.data_root, cache_dir=scores_data_cache(cfg.scores),
+                               **cfg.dataset_options())
     elif dataset.name != cfg.dataset:
         raise ConfigError(f"dataset passed in is {dataset.name!r}, the config says {cfg.dataset!r}")
+    # a user's own data set takes the eps of the built-in set of its image shape
+    ocfg = resolve_objective_config(objective_cfg, defaults_like(dataset.image_shape)
+                                    if cfg.dataset in OWN_DATASETS else cfg.dataset)
     if cfg.splits is None and cfg.scores is not None:
         found = default_splits_path(cfg.scores)
         if found is not None:

@@ -16,7 +16,7 @@ from typing import Any
 from memadv.bat.evaluate import ATTACK_NAMES
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.config import build_config, check_range, fill_per_dataset, option
-from memadv.data.registry import DATASETS
+from memadv.data.registry import DATASETS, OWN_DATA_HELP, OWN_DATASETS, announce_defaults, defaults_name
 from memadv.errors import ConfigError, UnknownChoiceError
 
 METHODS = ("erm", "pgd", "trades", "mart", "gairat", "bat")
@@ -84,6 +84,11 @@ class TrainConfig:
                                    "--scores: as the scores; unset = all)", unit="examples per class")
     test_per_class: int | None = option(None, "keep the first N test examples of each class (default with "
                                         "--scores: as the scores; unset = all)", unit="examples per class")
+    image_size: list[int] | None = option(None, OWN_DATA_HELP["image_size"] + " (default with --scores: as the scores)",
+                                          unit="pixels (H W)")
+    image_column: str | None = option(None, OWN_DATA_HELP["image_column"])
+    label_column: str | None = option(None, OWN_DATA_HELP["label_column"])
+    array_layout: str | None = option(None, OWN_DATA_HELP["array_layout"])
     net: str | None = option(None, "architecture", per_dataset=DATASET_DEFAULTS)
     epochs: int | None = option(None, "training epochs", source="paper Sec. 5.1: 160", per_dataset=DATASET_DEFAULTS)
     lr: float = option(0.1, "initial SGD learning rate", source="paper Sec. 5.1")
@@ -158,18 +163,34 @@ class TrainConfig:
                 raise ConfigError(f"--milestones must be increasing positive epochs, got {self.milestones}")
         # per-dataset defaults, the one convention (memadv.config.fill_per_dataset): a config that knows
         # its data set is complete once built
-        table = DATASET_DEFAULTS[self.dataset]
-        if self.milestones is None and self.epochs is not None and self.epochs != table["epochs"]:
+        unset = [f.name for f in dataclasses.fields(self)
+                 if f.metadata.get("per_dataset") is not None and getattr(self, f.name) is None]
+        # a user's own data set takes the defaults of the built-in set of its image shape
+        like = defaults_name(self.dataset, self._data_root_or_scores(), self.dataset_options()) if unset else self.dataset
+        table = DATASET_DEFAULTS.get(like, {})  # empty only for an own data set with every default given
+        if table and self.milestones is None and self.epochs is not None and self.epochs != table["epochs"]:
             # scale the table's milestones (1/2 and 3/4 of the epochs) to the chosen length
             self.milestones = sorted({max(1, round(self.epochs * m / table["epochs"])) for m in table["milestones"]})
-        fill_per_dataset(self, self.dataset)
+        fill_per_dataset(self, like)
+        announce_defaults(self.dataset, like, {k: getattr(self, k) for k in unset})
+
+    def _data_root_or_scores(self) -> str | None:
+        """``data_root``, else where the estimate behind ``scores`` read its data (what the run will
+        load, memadv.bat.inputs.with_scores_dataset): an own data set's defaults need its images."""
+        if self.data_root is not None or self.scores is None or self.dataset not in OWN_DATASETS:
+            return self.data_root
+        from memadv.data.scores import read_scores_meta
+        spec = read_scores_meta(self.scores).get("spec")
+        return spec.get("data_root") if isinstance(spec, dict) else None
 
     def dataset_options(self) -> dict[str, Any]:
         """Keyword options of :func:`memadv.data.registry.load_dataset` (the set ones); ConfigError
         for one that does not apply to the data set."""
         from memadv.data.registry import dataset_options
         return dataset_options(self.dataset, classes=self.classes, per_class=self.per_class,
-                               test_per_class=self.test_per_class)
+                               test_per_class=self.test_per_class, image_size=self.image_size,
+                               image_column=self.image_column, label_column=self.label_column,
+                               array_layout=self.array_layout)
 
     def resolved(self) -> "TrainConfig":
         """A copy. The per-dataset defaults are filled when the config is built (``__post_init__``);

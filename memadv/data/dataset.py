@@ -24,10 +24,12 @@ SPLITS = ("train", "test")
 
 
 def fingerprint_labels(name: str, split: str, labels: np.ndarray | torch.Tensor,
-                       ids: np.ndarray | None = None) -> str:
-    """Hash of (dataset name, split, labels in canonical order[, kept original ids]): what score
-    files are tied to. ``ids`` (int64 (N,), original positions) is given for a reduced copy of a
-    data set; a full data set (``ids`` None) hashes as before, so existing fingerprints stay valid."""
+                       ids: np.ndarray | None = None, content: str | None = None) -> str:
+    """Hash of (dataset name, split, labels in canonical order[, kept original ids][, pixel digest]):
+    what score files are tied to. ``ids`` (int64 (N,), original positions) is given for a reduced copy
+    of a data set; a full data set (``ids`` None) hashes as before, so existing fingerprints stay
+    valid. ``content`` is the digest of the decoded pixels of a user's own data set
+    (:func:`memadv.data.own_images.pixel_digest`), given with the name :data:`OWN_DATA`."""
     labels = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
     h = hashlib.sha256()
     h.update(f"{name}\0{split}\0{labels.shape[0]}\0".encode())
@@ -35,7 +37,14 @@ def fingerprint_labels(name: str, split: str, labels: np.ndarray | torch.Tensor,
     if ids is not None:
         h.update(b"\0ids\0")
         h.update(np.ascontiguousarray(np.asarray(ids, dtype=np.int64)).tobytes())
+    if content is not None:
+        h.update(b"\0pixels\0" + content.encode())
     return h.hexdigest()[:16]
+
+
+# The name a user's own data set is fingerprinted under, whatever layout (imagefolder, hf, arrays)
+# it was read from: the same images and labels have the same fingerprint in every layout.
+OWN_DATA = "own-data"
 
 
 @dataclass
@@ -57,6 +66,11 @@ class Dataset:
     # The options it was loaded with (memadv.data.registry.dataset_options: classes, per_class,
     # test_per_class): recorded in the metadata of every file about it so later stages reload it alike.
     options: dict[str, Any] = field(default_factory=dict)
+    # A user's own data set (memadv.data.own_images): the digest of each split's decoded pixels, which
+    # its fingerprints cover, and each example's path relative to the data root, indexed by canonical
+    # id (written beside the id in split files); both empty for the built-in data sets.
+    content: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split in SPLITS:
@@ -105,7 +119,14 @@ class Dataset:
 
     def fingerprint(self, split: str) -> str:
         kept = {"train": self.train_ids, "test": self.test_ids}[split]
+        if self.content:
+            return fingerprint_labels(OWN_DATA, split, self.labels(split).numpy(), kept, self.content[split])
         return fingerprint_labels(self.name, split, self.labels(split).numpy(), kept)
+
+    def example_paths(self, split: str) -> list[str] | None:
+        """Relative path of each example of this copy (in its order), None where the data set has none."""
+        paths = self.paths.get(split)
+        return None if not paths else [paths[i] for i in self.ids(split).tolist()]
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -70,6 +70,14 @@ def scores_dir_of(path: str | Path) -> Path:
     return p if (p / "mem.parquet").exists() or p.name == "scores" else p / "scores"
 
 
+def scores_data_cache(scores: str | Path | None) -> Path | None:
+    """The decode cache (``RunLayout.data_cache``) of the run whose scores are ``scores`` (a run or its
+    ``scores/`` folder), where a user's own data set was decoded by the estimate; None without scores."""
+    from memadv.layout import RunLayout
+
+    return None if scores is None else RunLayout(scores_dir_of(scores).parent).data_cache
+
+
 def write_scores(scores_dir: str | Path, scores: Scores) -> None:
     """Write the three files into a temporary sibling folder, then swap it in place of ``scores_dir``.
 

@@ -415,16 +415,20 @@ def render_summary(result: SplitResult, meta: dict[str, Any], title: str) -> str
     return "\n".join(out)
 
 
-def write_splits(out_dir: str | Path, result: SplitResult, meta: dict[str, Any], title: str) -> Path:
-    """Write the split folder all at once; returns ``out_dir``."""
+def write_splits(out_dir: str | Path, result: SplitResult, meta: dict[str, Any], title: str,
+                 paths: pd.DataFrame | None = None) -> Path:
+    """Write the split folder all at once; returns ``out_dir``. ``paths`` (columns split, idx, path:
+    a user's own data set, memadv.data.own_images.read_example_paths) adds each example's relative
+    path beside its id, in the parquet file and the CSVs."""
     out_dir = Path(out_dir)
     summary = render_summary(result, meta, title)
+    rows = result.rows if paths is None else result.rows.merge(paths, on=["split", "idx"], how="left")
     with atomic_dir(out_dir, "splits") as tmp:
-        write_table(tmp / SPLITS_FILE, result.rows, meta)
+        write_table(tmp / SPLITS_FILE, rows, meta)
         for key in SET_KEYS:
             split, kind = key.split("/")
-            part = result.rows[(result.rows["split"] == split) & (result.rows["set"] == kind)]
-            text = part[["idx", "label"]].to_csv(index=False)
+            part = rows[(rows["split"] == split) & (rows["set"] == kind)]
+            text = part[["idx", "label"] + (["path"] if paths is not None else [])].to_csv(index=False)
             write_text_atomic(tmp / f"{split}_{kind}.csv", text)
         write_text_atomic(tmp / "summary.md", summary)
     return out_dir
@@ -442,7 +446,10 @@ def make_splits(path: str | Path, cfg: SplitConfig, out: str | Path | None = Non
         run_dir = run_dir.parent
     out_dir = Path(out) if out is not None else run_dir / "splits"
     meta = split_meta(scores, cfg, result, str(scores_dir_of(path)))
-    return result, write_splits(out_dir, result, meta, title=f"run `{run_dir.name}`")
+    from memadv.data.own_images import read_example_paths
+    from memadv.layout import RunLayout
+    return result, write_splits(out_dir, result, meta, title=f"run `{run_dir.name}`",
+                                paths=read_example_paths(RunLayout(run_dir).example_paths))
 
 
 # ---------------------------------------------------------------------------------------------

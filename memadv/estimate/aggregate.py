@@ -445,7 +445,7 @@ def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: An
     cfg = config_from_spec(spec)
     if data_root is not None:
         cfg = dataclasses.replace(cfg, data_root=os.fspath(data_root))
-    dataset = dataset_for(cfg, spec)
+    dataset = dataset_for(cfg, spec, run_dir)
     y_train, y_test = dataset.y_train.numpy(), dataset.y_test.numpy()
     cross = cfg.cross_class_threshold if cross_class_threshold == "spec" else cross_class_threshold
     rule = keep_rule(keep, y_train, y_test, keep_threshold=keep_threshold, cross_class_threshold=cross)

@@ -24,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import dataclasses
+
 from memadv.config import check_range, fill_per_dataset, option
-from memadv.data.registry import DATASETS, dataset_options
+from memadv.data.registry import DATASETS, OWN_DATA_HELP, announce_defaults, dataset_options, defaults_name
 from memadv.errors import UnknownChoiceError
 from memadv.nets.registry import NETS
 
@@ -58,6 +60,10 @@ class EstimateConfig:
     test_per_class: int | None = option(None, "keep the first N test examples of each class; unset = all (test "
                                         "examples cost one forward pass per model, so keeping all is cheap)",
                                         unit="examples per class")
+    image_size: list[int] | None = option(None, OWN_DATA_HELP["image_size"], unit="pixels (H W)")
+    image_column: str | None = option(None, OWN_DATA_HELP["image_column"])
+    label_column: str | None = option(None, OWN_DATA_HELP["label_column"])
+    array_layout: str | None = option(None, OWN_DATA_HELP["array_layout"])
     net: str | None = option(None, "architecture", choices=tuple(NETS), per_dataset=DATASET_DEFAULTS)
     models: int | None = option(None, "number of models M", unit="models", source="Feldman & Zhang: 4000 CIFAR-100, 2000 ImageNet",
                                  per_dataset=DATASET_DEFAULTS)
@@ -89,9 +95,15 @@ class EstimateConfig:
                               source="memadv: 30 gives the 80% rule a resolution of 1/30")
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASET_DEFAULTS:
-            raise UnknownChoiceError("dataset", self.dataset, DATASET_DEFAULTS)
-        fill_per_dataset(self, self.dataset)  # the one convention: memadv.config, docs/architecture.md
+        if self.dataset not in DATASETS:
+            raise UnknownChoiceError("dataset", self.dataset, DATASETS)
+        unset = [f.name for f in dataclasses.fields(self)
+                 if f.metadata.get("per_dataset") is not None and getattr(self, f.name) is None]
+        # the one convention (memadv.config, docs/architecture.md); a user's own data set takes the
+        # defaults of the built-in set of its image shape
+        like = defaults_name(self.dataset, self.data_root, self.dataset_options()) if unset else self.dataset
+        fill_per_dataset(self, like)
+        announce_defaults(self.dataset, like, {k: getattr(self, k) for k in unset})
         if self.net not in NETS:
             raise UnknownChoiceError("net", self.net, NETS)
         if self.packing not in PACKINGS:
@@ -125,7 +137,9 @@ class EstimateConfig:
         """Keyword options of :func:`memadv.data.registry.load_dataset` for this estimate (the set
         ones); ConfigError for one that does not apply to the data set."""
         return dataset_options(self.dataset, classes=self.classes, per_class=self.per_class,
-                               test_per_class=self.test_per_class)
+                               test_per_class=self.test_per_class, image_size=self.image_size,
+                               image_column=self.image_column, label_column=self.label_column,
+                               array_layout=self.array_layout)
 
     def runtime(self) -> dict[str, Any]:
         """Where and how this process runs the shards (:data:`RUNTIME`): taken from the command line on
@@ -138,5 +152,6 @@ class EstimateConfig:
     # Fields that define the estimate: a run directory refuses a spec that differs in any of them.
     # Everything else (RUNTIME, cross_class_threshold: an aggregation setting `aggregate` re-derives,
     # full_models: issue 9's later addition) is taken from the command line of each run.
-    IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "net", "models", "models_per_shard",
+    IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "image_size", "image_column", "label_column",
+                "array_layout", "net", "models", "models_per_shard",
                 "subset_ratio", "epochs", "lr", "batch_size", "momentum", "weight_decay", "augment", "seed", "bf16")

@@ -79,7 +79,7 @@ class FullModelsTask:
             return str(out)
         if self.threads:
             torch.set_num_threads(self.threads)
-        dataset = dataset_for(cfg, spec)
+        dataset = dataset_for(cfg, spec, run_dir)
         correct = train_full_models(cfg, dataset, range(start, stop))
         rows = {"model_id": [FULL_ID_BASE + j for j in range(start, stop)], "test_acc": correct.mean(1),
                 "test_correct": [np.packbits(r).tobytes() for r in correct]}
@@ -106,7 +106,7 @@ def run_full_models(run_dir: str | Path, n_models: int, executor: Any, *, progre
               desc="full-data models", progress=progress)
     correct = np.concatenate([read_block(block_path(run_dir, b, e - s), read_spec(run_dir)["n_test"])
                               for b, (s, e) in enumerate(layout)])
-    dataset = dataset_for(cfg)
+    dataset = dataset_for(cfg, run_dir=run_dir)
     meta = {**dataset_meta(dataset), "source": "memadv full-data ERM models", "n_full_models": int(correct.shape[0])}
     return write_full_test_acc(run_dir / "scores", correct, dataset.y_test.numpy(), meta, test_ids=dataset.test_ids)
 

@@ -9,6 +9,7 @@ from typing import Any, Callable, ContextManager
 
 import numpy as np
 
+from memadv.data.own_images import write_example_paths
 from memadv.data.scores import Scores
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.checkpoints import read_progress
@@ -39,11 +40,14 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     """
     executor = executor or ExecutorConfig()
     run_dir = Path(run_dir)
-    dataset = dataset_for(cfg)  # fails before anything is written if the data is missing or malformed
+    dataset = dataset_for(cfg, run_dir=run_dir)  # fails before anything is written if the data is missing or malformed
     limit = max_tasks(executor)
     if not spec_path(run_dir).exists():  # before the spec: a new run may still pick another --models-per-shard
         _refuse_too_many_shards(cfg, cfg.n_shards, limit)
     spec = write_or_check_spec(run_dir, cfg, dataset)
+    if dataset.content:  # a user's own data set: decoded once, into the run folder, for every later task
+        dataset = dataset_for(cfg, spec, run_dir)
+        write_example_paths(RunLayout(run_dir).example_paths, dataset)
     # a truncated or unreadable shard file is not finished: it is trained again (and replaced)
     todo = [s for s in range(cfg.n_shards) if shard_problem(run_dir, s, spec) is not None]
     # Shards another live process is training go last: this one trains the others first and then

@@ -34,7 +34,7 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.seeds import model_seed
 from memadv.estimate.train import train_models
 from memadv.errors import ConfigError, FingerprintMismatchError, SchemaError
-from memadv.layout import require_run_dir
+from memadv.layout import RunLayout, require_run_dir
 
 SHARD_COLUMNS = ["model_id", "seed", "train_acc", "test_acc", "subset_train_acc", "final_loss", "seconds",
                  "mask", "train_correct", "test_correct"]
@@ -108,12 +108,20 @@ def config_from_spec(spec: dict[str, Any], runtime: dict[str, Any] | None = None
 
 
 @lru_cache(maxsize=2)
-def _load(name: str, data_root: str | None, options: tuple) -> Dataset:
-    return load_dataset(name, data_root, **dict(options))
+def _load(name: str, data_root: str | None, options: tuple, cache_dir: Path | None) -> Dataset:
+    return load_dataset(name, data_root, cache_dir=cache_dir, **{k: list(v) if isinstance(v, tuple) else v
+                                                                 for k, v in options})
 
 
-def dataset_for(cfg: EstimateConfig, spec: dict[str, Any] | None = None) -> Dataset:
-    ds = _load(cfg.dataset, cfg.data_root, tuple(sorted(cfg.dataset_options().items())))
+def dataset_for(cfg: EstimateConfig, spec: dict[str, Any] | None = None, run_dir: Path | None = None) -> Dataset:
+    """The data set of the estimate ``cfg`` (fingerprint checked against ``spec`` when given). With
+    ``run_dir`` of a started run (its spec written), a user's own data set is decoded once into the
+    run's ``data-cache/`` and read from there by every later task."""
+    cache = None
+    if run_dir is not None and RunLayout(run_dir).spec.is_file():
+        cache = RunLayout(run_dir).data_cache
+    options = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in cfg.dataset_options().items()))
+    ds = _load(cfg.dataset, cfg.data_root, options, cache)
     if spec is not None and spec.get("fingerprint_train") != ds.fingerprint("train"):
         raise FingerprintMismatchError(f"dataset {cfg.dataset!r} under {cfg.data_root!r} is not the one this run was "
                                        f"started on (train fingerprint {ds.fingerprint('train')} != {spec['fingerprint_train']})")
@@ -149,7 +157,7 @@ class ShardTask:
             torch.set_num_threads(self.threads)
         spec = read_spec(run_dir)
         cfg = config_from_spec(spec, self.runtime)
-        dataset = dataset_for(cfg, spec)
+        dataset = dataset_for(cfg, spec, run_dir)
         ckpt = ShardCheckpoint(run_dir, shard)
         ckpt.begin_attempt()
         start = time.time()

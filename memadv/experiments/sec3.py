@@ -71,7 +71,7 @@ class Sec32Task:
         run_dir = Path(self.run_dir)
         p, method, seed = sec32_plan(self.settings)[i]
         s = self.settings
-        ds = load_dataset(s.dataset, s.data_root, **s.dataset_options)
+        ds = load_dataset(s.dataset, s.data_root, cache_dir=RunLayout(run_dir).data_cache, **s.dataset_options)
         sets = read_split_sets(RunLayout(run_dir).split_file, ds)
         train_ids, test_ids = subset_ids(sets, p, seed)
         typ = np.asarray(sets["train/typical"], np.int64)

@@ -54,7 +54,7 @@ def valid_png(path) -> bool:
 def test_cli_makes_all_figures(tmp_path, monkeypatch, capsys, channels):
     ds = toy(channels)
     run = make_run(tmp_path, ds)
-    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None: ds)
+    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None, **options: ds)
     assert main(["figures", "scores", str(run), "--per-level", "4", "--n-pairs", "6"]) == 0
     out = run / "report" / "scores"
     grids = sorted(p.stem for p in out.glob("mem_examples_class*.png"))
@@ -71,7 +71,7 @@ def test_cli_makes_all_figures(tmp_path, monkeypatch, capsys, channels):
 def test_titles_name_the_run_and_class_option(tmp_path, monkeypatch):
     ds = toy()
     run = make_run(tmp_path, ds)
-    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None: ds)
+    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None, **options: ds)
     titles = []
     real_save = sf._save
 
@@ -91,11 +91,11 @@ def test_histogram_only_and_bad_input(tmp_path, monkeypatch, capsys):
     assert main(["figures", "scores", str(run), "--no-images"]) == 0
     assert sorted(p.name for p in (run / "report" / "scores").iterdir()) == ["mem_histogram.pdf", "mem_histogram.png"]
     other = toy(name="other")
-    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None: other)
+    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None, **options: other)
     out = tmp_path / "o"
     assert main(["figures", "scores", str(run), "--out", str(out)]) == 2
     assert "memadv: error:" in capsys.readouterr().err and not out.exists()
-    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None: ds)
+    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None, **options: ds)
     assert main(["figures", "scores", str(run), "--out", str(out), "--class", "7"]) == 2
     assert not out.exists()
     empty = tmp_path / "empty"
@@ -114,7 +114,7 @@ def test_imported_pairs_without_labels(tmp_path, monkeypatch):
              mem=np.array([0.9, 0.4, 0.3]))
     run = tmp_path / "fzrun"
     import_fz(f, run, "cifar10")
-    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None: ds)
+    monkeypatch.setattr(sf, "load_dataset", lambda name, data_root=None, **options: ds)
     assert main(["figures", "scores", str(run), "--per-level", "2"]) == 0
     out = run / "report" / "scores"
     assert valid_png(out / "high_infl_pairs.png") and valid_png(out / "mem_histogram.png")

@@ -16,7 +16,7 @@ from typing import Any
 def resolve_all() -> dict[str, Any]:
     from memadv.bat.objective_config import ObjectiveConfig
     from memadv.bat.train_config import TrainConfig
-    from memadv.data.registry import DATASETS
+    from memadv.data import registry
     from memadv.data.splits import SplitConfig
     from memadv.estimate.config import EstimateConfig
     from memadv.experiments.pipeline import PipelineConfig, run_names
@@ -32,7 +32,8 @@ def resolve_all() -> dict[str, Any]:
         return dataclasses.asdict(o)
 
     out: dict[str, Any] = {"split": dataclasses.asdict(SplitConfig())}
-    for d in DATASETS:
+    # a user's own data sets (issue 20) have no fixed defaults: they take those of a built-in set
+    for d in [d for d in registry.DATASETS if d not in getattr(registry, "OWN_DATASETS", ())]:
         e = EstimateConfig(dataset=d)
         row: dict[str, Any] = {"estimate": dataclasses.asdict(e), "train": train(dataset=d),
                                "train_epochs5": train(dataset=d, epochs=5),
