@@ -9,7 +9,7 @@ from typing import Any, Callable, ContextManager
 
 import numpy as np
 
-from memadv.data.scores import Scores
+from memadv.data.scores import Scores, scores_problem
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.checkpoints import read_progress
 from memadv.estimate.claims import is_claimed
@@ -91,6 +91,10 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
         parallel = max(1, len(running))
         eta = per_shard * len(todo) / parallel
     scores = RunLayout(run_dir).mem
+    # "written" only when the score files read back: a 0-byte or half-written one is no result
+    problem = scores_problem(run_dir)
+    scores_state = "written" if problem is None else "not yet" if problem == "missing" else (
+        f"damaged ({problem}); `memadv aggregate {run_dir}` rebuilds them")
     # Epochs done of the shards in training (their checkpoints' progress files): {shard: {"done", "total"}}
     in_training = {s: p for s in todo if (p := read_progress(run_dir, s)) is not None}
     # ... of which no live process holds the claim: killed or stopped, resuming at the next run
@@ -98,5 +102,5 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     return {"epochs": in_training, "interrupted": interrupted, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
             "shards": n, "done": len(done), "running": running, "failed": failed, "damaged": damaged,
             "pending": len(todo) - len(running) - len(failed) - len([s for s in damaged if s not in running]),
-            "eta_seconds": eta, "scores": scores.exists(),
+            "eta_seconds": eta, "scores": scores_state == "written", "scores_state": scores_state,
             "scores_age_seconds": time.time() - scores.stat().st_mtime if scores.exists() else None}
