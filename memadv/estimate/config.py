@@ -116,6 +116,11 @@ class EstimateConfig:
             check_range("test_per_class", self.test_per_class, 1)
 
     @property
+    def on_cpu(self) -> bool:
+        """Whether the shards train on the CPU (``--device cpu``; not ``cuda:1``, ``mps``)."""
+        return self.device.split(":")[0] == "cpu"
+
+    @property
     def n_shards(self) -> int:
         return -(-self.models // self.models_per_shard)
 

@@ -17,7 +17,7 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
 from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
                                     write_or_check_spec)
-from memadv.executors import ExecutorConfig, run_tasks, task_states, task_threads
+from memadv.executors import ExecutorConfig, resolve_executor, run_tasks, task_states, task_threads
 from memadv.layout import RunLayout
 
 
@@ -49,6 +49,8 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     if len(todo) < cfg.n_shards:  # a resumed run says what it keeps (the shard files are checked above)
         print(f"{run_dir}: {cfg.n_shards - len(todo)} of {cfg.n_shards} shards already finished, kept; "
               f"{len(todo)} to train", flush=True)
+    # auto: one single-threaded worker per usable CPU for CPU shards (bench/default_executor.py)
+    executor = resolve_executor(executor, len(todo), cpu_tasks=cfg.on_cpu)
     # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
     threads = task_threads(executor)
     run_tasks(ShardTask(run_dir, threads=threads, runtime=cfg.runtime()), todo, executor, jobs_folder(run_dir),
