@@ -237,8 +237,10 @@ def logged(cfg, dataset, model_ids, **kw):
     time.sleep(1.5)  # long enough for the two processes to overlap
     return original(cfg, dataset, model_ids, **kw)
 shards.train_models = logged
+from memadv.executors import ExecutorConfig
+# in this process, where the patch above is (the default, auto, would train in spawned workers)
 estimate(EstimateConfig(dataset="digits", models=8, models_per_shard=2, epochs=1, batch_size=256, full_models=0),
-         sys.argv[1], progress=False)
+         sys.argv[1], ExecutorConfig(executor="inprocess"), progress=False)
 """
 
 
