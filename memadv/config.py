@@ -338,11 +338,11 @@ def check_declared(cls: type, values: Mapping[str, Any]) -> None:
         tp, _, is_list = _base_type(hints[f.name])
         items = list(value) if is_list and isinstance(value, (list, tuple)) else [value]
         lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
-        if tp is int:
-            lo = INT64_MIN if lo is None else max(lo, INT64_MIN)
-            hi = INT64_MAX if hi is None else min(hi, INT64_MAX)
-        if tp in (int, float) and (lo is not None or hi is not None):
-            for item in items:
+        for item in items:
+            if tp is int and isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+                raise ConfigError(f"{_flag(f.name)} must fit a 64-bit integer ({INT64_MIN} to {INT64_MAX}), "
+                                  f"got {item}")
+            if tp in (int, float) and (lo is not None or hi is not None):
                 check_range(f.name, item, lo, hi)
         allowed = f.metadata.get("device", False)
         if allowed and isinstance(value, str) and not (isinstance(allowed, tuple) and value in allowed):
