@@ -43,18 +43,32 @@ else:  # pragma: no cover
 
 C = TypeVar("C")
 
+# Every whole-number option fits a signed 64-bit integer (what torch, numpy and parquet hold): a
+# larger one failed late, in a shard, as an OverflowError (issue 18 item 10).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Seeds: numpy's seed range (``np.random.seed``, ``SeedSequence`` entropy), the same for every seed option.
+SEED_MIN, SEED_MAX = 0, 2**32 - 1
+
 
 def option(default: Any, help: str, *, unit: str | None = None, source: str | None = None,
            choices: Sequence[str] | None = None, cli: bool = True,
-           per_dataset: Mapping[str, Mapping[str, Any]] | None = None, per_dataset_key: str | None = None) -> Any:
+           per_dataset: Mapping[str, Mapping[str, Any]] | None = None, per_dataset_key: str | None = None,
+           minimum: float | None = None, maximum: float | None = None,
+           device: bool | Sequence[str] = False) -> Any:
     """A config field with its help text, unit, source and valid choices.
+
+    ``minimum`` / ``maximum``: the declared range (inclusive), checked by :func:`check_declared` for
+    every value given on the command line or in TOML before any config is built; a whole-number
+    field is always also held to [INT64_MIN, INT64_MAX]. ``device``: the field names a torch device
+    (``True``), or a torch device or one of the given names (e.g. ``("auto",)``); checked likewise.
 
     ``per_dataset``: the table (data set -> {field name: value}) that fills the field when it is left
     ``None`` (:func:`fill_per_dataset`); ``--help`` then shows the value for each data set.
     ``per_dataset_key``: the table's name for the field, when it differs (a :func:`forward` field).
     """
     meta = {"help": help, "unit": unit, "source": source, "choices": tuple(choices) if choices else None, "cli": cli,
-            "per_dataset": per_dataset, "per_dataset_key": per_dataset_key}
+            "per_dataset": per_dataset, "per_dataset_key": per_dataset_key, "minimum": minimum, "maximum": maximum,
+            "device": tuple(device) if not isinstance(device, bool) else device}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -70,7 +84,8 @@ def forward(cls: type, name: str, default: Any, help: str | None = None) -> Any:
     m = f.metadata
     return option(default, m["help"] if help is None else help, unit=m.get("unit"), source=m.get("source"),
                   choices=m.get("choices"), cli=m.get("cli", True), per_dataset=m.get("per_dataset"),
-                  per_dataset_key=m.get("per_dataset_key") or name)
+                  per_dataset_key=m.get("per_dataset_key") or name, minimum=m.get("minimum"),
+                  maximum=m.get("maximum"), device=m.get("device", False))
 
 
 def per_dataset_help(table: Mapping[str, Mapping[str, Any]], name: str) -> str:
@@ -284,6 +299,7 @@ def build_config(cls: type[C], cli_values: dict[str, Any] | argparse.Namespace |
             values[k] = v
     for k, v in values.items():  # CLI and TOML values alike may reach an sbatch script or a command line
         check_printable(_flag(k), v)
+    check_declared(cls, values)
     hints = typing.get_type_hints(cls)
     for k, v in list(values.items()):
         tp, _, is_list = _base_type(hints[k])
@@ -292,6 +308,45 @@ def build_config(cls: type[C], cli_values: dict[str, Any] | argparse.Namespace |
         elif tp is float and isinstance(v, int) and not isinstance(v, bool):
             values[k] = float(v)
     return cls(**values)
+
+
+def parse_device(flag: str, name: str) -> Any:
+    """``torch.device(name)``; :class:`ConfigError` naming ``flag`` when torch does not know the device
+    type (``gpu``, ``cuda:x``). Whether the device exists on this machine is left to the machine that
+    runs the work (a Slurm login node may have no GPU for its jobs' ``--device cuda``)."""
+    import torch  # here: config.py is imported by every command, most never name a device
+
+    try:
+        return torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{flag} {name!r} is not a torch device; valid: cpu, cuda, cuda:N (N = GPU index), "
+                          f"mps, xpu or another torch device type") from None
+
+
+def check_declared(cls: type, values: Mapping[str, Any]) -> None:
+    """Check ``values`` (field -> value, from the command line or TOML) against what each field of
+    ``cls`` declares (:func:`option`): its ``minimum``/``maximum`` (element-wise for lists), the
+    64-bit range of every whole number, and ``device`` fields. The one range check every command
+    gets before it builds a config, so nothing is written for a value that would fail later (a
+    negative seed failed every shard, a 20-digit ``--models`` overflowed in a shard; issue 18 item 10).
+    Raises :class:`ConfigError` naming the option and its valid range."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in values or values[f.name] is None:
+            continue
+        value = values[f.name]
+        tp, _, is_list = _base_type(hints[f.name])
+        items = list(value) if is_list and isinstance(value, (list, tuple)) else [value]
+        lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
+        for item in items:
+            if tp is int and isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+                raise ConfigError(f"{_flag(f.name)} must fit a 64-bit integer ({INT64_MIN} to {INT64_MAX}), "
+                                  f"got {item}")
+            if tp in (int, float) and (lo is not None or hi is not None):
+                check_range(f.name, item, lo, hi)
+        allowed = f.metadata.get("device", False)
+        if allowed and isinstance(value, str) and not (isinstance(allowed, tuple) and value in allowed):
+            parse_device(_flag(f.name), value)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -188,7 +188,8 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
 
     The library seeds torch's global RNG; here that happens inside :func:`torch.random.fork_rng`, so
     the caller's global RNG state is unchanged, and the seed is drawn from ``generator`` (0 without
-    one). Parameters are frozen for the call (FAB back-propagates with ``.backward()``) and restored.
+    one). The model runs in eval mode and its parameters are frozen for the call (FAB back-propagates
+    with ``.backward()``); both are restored.
     Returns the adversarial examples (inside the eps-ball and [0, 1]).
     """
     _check(eps)
@@ -203,15 +204,21 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
     x = x.detach()
     if x.shape[0] == 0:
         return x.clone()
-    with torch.no_grad():
-        n_classes = int(model(x[:1]).shape[1])
-    if n_classes < 4 and version != "custom":
-        raise ConfigError(f"AutoAttack {version!r} needs at least 4 classes (targeted DLR loss), the model has {n_classes}")
-    seed = 0 if generator is None else int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+    # An evaluation attack sees the model in eval mode, as evaluate.py's do: in train mode BatchNorm
+    # would use (and update) batch statistics, and the one-example class probe below fails with
+    # "Expected more than 1 value per channel when training" (issue 18 item 11). Restored after.
+    was_training = model.training
+    model.eval()
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
-    devices = [x.device] if x.device.type == "cuda" else []
     try:
+        with torch.no_grad():
+            n_classes = int(model(x[:1]).shape[1])
+        if n_classes < 4 and version != "custom":
+            raise ConfigError(f"AutoAttack {version!r} needs at least 4 classes (targeted DLR loss), the model has "
+                              f"{n_classes}")
+        seed = 0 if generator is None else int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
+        devices = [x.device] if x.device.type == "cuda" else []
         for p in params:
             p.requires_grad_(False)
         with torch.random.fork_rng(devices=devices):
@@ -225,4 +232,5 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
     finally:
         for p, f in zip(params, flags):
             p.requires_grad_(f)
+        model.train(was_training)
     return project(x_adv.to(x.device, x.dtype), x, eps).detach()

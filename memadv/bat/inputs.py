@@ -10,15 +10,13 @@ import torch
 
 from memadv.bat.train_config import TrainConfig
 from memadv.data.dataset import Dataset
+from memadv.config import parse_device
 from memadv.errors import ConfigError, DatasetError
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"--device {name!r} is not a torch device: {e}") from None
+    device = parse_device("--device", name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name!r}: CUDA is not available on this machine (use --device cpu or auto)")
     return device

@@ -25,7 +25,8 @@ from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset
 from memadv.data.registry import DATASET_OPTION_NAMES
 from memadv.data.tables import read_table
-from memadv.errors import ConfigError, MemadvError
+from memadv.data.weights_only import load_weights_only
+from memadv.errors import ConfigError, MemadvError, SchemaError
 from memadv.nets import build_net
 
 CHECKPOINT_VERSION = 1
@@ -150,9 +151,9 @@ def load_checkpoint(path: Path, required: tuple[str, ...] = CHECKPOINT_KEYS) -> 
     containers (RNG states included). Raises MemadvError (one line) for a truncated, foreign or unsafe
     file, or one that lacks any of the ``required`` keys."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file, or one that needs unpickling of code
-        raise MemadvError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}; delete it to start over") from None
+        ck = load_weights_only(path)
+    except SchemaError as e:  # a truncated or foreign file, or one that needs unpickling of code
+        raise MemadvError(f"cannot read checkpoint {path}: {e}; delete it to start over") from None
     missing = [k for k in required if not isinstance(ck, dict) or k not in ck]
     if missing:
         raise MemadvError(f"checkpoint {path} lacks keys {missing} (not a memadv checkpoint of this version); "

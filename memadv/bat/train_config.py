@@ -15,7 +15,7 @@ from typing import Any
 
 from memadv.bat.evaluate import ATTACK_NAMES
 from memadv.bat.objective_config import ObjectiveConfig
-from memadv.config import build_config, check_range, fill_per_dataset, option
+from memadv.config import SEED_MAX, SEED_MIN, build_config, check_range, fill_per_dataset, option
 from memadv.data.registry import DATASETS, OWN_DATA_HELP, OWN_DATASETS, announce_defaults, defaults_name
 from memadv.errors import ConfigError, UnknownChoiceError
 
@@ -101,7 +101,8 @@ class TrainConfig:
     batch_size: int | None = option(None, "mini-batch size", unit="examples", per_dataset=DATASET_DEFAULTS)
     crop_pad: int | None = option(None, "random-crop padding", unit="pixels", per_dataset=DATASET_DEFAULTS)
     flip: bool | None = option(None, "random horizontal flips", per_dataset=DATASET_DEFAULTS)
-    seed: int = option(0, "seed of initialisation, data order, augmentation and attacks")
+    seed: int = option(0, "seed of initialisation, data order, augmentation and attacks", minimum=SEED_MIN,
+                       maximum=SEED_MAX)
     eval_every: int = option(1, "evaluate every N epochs (and always after the last)", unit="epochs")
     eval_max: int | None = option(None, "evaluate at most this many examples per split each epoch (one fixed "
                                         "random subset, the same for every seed and method; 0 or unset = all)", unit="examples",
@@ -121,8 +122,10 @@ class TrainConfig:
                                       "select best checkpoints on it too (0 = none: the paper's test-selected "
                                       "protocol only)", unit="fraction of each class",
                                  source="Rice et al. 2020, robust_overfitting generate_validation.py (1,000 ids)")
-    val_seed: int = option(0, "seed of the validation slice (one slice for every method and --seed)")
-    device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, mps")
+    val_seed: int = option(0, "seed of the validation slice (one slice for every method and --seed)",
+                           minimum=SEED_MIN, maximum=SEED_MAX)
+    device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, mps",
+                         device=("auto",))
     progress: bool = option(True, "show progress bars")
 
     def __post_init__(self) -> None:

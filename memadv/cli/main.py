@@ -59,9 +59,47 @@ TORCH_WRITE_FAILURE = "unexpected pos"
 BROKEN_PIPE_EXIT = 128 + 13
 
 
+# Out of the file descriptors ``ulimit -n`` allows, per process (EMFILE) or system-wide (ENFILE).
+OPEN_FILES_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
+# How torch reports memory it could not get (torch.OutOfMemoryError is the CUDA one; the CPU allocator
+# raises a plain RuntimeError with this text).
+TORCH_OOM_TEXTS = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of memory", "out of memory")
+
+
+def machine_failure(e: BaseException) -> str | None:
+    """The one-line message for the machine running out of something (memory, open files), looked
+    for in ``e`` and the exceptions it was raised from or while handling (dask's "Nanny failed to
+    start." hides the EMFILE that caused it); None when it is not one (issue 18 items 6 and 7)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, MemoryError) or (isinstance(x, RuntimeError)
+                                          and any(t in str(x) for t in TORCH_OOM_TEXTS)):
+            last = (str(x).strip().splitlines() or [type(x).__name__])[0][:200]
+            return (f"out of memory ({last}); use a smaller --batch-size or --models-per-shard, fewer workers, "
+                    f"or a machine with more memory")
+        if isinstance(x, OSError) and x.errno in OPEN_FILES_ERRNOS:
+            try:
+                import resource
+                limit = f"ulimit -n is {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
+            except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+                limit = "see ulimit -n"
+            return (f"too many open files ({limit}); raise the limit (e.g. ulimit -n 4096) or use fewer "
+                    f"workers")
+        todo += [x.__cause__, None if x.__suppress_context__ else x.__context__]
+    return None
+
+
 def error_message(e: BaseException) -> str | None:
     """The one-line message for an exception that is the user's or the machine's, None for a bug
     (which keeps its traceback). The one place that maps exceptions to messages."""
+    machine = machine_failure(e)
+    if machine is not None:
+        return machine
     if isinstance(e, MemadvError):
         return str(e)
     if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             if shards:
                 print(f"               {label}: " + ", ".join(f"shard {s} (epoch {p['done']}/{p['total']})"
                                                           for s, p in shards[:20]))
-        print(f"scores         {'written' if est['scores'] else 'not yet'}")
+        print(f"scores         {est['scores_state']}")
     print(f"splits         {'written' if status['splits'] else 'not yet'}")
     print(f"score figures  {'written' if status['score_figures'] else 'not yet'}")
     for t in status["training"]:

@@ -13,7 +13,7 @@ from memadv.cli.common import check_config_file
 from memadv.config import add_config_arguments, build_config
 from memadv.data.atomic import claimed_output
 from memadv.errors import ConfigError
-from memadv.executors import ExecutorConfig
+from memadv.executors import ExecutorConfig, resolve_executor
 
 DESCRIPTION = f"""\
 Train with {', '.join(METHODS)} (paper Sec. 4-5: SGD, lr 0.1 x0.1 at epochs 80 and 120 of 160,
@@ -23,10 +23,10 @@ OUT/<run>/metrics.parquet; last.pt, best_adv.pt and best_clean.pt are kept, and 
 final.parquet holds clean / FGSM / PGD-20 / CW / AutoAttack accuracy (Table 4). Re-running the same
 command resumes a killed run. BAT needs --scores; typical/atypical subsets come from --splits (default:
 the splits/ folder beside --scores). With --executor local or slurm the run is one task of that
-executor (a worker process, or a Slurm job array of one); the default, inprocess, trains in this process.
+executor (a worker process, or a Slurm job array of one); the default, auto, trains in this process.
 
 With --sweep FILE every run of a TOML sweep file (methods x hyper-parameters x seeds, see
-memadv.experiments.sweep) is one task of the chosen executor (inprocess, local, slurm); only --out, --device
+memadv.experiments.sweep) is one task of the chosen executor (auto = inprocess, local, slurm); only --out, --device
 and --data-root may accompany it. Re-running a sweep finishes what is missing."""
 
 # options that may accompany --sweep (they describe the machine or the output, not the runs)
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     ecfg = build_config(ExecutorConfig, given, args.config, section="executor")
     out = args.out if args.out is not None else Path("runs") / cfg.dataset / "train"
     with claimed_output(out, "train"):  # refuses a file or a folder that memadv did not make
-        if ecfg.executor == "inprocess":
+        if resolve_executor(ecfg, 1).executor == "inprocess":  # auto: one run trains in this process
             run_dir = train(cfg, out, ocfg)
         else:  # one task on a local worker or a Slurm array of one
             from memadv.experiments.sweep import run_single

@@ -44,7 +44,8 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
 
     Raises :class:`memadv.errors.IdxFileError`, naming the file, when it is missing, is a damaged
     gzip stream, has a wrong magic number (not IDX, another element type, or another number of
-    dimensions than ``ndim``), or holds fewer or more bytes than its header declares.
+    dimensions than ``ndim``), declares items without values (0 x 0 images), or holds fewer or more
+    bytes than its header declares.
     """
     path = Path(path)
     data = _read_bytes(path)
@@ -58,6 +59,9 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     if len(data) < header:
         raise IdxFileError(f"{str(path)!r} is truncated: {len(data)} bytes, shorter than its {header}-byte header")
     shape = tuple(int(v) for v in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    if 0 in shape[1:]:  # n items of no pixels would train and score on nothing (issue 18 item 9)
+        raise IdxFileError(f"{str(path)!r}: header declares items of {' x '.join(map(str, shape[1:]))} values; "
+                           f"each item needs at least one (an image at least 1 x 1 pixel)")
     expected = int(np.prod(shape, dtype=np.int64))
     body = len(data) - header
     if body != expected:

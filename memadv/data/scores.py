@@ -120,6 +120,22 @@ def read_scores_meta(path: str | Path) -> dict[str, Any]:
     return read_meta(d / "mem.parquet")
 
 
+def scores_problem(path: str | Path) -> str | None:
+    """Why the score folder (or run folder) ``path`` holds no usable scores — ``"missing"`` when it
+    has no mem.parquet, the one-line reason when a score file's footer does not read (0-byte or
+    half-written) — or None when every score file present reads. Footers only: cheap for ``status``."""
+    d = scores_dir_of(path)
+    if not (d / "mem.parquet").exists():
+        return "missing"
+    for name in ("mem.parquet", "infl.parquet", "test_acc.parquet"):
+        if name == "mem.parquet" or (d / name).exists():
+            try:
+                read_meta(d / name)
+            except SchemaError as e:
+                return str(e)
+    return None
+
+
 def read_scores(path: str | Path, dataset: Dataset | None = None, *, need_infl: bool = True) -> Scores:
     """Read a score folder (or run folder); with ``dataset``, refuse scores of another dataset.
 

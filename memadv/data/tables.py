@@ -25,8 +25,18 @@ def write_table(path: str | Path, df: pd.DataFrame, meta: dict[str, Any]) -> Non
         pq.write_table(table, tmp)
 
 
+def _unreadable(path: str | Path, e: Exception) -> SchemaError:
+    return SchemaError(f"{path} is not a readable parquet file (empty, half-written or not parquet; the command "
+                       f"that wrote it rebuilds it): {' '.join(str(e).split())}")
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
-    md = pq.read_schema(path).metadata or {}
+    """The memadv metadata of a parquet file, from its footer alone; SchemaError (one line) when the
+    file is missing, empty, half-written or not parquet, or was not written by memadv."""
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as e:  # a 0-byte or truncated file has no footer (issue 18 item 1)
+        raise _unreadable(path, e) from None
     if META_KEY not in md:
         raise SchemaError(f"{path} has no memadv metadata; it was not written by memadv")
     return json.loads(md[META_KEY])
@@ -40,7 +50,7 @@ def read_table(path: str | Path, columns: list[str] | None = None,
     try:
         df = pq.read_table(path, columns=columns).to_pandas()
     except (pa.ArrowInvalid, OSError) as e:
-        raise SchemaError(f"{path} is not a readable parquet file: {e}") from None
+        raise _unreadable(path, e) from None
     if required:
         missing = [c for c in required if c not in df.columns]
         if missing:

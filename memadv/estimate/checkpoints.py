@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from memadv.data.atomic import atomic_path, write_json_atomic
+from memadv.data.weights_only import load_weights_only
 from memadv.estimate.claims import slurm_restart, slurm_task
 from memadv.errors import SchemaError, TimeLimitTooShortError
 
@@ -62,9 +63,9 @@ class ShardCheckpoint:
         if not self.path.exists():
             return None
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
-            raise SchemaError(f"{self.path} is not a readable shard checkpoint ({type(e).__name__}); delete it "
+            return load_weights_only(self.path)
+        except SchemaError as e:  # any unreadable file gets the same one-line error
+            raise SchemaError(f"{self.path} is not a readable shard checkpoint ({e}); delete it "
                               "to retrain the shard from its first epoch") from None
 
     def save(self, state: dict[str, Any], done: int, total: int) -> None:

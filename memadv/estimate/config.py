@@ -26,7 +26,7 @@ from typing import Any
 
 import dataclasses
 
-from memadv.config import check_range, fill_per_dataset, option
+from memadv.config import SEED_MAX, SEED_MIN, check_range, fill_per_dataset, option
 from memadv.data.registry import DATASETS, OWN_DATA_HELP, announce_defaults, dataset_options, defaults_name
 from memadv.errors import UnknownChoiceError
 from memadv.nets.registry import NETS
@@ -77,9 +77,10 @@ class EstimateConfig:
     momentum: float = option(0.9, "SGD momentum", source="paper App. D")
     weight_decay: float = option(5e-4, "SGD weight decay", source="paper App. D")
     augment: bool | None = option(None, "random crop (pad 4) + horizontal flip", per_dataset=DATASET_DEFAULTS)
-    seed: int = option(0, "run seed; model m's subset, init and batch order derive from (seed, m)")
+    seed: int = option(0, "run seed; model m's subset, init and batch order derive from (seed, m)",
+                       minimum=SEED_MIN, maximum=SEED_MAX)
     cross_class_threshold: float = option(0.15, "also keep cross-class (train, test) pairs with |infl| >= this in infl.parquet")
-    device: str = option("cpu", "torch device for training, e.g. cpu, cuda, cuda:1")
+    device: str = option("cpu", "torch device for training, e.g. cpu, cuda, cuda:1", device=True)
     packing: str = option("auto", "how a shard's models train: packed (all at once), one-by-one (plain nn.Module "
                           "each) or auto (the faster one measured for the net and device, docs/benchmarks.md); "
                           "results are the same up to float summation order", choices=PACKINGS)
@@ -125,6 +126,11 @@ class EstimateConfig:
             check_range("per_class", self.per_class, 1)
         if self.test_per_class is not None:
             check_range("test_per_class", self.test_per_class, 1)
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the shards train on the CPU (``--device cpu``; not ``cuda:1``, ``mps``)."""
+        return self.device.split(":")[0] == "cpu"
 
     @property
     def n_shards(self) -> int:

@@ -94,13 +94,14 @@ def run_full_models(run_dir: str | Path, n_models: int, executor: Any, *, progre
     how ``runtime`` (EstimateConfig.runtime() of the command line) says, and write
     ``scores/test_acc_full.parquet``; returns its path (None when ``n_models`` is 0)."""
     from memadv.estimate.shards import config_from_spec, dataset_for, read_spec
-    from memadv.executors import run_tasks, task_threads
+    from memadv.executors import resolve_executor, run_tasks, task_threads
     if n_models <= 0:
         return None
     run_dir = Path(run_dir)
     cfg = config_from_spec(read_spec(run_dir), runtime)
     layout = blocks(n_models, cfg.models_per_shard)
     todo = [b for b, (s, e) in enumerate(layout) if not block_path(run_dir, b, e - s).exists()]
+    executor = resolve_executor(executor, len(todo), cpu_tasks=cfg.on_cpu)
     threads = task_threads(executor)
     run_tasks(FullModelsTask(run_dir, n_models, threads=threads, runtime=runtime), todo, executor, full_dir(run_dir) / "jobs",
               desc="full-data models", progress=progress)

@@ -10,7 +10,7 @@ from typing import Any, Callable, ContextManager
 import numpy as np
 
 from memadv.data.own_images import write_example_paths
-from memadv.data.scores import Scores
+from memadv.data.scores import Scores, scores_problem
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.checkpoints import read_progress
 from memadv.estimate.claims import is_claimed
@@ -18,7 +18,8 @@ from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
 from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
                                     spec_path, write_or_check_spec)
-from memadv.executors import ExecutorConfig, TooManyTasksError, max_tasks, run_tasks, task_states, task_threads
+from memadv.executors import (ExecutorConfig, TooManyTasksError, max_tasks, resolve_executor, run_tasks, task_states,
+                              task_threads)
 from memadv.layout import RunLayout
 
 
@@ -57,6 +58,8 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
         print(f"{run_dir}: {cfg.n_shards - len(todo)} of {cfg.n_shards} shards already finished, kept; "
               f"{len(todo)} to train", flush=True)
     _refuse_too_many_shards(cfg, len(todo), limit)
+    # auto: one single-threaded worker per usable CPU for CPU shards (bench/default_executor.py)
+    executor = resolve_executor(executor, len(todo), cpu_tasks=cfg.on_cpu)
     # Torch threads per shard: the CPUs the executor gives each task (None: leave this process as it is).
     threads = task_threads(executor)
     run_tasks(ShardTask(run_dir, threads=threads, runtime=cfg.runtime()), todo, executor, jobs_folder(run_dir),
@@ -108,6 +111,10 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
         parallel = max(1, len(running))
         eta = per_shard * len(todo) / parallel
     scores = RunLayout(run_dir).mem
+    # "written" only when the score files read back: a 0-byte or half-written one is no result
+    problem = scores_problem(run_dir)
+    scores_state = "written" if problem is None else "not yet" if problem == "missing" else (
+        f"damaged ({problem}); `memadv aggregate {run_dir}` rebuilds them")
     # Epochs done of the shards in training (their checkpoints' progress files): {shard: {"done", "total"}}
     in_training = {s: p for s in todo if (p := read_progress(run_dir, s)) is not None}
     # ... of which no live process holds the claim: killed or stopped, resuming at the next run
@@ -115,5 +122,5 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     return {"epochs": in_training, "interrupted": interrupted, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
             "shards": n, "done": len(done), "running": running, "failed": failed, "damaged": damaged,
             "pending": len(todo) - len(running) - len(failed) - len([s for s in damaged if s not in running]),
-            "eta_seconds": eta, "scores": scores.exists(),
+            "eta_seconds": eta, "scores": scores_state == "written", "scores_state": scores_state,
             "scores_age_seconds": time.time() - scores.stat().st_mtime if scores.exists() else None}

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from memadv.config import check_range, option
+from memadv.cpus import usable_cpus
 from memadv.data.atomic import write_text_atomic
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
 from memadv.slurm.options import parse_sbatch_extra
 
-EXECUTORS = ("inprocess", "local", "slurm")
+EXECUTORS = ("auto", "inprocess", "local", "slurm")
 
 
 class TasksFailedError(MemadvError):
@@ -42,10 +44,14 @@ class TooManyTasksError(MemadvError):
 class ExecutorConfig:
     """Where and how the tasks of a run (model shards, sweep points) are executed."""
 
-    executor: str = option("inprocess", "where tasks run: inprocess (sequential, this process), "
-                           "local (worker processes on this machine) or slurm (one submitit job array)",
-                           choices=EXECUTORS)
-    workers: int = option(2, "local executor: number of worker processes", unit="processes")
+    executor: str = option("auto", "where tasks run: inprocess (sequential, this process), "
+                           "local (worker processes on this machine), slurm (one submitit job array) or auto "
+                           "(the estimator's CPU shards: local, one single-threaded worker per usable CPU, "
+                           "faster than inprocess, docs/benchmarks.md; everything else, and a single task: "
+                           "inprocess)", choices=EXECUTORS,
+                           source="bench/default_executor.py")
+    workers: int = option(2, "local executor: number of worker processes (auto: one per usable CPU)",
+                          unit="processes")
     partition: str | None = option(None, "slurm: partition (sbatch --partition); default: the cluster's default")
     timeout_min: int = option(240, "slurm: time limit of each array task; a timed-out task requeues and "
                               "resumes at its next unfinished unit", unit="minutes")
@@ -86,6 +92,23 @@ class ExecutorConfig:
             self.sbatch_extra = [self.sbatch_extra]
         self.sbatch_extra = [str(x) for x in self.sbatch_extra]
         parse_sbatch_extra(self.sbatch_extra, mem_gb=self.mem_gb)  # ConfigError: malformed or owned by memadv
+
+
+def resolve_executor(cfg: ExecutorConfig, n_tasks: int, *, cpu_tasks: bool = False) -> ExecutorConfig:
+    """The executor ``auto`` stands for, for ``n_tasks`` tasks (``cfg`` itself when it names one).
+
+    ``cpu_tasks``: the caller's tasks train on the CPU and run best single-threaded side by side (the
+    estimator's shards of small packed nets: 2,000 digits models took 220 s in this process on 2 cores,
+    96 s as 2 one-thread workers; issue 18 item 12). Then, with more than one task and more than one
+    usable CPU (:func:`memadv.cpus.usable_cpus`: the affinity mask, what taskset or Slurm grant),
+    ``auto`` is ``local`` with one worker per usable CPU (at most one per task); otherwise (a GPU
+    device, a single task, tasks the caller has not measured) it is ``inprocess``, the old default."""
+    if cfg.executor != "auto":
+        return cfg
+    cpus = usable_cpus()
+    if cpu_tasks and cpus > 1 and n_tasks > 1:
+        return dataclasses.replace(cfg, executor="local", workers=min(cpus, n_tasks))
+    return dataclasses.replace(cfg, executor="inprocess")
 
 
 def progress_bar(total: int, desc: str, progress: bool):

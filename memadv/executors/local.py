@@ -17,6 +17,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from memadv.cpus import usable_cpus
 from memadv.executors.base import TasksFailedError, progress_bar, record_failure
 
 PR_SET_PDEATHSIG = 1    # linux/prctl.h: signal this process when its parent thread exits
@@ -49,8 +50,10 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()
 
 def worker_threads(workers: int, cpus: int | None = None) -> int:
-    """Torch/BLAS threads of each of ``workers`` local worker processes: the CPUs shared out, at least 1."""
-    return max(1, (cpus if cpus is not None else os.cpu_count() or 1) // max(1, workers))
+    """Torch/BLAS threads of each of ``workers`` local worker processes: the CPUs this process may use
+    (:func:`memadv.cpus.usable_cpus`, what taskset or a Slurm allocation grants, not the machine's
+    count: issue 18 item 8) shared out, at least 1."""
+    return max(1, (cpus if cpus is not None else usable_cpus()) // max(1, workers))
 
 
 def init_worker(parent_pid: int, threads: int) -> None:

@@ -16,8 +16,11 @@ The contract (used by the estimator for model shards, later by training sweeps):
 
 Executors:
 
+``auto``
+    the default: what :func:`memadv.executors.base.resolve_executor` picks for the tasks (local
+    workers over the usable CPUs for the estimator's CPU shards, else inprocess).
 ``inprocess``
-    sequentially in this process, with a progress bar; the default, and the easiest to debug.
+    sequentially in this process, with a progress bar; the easiest to debug.
 ``local``
     ``workers`` processes (``spawn`` start method, so CUDA and threads are safe), with a progress bar.
 ``slurm``
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from memadv.errors import ConfigError, UnknownChoiceError
-from memadv.executors.base import EXECUTORS, ExecutorConfig
+from memadv.executors.base import EXECUTORS, ExecutorConfig, resolve_executor
 from memadv.executors.local import run_inprocess, run_local, worker_threads
 from memadv.slurm.accounting import job_states, task_phase
 
@@ -48,6 +51,7 @@ def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfi
     Raises :class:`TasksFailedError` (after every task has finished or failed) if any task failed.
     """
     ids = [int(i) for i in ids]
+    cfg = resolve_executor(cfg, len(ids))  # auto: callers that know their tasks resolve it first
     if len(set(ids)) != len(ids):
         raise ConfigError(f"run_tasks: duplicate task ids in {desc}")
     folder = Path(folder)

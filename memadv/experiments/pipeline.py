@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from memadv.config import check_range, forward, option
+from memadv.config import SEED_MAX, SEED_MIN, check_range, forward, option
 from memadv.data.atomic import write_json_atomic
 from memadv.data.registry import DATASETS
 from memadv.data.scores import read_scores
@@ -67,7 +67,7 @@ class PipelineConfig:
     # training options are TrainConfig's, forwarded to every training run (unset: TrainConfig's default)
     train_epochs: int | None = forward(TrainConfig, "epochs", None, "epochs of every training run")
     train_seeds: list[int] = option([0, 1, 2], "seeds of the Section 3 and BAT table runs (results are means over "
-                                    "them); the ablation grid uses the first")
+                                    "them); the ablation grid uses the first", minimum=SEED_MIN, maximum=SEED_MAX)
     train_device: str = forward(TrainConfig, "device", "auto", "torch device of the training runs: auto (cuda if "
                                                                 "available), cpu, cuda, cuda:1, mps")
     sec32_p: list[int] = option([0, 20, 100], "Section 3.2: percentages of D_atyp added to D_typ",

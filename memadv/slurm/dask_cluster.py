@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from typing import Any, Iterator
 
@@ -143,12 +144,21 @@ def dask_scheduler(kind: str = "threads", **options: Any) -> Iterator[Any]:
 
     distributed = _import_distributed()
     if kind == "local":
-        cluster = distributed.LocalCluster(
-            n_workers=int(opts["workers"]), threads_per_worker=int(opts["threads_per_worker"]),
-            processes=bool(opts["processes"]), memory_limit=opts["memory_limit"],
-            dashboard_address=":0" if opts["dashboard"] else None)
-        with cluster, distributed.Client(cluster) as client:
-            yield client
+        # A worker that cannot start (too many open files, no memory) is reported once, by the
+        # exception the CLI turns into one line, not by dask's and asyncio's logged tracebacks
+        # (190 lines under ulimit -n 32, issue 18 item 7).
+        asyncio_log = logging.getLogger("asyncio")
+        level = asyncio_log.level
+        asyncio_log.setLevel(logging.CRITICAL)
+        try:
+            cluster = distributed.LocalCluster(
+                n_workers=int(opts["workers"]), threads_per_worker=int(opts["threads_per_worker"]),
+                processes=bool(opts["processes"]), memory_limit=opts["memory_limit"],
+                dashboard_address=":0" if opts["dashboard"] else None, silence_logs=logging.CRITICAL)
+            with cluster, distributed.Client(cluster) as client:
+                yield client
+        finally:
+            asyncio_log.setLevel(level)
         return
 
     jobqueue = _import_jobqueue()

@@ -282,3 +282,20 @@ def test_autoattack_module_is_the_library():
     import pyautoattack
     assert hasattr(pyautoattack, "AutoAttack")
     assert attacks.AUTOATTACK_VERSIONS[0] == "standard"
+
+
+def test_autoattack_on_a_batchnorm_model_in_train_mode_evaluates_in_eval_mode(digits_mlp):
+    """Issue 18 item 11: a model with BatchNorm left in train mode crashed AutoAttack ("Expected more
+    than 1 value per channel when training", its one-example class probe). The attack evaluates in
+    eval mode, leaves the BatchNorm statistics alone and gives the model back in train mode."""
+    _, x, y = digits_mlp
+    x, y = x[:8], y[:8]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    net.train()
+    stats = [t.clone() for t in net[2].buffers()]
+    eps = 8 / 255
+    x_adv = autoattack(net, x, y, eps, version="custom", attacks=["apgd-ce"])
+    assert net.training
+    assert all(torch.equal(a, b) for a, b in zip(stats, net[2].buffers()))  # no batch-statistics update
+    _check_in_ball(x_adv, x, eps)

@@ -180,6 +180,27 @@ def test_cli_error_is_one_line_with_status_2(tmp_path: Path, capsys: pytest.Capt
     assert not (out / "estimate" / "spec.json").exists()
 
 
+@pytest.mark.parametrize("side", [0, (3, 0)], ids=["0x0", "3x0"])
+def test_images_without_pixels_are_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                     side) -> None:
+    """Issue 18 item 9: IDX images of 0 x 0 pixels were accepted; estimate trained on nothing and wrote scores."""
+    from memadv.cli.main import main
+
+    arrays = fake_arrays()
+    rows, cols = (side, side) if isinstance(side, int) else side
+    arrays = {k: (np.zeros((len(v), rows, cols), np.uint8) if k.startswith("x") else v) for k, v in arrays.items()}
+    folder = write_idx_set(tmp_path / "fm", arrays, gz=False)
+    with pytest.raises(IdxFileError) as err:
+        read_idx(folder / "train-images-idx3-ubyte", 3)
+    assert "train-images-idx3-ubyte" in one_line(err) and "at least" in str(err.value)
+    out = tmp_path / "run"
+    code = main(["estimate", "--dataset", "fashion-mnist", "--data-root", str(folder), "--models", "2",
+                 "--out", str(out), "--no-progress"])
+    err_text = capsys.readouterr().err.strip()
+    assert code == 2 and err_text.count("\n") == 0 and "images-idx3-ubyte" in err_text
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------------ real files
 
 @pytest.mark.skipif(not Path(DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz").is_file(),

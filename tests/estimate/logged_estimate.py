@@ -10,6 +10,7 @@ import time
 import memadv.estimate.shards as shards
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
+from memadv.executors import ExecutorConfig
 
 CONFIG = dict(dataset="digits", models=8, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
 
@@ -29,7 +30,8 @@ def main(run: str, log: str, together: int = 1) -> None:
     open(os.path.join(ready, str(os.getpid())), "w").close()
     while len(os.listdir(ready)) < together:
         time.sleep(0.1)
-    estimate(EstimateConfig(**CONFIG), run, progress=False)
+    # in this process, where the patch above is (the default, auto, would train in spawned workers)
+    estimate(EstimateConfig(**CONFIG), run, ExecutorConfig(executor="inprocess"), progress=False)
 
 
 if __name__ == "__main__":
