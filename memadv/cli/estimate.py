@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memadv.estimate.proxies import agreement_lines
     from memadv.estimate.run import estimate
 
     check_config_file(args.config, ("estimate", "executor"))
@@ -51,4 +52,5 @@ def run(args: argparse.Namespace) -> int:
     mem = scores.mem["mem"]
     print(f"{args.out}/scores: {len(scores.mem)} training examples, {len(scores.infl)} pairs, "
           f"{scores.meta['n_models']} models; mem > 0.15: {(mem > 0.15).mean():.1%}, mem < 0.02: {(mem < 0.02).mean():.1%}")
+    print("\n".join(agreement_lines(scores.meta["proxies"], f"{args.out}/scores")))
     return 0
