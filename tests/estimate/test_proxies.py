@@ -18,56 +18,47 @@ import torch.nn.functional as F
 from memadv.cli.main import main
 from memadv.data import load_dataset
 from memadv.data.tables import read_meta, read_table, write_table
+from memadv.estimate import checkpoints
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.proxies import PROXIES, correlation, noise_ceiling
 from memadv.estimate.proxy_log import PROXY_COLUMNS, ProxyLog, proxy_columns, read_proxy_rows
 from memadv.estimate.run import estimate
-from memadv.estimate.seeds import model_seed, subset_mask
-from memadv.estimate.shards import shard_path
-from memadv.estimate.train import build_models, lr_at, train_models
+from memadv.estimate.seeds import subset_mask
+from memadv.estimate.shards import ShardTask, dataset_for, shard_path, write_or_check_spec
+from memadv.estimate.train import train_models
 from memadv.errors import SchemaError
+from test_packed import train_one_by_one  # tests/estimate is on sys.path (pytest's rootdir-less import)
 
 TINY = dict(dataset="digits", models=8, models_per_shard=4, epochs=3, batch_size=128, full_models=0)
 
 
 def reference(cfg, ds, m):
-    """A plain loop (float64, no packing) that keeps each epoch's per-example training loss and
-    correctness of model m, and the proxies derived from them in the most literal way."""
-    (net,) = build_models(cfg, ds, [m])
-    net = net.double()
-    mask = subset_mask(cfg.seed, m, ds.x_train.shape[0], cfg.subset_ratio)
-    subset = torch.from_numpy(np.flatnonzero(mask))
-    gen = torch.Generator().manual_seed(model_seed(cfg.seed, m, "order"))
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    """Model m trained by test_packed's plain loop, keeping each epoch's per-example training loss
+    and correctness, and the proxies derived from them in the most literal way."""
     n = ds.x_train.shape[0]
     losses, correct = np.zeros((cfg.epochs, n)), np.zeros((cfg.epochs, n), bool)
-    for epoch in range(cfg.epochs):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(epoch, cfg)
-        net.train()
-        for ids in subset[torch.randperm(len(subset), generator=gen)].split(cfg.batch_size):
-            logits = net(ds.x_train[ids].double() / 255)
-            loss = F.cross_entropy(logits, ds.y_train[ids], reduction="none")
-            losses[epoch, ids.numpy()] = loss.detach().numpy()
-            correct[epoch, ids.numpy()] = (logits.argmax(1) == ds.y_train[ids]).numpy()
-            opt.zero_grad()
-            loss.mean().backward()
-            opt.step()
+
+    def keep(epoch, ids, logits):
+        losses[epoch, ids.numpy()] = F.cross_entropy(logits, ds.y_train[ids], reduction="none").numpy()
+        correct[epoch, ids.numpy()] = (logits.argmax(1) == ds.y_train[ids]).numpy()
+
+    net = train_one_by_one(cfg, ds, m, on_batch=keep)
+    mask = subset_mask(cfg.seed, m, n, cfg.subset_ratio)
     forgetting = sum((correct[e - 1] & ~correct[e]).astype(int) for e in range(1, cfg.epochs))
     # first epoch from which every later epoch is correct: count the trailing run of correct epochs
     trailing = np.array([next((k for k in range(cfg.epochs) if not correct[cfg.epochs - 1 - k, i]), cfg.epochs)
                          for i in range(n)])
     with torch.no_grad():
-        held = F.cross_entropy(net.eval()(ds.x_train.double() / 255), ds.y_train, reduction="none").numpy()
+        held = F.cross_entropy(net(ds.x_train.double() / 255), ds.y_train, reduction="none").numpy()
     return mask, {"cum_loss": losses.sum(0), "correct_epochs": correct.sum(0), "forgetting": forgetting,
                   "first_learned": cfg.epochs - trailing}, held
 
 
-@pytest.mark.parametrize("packing", ["packed", "one-by-one"])
-def test_proxies_equal_a_plain_loop(packing):
+@pytest.mark.parametrize("packing,augment", [("packed", False), ("one-by-one", False), ("packed", True)])
+def test_proxies_equal_a_plain_loop(packing, augment):
     ds = load_dataset("digits")
-    cfg = EstimateConfig(dataset="digits", epochs=4, batch_size=64, seed=2, packing=packing, lr=0.1)
+    cfg = EstimateConfig(dataset="digits", epochs=4, batch_size=64, seed=2, packing=packing, lr=0.1, augment=augment)
     ids = [3, 0]
     result = train_models(cfg, ds, ids, dtype=torch.float64)
     for k, m in enumerate(ids):
@@ -190,3 +181,26 @@ def test_old_shards_aggregate_without_proxies(run_pair, tmp_path, capsys):
     assert main(["aggregate", str(run)]) == 0
     assert "proxies: none" in capsys.readouterr().out
     assert not (run / "scores" / "proxies.parquet").exists()
+
+
+def test_checkpoint_without_proxies_resumes_without_them(tmp_path, monkeypatch):
+    """A shard interrupted by code that logged no proxies (its checkpoint has none) finishes without
+    proxy columns: the epochs before the checkpoint were not logged, so no partial values are written."""
+    cfg = EstimateConfig(**{**TINY, "models": 2, "models_per_shard": 2})
+    write_or_check_spec(tmp_path, cfg, dataset_for(cfg))
+    original = checkpoints.ShardCheckpoint.save
+
+    class Stop(BaseException):
+        pass
+
+    def save_old_style(self, state, done, total):
+        original(self, {k: v for k, v in state.items() if k != "proxies"}, done, total)
+        raise Stop
+
+    monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", save_old_style)
+    with pytest.raises(Stop):
+        ShardTask(tmp_path, runtime=cfg.runtime())(0)
+    monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", original)
+    ShardTask(tmp_path, runtime=cfg.runtime())(0)
+    df, meta = read_table(shard_path(tmp_path, 0))
+    assert not set(PROXY_COLUMNS) & set(df.columns) and meta["proxies_epochs"] is None
