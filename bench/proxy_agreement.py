@@ -48,7 +48,7 @@ def rows_for(label: str, agree: dict, ceil: dict) -> list[list[str]]:
     def cell(c: dict) -> str:
         return f"{c['r']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}]"
     return [[label, p, cell(agree[p]["spearman"]), cell(agree[p]["pearson"]),
-             f"{ceil['spearman']['ceiling']:.2f} / {ceil['pearson']['ceiling']:.2f}"] for p in PROXIES]
+             f"{ceil['spearman']['ceiling']:.3f} / {ceil['pearson']['ceiling']:.3f}"] for p in PROXIES]
 
 
 def main() -> None:

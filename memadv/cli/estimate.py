@@ -17,11 +17,14 @@ EXAMPLES = """examples:
   memadv estimate --dataset fashion-mnist --out runs/fm        # reads /usr/share/datasets/fashion-mnist
                                                                # (apt-get install dataset-fashion-mnist)
   memadv estimate --dataset fashion-mnist --per-class 1000 --out runs/fm1k   # first 1,000 per class
+  memadv estimate --dataset fashion-mnist --models 16 --full-models 0 --out runs/fmq  # proxies in minutes
   memadv estimate --dataset cifar100 --data-root /datasets --net resnet18 --models 4000 \\
       --models-per-shard 8 --executor slurm --partition gpu --gpus-per-task 1 --timeout-min 240 --out runs/c100
 
 Re-running the same command resumes: finished shards are skipped. Outputs: OUT/estimate/spec.json,
-OUT/estimate/shards/shard-NNNNN.parquet, OUT/scores/{mem,infl,test_acc}.parquet.
+OUT/estimate/shards/shard-NNNNN.parquet, OUT/scores/{mem,infl,test_acc}.parquet and
+OUT/scores/proxies.parquet (free training-time proxies of mem; a --models 16 run gives a proxy
+ranking in minutes).
 """
 
 
