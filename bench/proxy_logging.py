@@ -28,7 +28,7 @@ from memadv.estimate.train import train_models
 WORKLOADS = {  # name -> (dataset, load options, EstimateConfig overrides, models)
     "digits mlp K=100": ("digits", {}, dict(epochs=5), 100),
     "fashion-mnist/100 mlp K=16": ("fashion-mnist", dict(per_class=100, test_per_class=100), dict(epochs=10), 16),
-    "digits cnn K=4 aug": ("digits", {}, dict(net="cnn", epochs=2, augment=True), 4),
+    "digits cnn K=4 aug": ("digits", {}, dict(net="cnn", epochs=1, augment=True), 4),
 }
 
 

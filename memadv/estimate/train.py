@@ -232,7 +232,8 @@ def _train_packed(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.G
             loss_sum += per_model.detach()
             n_batches += 1
             if log is not None:
-                log.record(slice(None), ids, per_example, logits.argmax(-1) == yb)
+                # max(-1).indices: argmax's first-maximum rule, cheaper (1.5 vs 2.4 ms, (100, 64, 10), 1 thread)
+                log.record(slice(None), ids, per_example, logits.detach().max(-1).indices == yb)
         _check_finite(loss_sum, epoch, model_ids, cfg)
         if log is not None:
             log.end_epoch(epoch, slice(None))
@@ -282,7 +283,8 @@ def _train_one_by_one(cfg: EstimateConfig, nets: list[nn.Module], gens: list[tor
                 if log is not None:  # a separate no-grad loss: the training loss stays the op it was
                     yb = y_dev[ids[0]]
                     per_example = F.cross_entropy(logits.detach().to(dtype), yb, reduction="none")
-                    log.record(slice(j, j + 1), ids, per_example.view(1, -1), (logits.argmax(-1) == yb).view(1, -1))
+                    log.record(slice(j, j + 1), ids, per_example.view(1, -1),
+                               (logits.detach().max(-1).indices == yb).view(1, -1))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
