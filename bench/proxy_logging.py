@@ -2,7 +2,8 @@
 
 The user's alternative is training without them (``--proxies false``). For each workload, the
 same shard (same seeds, subsets, orders) is trained by ``train_models`` with and without
-proxies, side by side, interleaved ``--repeats`` times; the minimum of each counts. Workloads:
+proxies, side by side, interleaved ``--repeats`` times (alternating which goes first); the minimum
+of each counts. Workloads:
 a digits shard of the packed MLP (K = 100, the digits default per shard), a Fashion-MNIST
 ``--per-class 100`` shard (K = 16, its default per shard), both packed, and the CNN on digits with
 augmentation, trained one by one on CPU (the path where logging is per model). Fewer epochs than
@@ -46,8 +47,8 @@ def main() -> None:
         ds = load_dataset(dataset, **options)
         cfg = EstimateConfig(dataset=dataset, **options, **overrides)
         times = {True: [], False: []}
-        for _ in range(args.repeats):
-            for on in (False, True):
+        for r in range(args.repeats):
+            for on in ((False, True) if r % 2 == 0 else (True, False)):  # alternate which side goes first
                 t = time.perf_counter()
                 train_models(dataclasses.replace(cfg, proxies=on), ds, range(k))
                 times[on].append(time.perf_counter() - t)
