@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from memadv.estimate.aggregate import aggregate
+    from memadv.estimate.proxies import agreement_lines
     with dask_factory(args)():
         scores = aggregate(args.run, allow_partial=args.allow_partial, keep=args.keep,
                            keep_threshold=args.keep_threshold, cross_class_threshold=args.cross_class_threshold,
@@ -73,4 +74,5 @@ def run(args: argparse.Namespace) -> int:
     note = "" if scores.meta["complete"] else f" (partial: {scores.meta['missing_shards']} shards missing)"
     print(f"{args.run}/scores: {scores.meta['n_models']} models, {len(scores.infl)} pairs kept "
           f"(--keep {scores.meta['infl_keep']}){note}")
+    print("\n".join(agreement_lines(scores.meta["proxies"], f"{args.run}/scores")))
     return 0

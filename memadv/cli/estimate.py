@@ -17,11 +17,14 @@ EXAMPLES = """examples:
   memadv estimate --dataset fashion-mnist --out runs/fm        # reads /usr/share/datasets/fashion-mnist
                                                                # (apt-get install dataset-fashion-mnist)
   memadv estimate --dataset fashion-mnist --per-class 1000 --out runs/fm1k   # first 1,000 per class
+  memadv estimate --dataset fashion-mnist --models 16 --full-models 0 --out runs/fmq  # proxies in minutes
   memadv estimate --dataset cifar100 --data-root /datasets --net resnet18 --models 4000 \\
       --models-per-shard 8 --executor slurm --partition gpu --gpus-per-task 1 --timeout-min 240 --out runs/c100
 
 Re-running the same command resumes: finished shards are skipped. Outputs: OUT/estimate/spec.json,
-OUT/estimate/shards/shard-NNNNN.parquet, OUT/scores/{mem,infl,test_acc}.parquet.
+OUT/estimate/shards/shard-NNNNN.parquet, OUT/scores/{mem,infl,test_acc}.parquet and
+OUT/scores/proxies.parquet (free training-time proxies of mem; a --models 16 run gives a proxy
+ranking in minutes).
 """
 
 
@@ -40,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memadv.estimate.proxies import agreement_lines
     from memadv.estimate.run import estimate
 
     check_config_file(args.config, ("estimate", "executor"))
@@ -51,4 +55,5 @@ def run(args: argparse.Namespace) -> int:
     mem = scores.mem["mem"]
     print(f"{args.out}/scores: {len(scores.mem)} training examples, {len(scores.infl)} pairs, "
           f"{scores.meta['n_models']} models; mem > 0.15: {(mem > 0.15).mean():.1%}, mem < 0.02: {(mem < 0.02).mean():.1%}")
+    print("\n".join(agreement_lines(scores.meta["proxies"], f"{args.out}/scores")))
     return 0

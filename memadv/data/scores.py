@@ -7,6 +7,10 @@
   and ``infl_min_abs_cross`` (same-class / cross-class pairs are stored where |infl| >= that value;
   0: all of them; null: none). ``splits`` refuses a definition these pairs cannot answer.
 * ``test_acc.parquet``: one row per test example — ``idx, label, p_correct, n_models``.
+* ``proxies.parquet`` (optional): one row per training example — ``idx, label`` and the free
+  training-time proxies of mem (:mod:`memadv.estimate.proxies`); written only when the shards
+  logged them, never carried over from an earlier aggregation. Its metadata adds ``kind: "proxy"``;
+  ``proxies`` in every file's metadata says how they agree with mem, or why there are none.
 
 Metadata (parquet key-value ``memadv``) of every file: ``dataset``, ``fingerprint_train``,
 ``fingerprint_test``, ``dataset_options`` (the data-set options it was loaded with, e.g.
@@ -46,6 +50,8 @@ TEST_ACC_COLUMNS = ["idx", "label", "p_correct", "n_models"]
 KEEP_CHOICES = ("auto", "same-class", "threshold", "all")
 SCORE_FILES = {"mem": ("mem.parquet", MEM_COLUMNS), "infl": ("infl.parquet", INFL_COLUMNS),
                "test_acc": ("test_acc.parquet", TEST_ACC_COLUMNS)}
+# Written by aggregation when the shards logged proxies; replaced or dropped by every aggregation.
+PROXIES_FILE = "proxies.parquet"
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Scores:
     infl: pd.DataFrame
     test_acc: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    proxies: pd.DataFrame | None = None  # proxies.parquet (memadv.estimate.proxies), or None
 
     @property
     def dataset(self) -> str:
@@ -96,13 +103,15 @@ def write_scores(scores_dir: str | Path, scores: Scores) -> None:
     with atomic_dir(old, "scores") as tmp:
         # Other files in the folder (e.g. import-fz's filenames.parquet) are not ours to drop: carry them over.
         for p in sorted(old.iterdir()) if old.is_dir() else []:
-            if p.name not in tables and not p.name.startswith("."):
+            if p.name not in tables and p.name != PROXIES_FILE and not p.name.startswith("."):
                 if p.is_dir():
                     shutil.copytree(p, tmp / p.name, symlinks=True)
                 else:
                     shutil.copy2(p, tmp / p.name, follow_symlinks=False)
         for name, df in tables.items():
             write_table(tmp / name, df, meta)
+        if scores.proxies is not None:
+            write_table(tmp / PROXIES_FILE, scores.proxies, {**meta, "kind": "proxy"})
     scores.meta = meta
 
 

@@ -49,6 +49,7 @@ from memadv.cpus import usable_cpus
 from memadv.data.dataset import Dataset
 from memadv.data.scores import KEEP_CHOICES, Scores, dataset_meta, write_scores
 from memadv.estimate.mask_counts import Int8Counts, int8_counts_available
+from memadv.estimate.proxies import aggregate_proxies, agreement, noise_ceiling
 from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, read_spec, shard_path
 from memadv.errors import ConfigError, IncompleteRunError, SchemaError, UnknownChoiceError
 
@@ -423,11 +424,30 @@ def load_shards(run_dir: Path, allow_partial: bool = False) -> tuple[dict[str, A
 def _to_canonical_ids(scores: Scores, dataset: Dataset) -> None:
     """Positions in a reduced copy (``--per-class``) -> original positions, in place: score files
     always speak of canonical ids. A no-op for a full data set."""
+    extra = [] if scores.proxies is None else [(scores.proxies, "idx", "train")]
     for table, column, split in ((scores.mem, "idx", "train"), (scores.infl, "train_idx", "train"),
-                                 (scores.infl, "test_idx", "test"), (scores.test_acc, "idx", "test")):
+                                 (scores.infl, "test_idx", "test"), (scores.test_acc, "idx", "test"), *extra):
         ids = {"train": dataset.train_ids, "test": dataset.test_ids}[split]
         if ids is not None and column in table:
             table[column] = ids[table[column].to_numpy(np.int64)]
+
+
+def _proxies(run_dir: Path, spec: dict[str, Any], sh: dict[str, np.ndarray], missing: list[int], mem: np.ndarray,
+             y_train: np.ndarray) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """proxies.parquet's table (or None) and its summary for the scores' metadata: models, agreement
+    with mem and the noise ceiling (memadv.estimate.proxies), or why there are none."""
+    done = sorted(set(range(spec["n_shards"])) - set(missing))
+    table, without = aggregate_proxies(run_dir, spec, done, y_train)
+    if table is None:
+        return None, {"missing": f"no shard logged proxies ({len(without)} shards written without them)"}
+    # the noise ceiling of the mem these proxies are compared with: all M models, halves by model id
+    halves = [memorization(sh["mask"][sh["model_id"] % 2 == h], sh["train_correct"][sh["model_id"] % 2 == h],
+                           y_train)["mem"].to_numpy() for h in (0, 1)]
+    return table, {"kind": "proxy", "n_models": int(len(sh["model_id"]) - sum(
+                       len(config_from_spec(spec).shard_models(s)) for s in without)),
+                   "shards_without": without, "epochs": int(spec["config"]["epochs"]),
+                   "augmented": bool(spec["config"]["augment"]), "agreement": agreement(table, mem),
+                   "noise_ceiling": noise_ceiling(*halves, models=len(sh["model_id"]))}
 
 
 def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: Any = None, keep: str = "auto",
@@ -456,6 +476,7 @@ def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: An
                     infl=influence(sh["mask"], sh["test_correct"], y_train, y_test, rule, scheduler=scheduler,
                                    max_pairs=max_pairs),
                     test_acc=test_accuracy(sh["test_correct"], y_test), meta=meta)
+    scores.proxies, meta["proxies"] = _proxies(run_dir, spec, sh, missing, scores.mem["mem"].to_numpy(), y_train)
     _to_canonical_ids(scores, dataset)
     write_scores(run_dir / "scores", scores)
     return scores

@@ -90,6 +90,11 @@ class EstimateConfig:
     channels_last: bool = option(False, "channels-last memory format for conv nets trained one by one; for CUDA "
                                  "tensor cores, off by default",
                                  source="PyTorch memory-format tutorial (channels_last)")
+    # not in IDENTITY: logging changes no model (memadv.estimate.proxy_log), so a run may switch it
+    proxies: bool = option(True, "log free proxies of mem while training (cumulative training loss, forgetting "
+                                 "events, first epoch learned, held-out loss) and aggregate them to "
+                                 "scores/proxies.parquet; no extra pass over the data",
+                           source="Ravikumar et al. ICML 2025; Toneva et al. ICLR 2019; Jiang et al. ICML 2021")
     # issue 9 hook (memadv.estimate.full_models); not in IDENTITY: a finished estimate may add them later
     full_models: int = option(30, "also train this many models on the whole training set for the typical-test "
                                   "rule (paper Sec. 3.2: 'ERM trained on D'); 0 = none", unit="models",

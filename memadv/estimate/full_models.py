@@ -21,6 +21,7 @@ N = 30 and M = 2,000 about 2% of the estimate.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def train_full_models(cfg: Any, dataset: Any, indices: range) -> np.ndarray:
     from memadv.estimate.train import train_models
     ids = [FULL_ID_BASE + j for j in indices]
     masks = np.ones((len(ids), dataset.x_train.shape[0]), dtype=bool)
-    return train_models(cfg, dataset, ids, masks=masks).test_correct
+    # no proxies: these models hold out nothing, and only their test correctness is kept
+    return train_models(dataclasses.replace(cfg, proxies=False), dataset, ids, masks=masks).test_correct
 
 
 class FullModelsTask:

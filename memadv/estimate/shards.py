@@ -6,7 +6,8 @@ exists and reads back as a shard of this run it returns at once (a truncated, un
 file is not "done": it is retrained and replaced, :func:`shard_problem`). One row per model: ``model_id, seed, train_acc, test_acc,
 subset_train_acc, final_loss, seconds`` and bit-packed ``mask``, ``train_correct``,
 ``test_correct`` (``numpy.packbits`` with its default big-endian bit order; unpack with
-``numpy.unpackbits(..., count=n)``).
+``numpy.unpackbits(..., count=n)``); with the estimate's ``proxies`` option (the default) also the
+optional proxy columns of :mod:`memadv.estimate.proxy_log` (``PROXY_COLUMNS``), absent from older shards.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from memadv.data.tables import read_table, write_table
 from memadv.estimate.checkpoints import ShardCheckpoint
 from memadv.estimate.claims import claimed
 from memadv.estimate.config import EstimateConfig
+from memadv.estimate.proxy_log import PROXY_COLUMNS, proxy_columns, read_proxy_rows
 from memadv.estimate.seeds import model_seed
 from memadv.estimate.train import train_models
 from memadv.errors import ConfigError, FingerprintMismatchError, SchemaError
@@ -176,10 +178,13 @@ class ShardTask:
             "train_correct": [np.packbits(r).tobytes() for r in result.train_correct],
             "test_correct": [np.packbits(r).tobytes() for r in result.test_correct],
         }
+        if result.proxies is not None:  # optional columns: shards written without them stay readable
+            rows.update(proxy_columns(result.proxies, result.train_loss, masks))
         meta = {"shard": shard, "fingerprint_train": spec["fingerprint_train"],
                 "fingerprint_test": spec["fingerprint_test"], "n_train": spec["n_train"], "n_test": spec["n_test"],
                 "estimate": spec_identity(spec)}
-        write_table(out, pd.DataFrame(rows)[SHARD_COLUMNS], meta)
+        write_table(out, pd.DataFrame(rows)[SHARD_COLUMNS + [c for c in PROXY_COLUMNS if c in rows]],
+                    {**meta, "proxies_epochs": cfg.epochs if result.proxies is not None else None})
         ckpt.remove()
 
 
@@ -211,9 +216,10 @@ def spec_identity(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_shard(path: Path, n_train: int | None = None, n_test: int | None = None, *,
-               spec: dict[str, Any] | None = None, shard: int | None = None) -> dict[str, np.ndarray]:
+               spec: dict[str, Any] | None = None, shard: int | None = None, proxies: bool = False) -> dict[str, Any]:
     """Unpack one shard file: ``mask``, ``train_correct`` (models x n_train bool), ``test_correct``
-    (models x n_test bool) and per-model columns.
+    (models x n_test bool) and per-model columns; with ``proxies`` also ``proxies``: the decoded
+    proxy columns (:func:`memadv.estimate.proxy_log.read_proxy_rows`), or None for a shard without them.
 
     With ``spec`` (and ``shard``, its number), the shard must belong to that run: same dataset
     fingerprints, sizes, estimate-defining fields (EstimateConfig.IDENTITY), shard number and
@@ -255,7 +261,11 @@ def read_shard(path: Path, n_train: int | None = None, n_test: int | None = None
         return np.unpackbits(np.frombuffer(b"".join(df[col]), np.uint8).reshape(len(df), size), axis=1,
                              count=n).astype(bool)
 
-    return {"model_id": df["model_id"].to_numpy(), "mask": unpack("mask", n_train),
-            "train_correct": unpack("train_correct", n_train), "test_correct": unpack("test_correct", n_test),
-            "seconds": df["seconds"].to_numpy(), "test_acc": df["test_acc"].to_numpy(),
-            "subset_train_acc": df["subset_train_acc"].to_numpy()}
+    out = {"model_id": df["model_id"].to_numpy(), "mask": unpack("mask", n_train),
+           "train_correct": unpack("train_correct", n_train), "test_correct": unpack("test_correct", n_test),
+           "seconds": df["seconds"].to_numpy(), "test_acc": df["test_acc"].to_numpy(),
+           "subset_train_acc": df["subset_train_acc"].to_numpy()}
+    if proxies:
+        has = all(c in df.columns for c in PROXY_COLUMNS)
+        out["proxies"] = read_proxy_rows({c: df[c] for c in PROXY_COLUMNS}, out["mask"], str(path)) if has else None
+    return out

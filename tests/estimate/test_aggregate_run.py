@@ -95,7 +95,7 @@ def test_score_folder_is_replaced_whole_and_checked(tiny_run, tmp_path, monkeypa
     again = read_scores(run)                                 # the old set, whole
     assert again.meta["scores_id"] == first.meta["scores_id"] and again.meta["infl_keep"] == "all"
     assert sorted(p.name for p in (run / "scores").iterdir() if p.name != OUTPUT_MARKER) == ["infl.parquet", "mem.parquet", "notes.txt",
-                                                                "test_acc.parquet"]
+                                                                "proxies.parquet", "test_acc.parquet"]
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
     aggregate(run, keep="same-class")
     assert (run / "scores" / "notes.txt").read_text() == "mine"   # not ours: kept

@@ -22,6 +22,7 @@ from memadv.data.scores import read_scores
 from memadv.data.tables import read_table
 from memadv.errors import ConfigError, TimeLimitTooShortError
 from memadv.estimate.config import EstimateConfig
+from memadv.estimate.proxy_log import PROXY_COLUMNS
 from memadv.estimate.run import estimate, estimate_status
 from memadv.estimate.shards import ShardTask, dataset_for, shard_path, write_or_check_spec
 from memadv.slurm.dask_cluster import slurm_cli_options
@@ -113,6 +114,7 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, 
     ShardTask(broken, runtime=cfg.runtime())(0)
     assert saved[0] == 3, "the re-run started over instead of resuming"
     pd.testing.assert_frame_equal(_shard_frame(broken), _shard_frame(whole))
+    assert set(PROXY_COLUMNS) <= set(_shard_frame(whole).columns)  # the proxies resume bit-identical too
     assert not checkpoints.checkpoint_dir(broken).exists()  # removed by the task once the shard is written
 
 

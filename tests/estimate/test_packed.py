@@ -21,7 +21,8 @@ from memadv.estimate.seeds import model_seed, subset_mask
 from memadv.estimate.train import build_models, lr_at, train_models
 
 
-def train_one_by_one(cfg, dataset, m):
+def train_one_by_one(cfg, dataset, m, on_batch=None):
+    """Model m in a plain loop; ``on_batch(epoch, ids, logits)`` sees each minibatch's training logits."""
     (net,) = build_models(cfg, dataset, [m])
     net = net.double()
     mask = subset_mask(cfg.seed, m, dataset.x_train.shape[0], cfg.subset_ratio)
@@ -37,7 +38,10 @@ def train_one_by_one(cfg, dataset, m):
             x = dataset.x_train[ids]
             if cfg.augment:
                 x = random_crop_flip(x, gen)
-            loss = F.cross_entropy(net(x.double() / 255), dataset.y_train[ids])
+            logits = net(x.double() / 255)
+            if on_batch is not None:
+                on_batch(epoch, ids, logits.detach())
+            loss = F.cross_entropy(logits, dataset.y_train[ids])
             opt.zero_grad()
             loss.backward()
             opt.step()
