@@ -30,7 +30,7 @@ def _calls(root: Path) -> dict[int, int]:
 
 def test_defaults_and_cli_toml(tmp_path):
     cfg = ExecutorConfig()
-    assert (cfg.executor, cfg.workers, cfg.partition, cfg.timeout_min) == ("inprocess", 2, None, 240)
+    assert (cfg.executor, cfg.workers, cfg.partition, cfg.timeout_min) == ("auto", 2, None, 240)
     assert (cfg.gpus_per_task, cfg.cpus_per_task, cfg.mem_gb, cfg.array_parallelism, cfg.sbatch_extra) == (0, 2, None, 64, [])
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, ExecutorConfig)
