@@ -308,16 +308,25 @@ def models_needed(rule: Rule, ctrl: ErrorControl, models: int, targets: tuple[fl
     """Projected models to decide each target share of ``rule``'s examples (None: not within 1024 x).
 
     Plug-in assumption (module docstring): p_in, p_out stay at their estimates and n_in, n_out grow
-    with the models; the smallest grid point models x 2^(i/8) where :func:`decide` reaches the share.
+    with the models; the smallest grid point models x 2^(i/8) where :func:`decide` reaches the share
+    (binary search over the grid, about 8 evaluations per target).
     With ``none`` every defined estimate is "decided": the current models answer every target.
     """
-    out: dict[float, int | None] = {t: None for t in targets}
-    for i in range(GRID_STEPS_PER_DOUBLING * GRID_MAX_DOUBLINGS + 1):
-        scale = 2.0 ** (i / GRID_STEPS_PER_DOUBLING)
-        share = decide(rule, ctrl, scale).share_decided
-        for t in targets:
-            if out[t] is None and share >= t:
-                out[t] = int(math.ceil(models * scale))
-        if all(v is not None for v in out.values()):
-            break
+    top = GRID_STEPS_PER_DOUBLING * GRID_MAX_DOUBLINGS
+    shares: dict[int, float] = {}
+
+    def share(i: int) -> float:
+        if i not in shares:
+            shares[i] = decide(rule, ctrl, 2.0 ** (i / GRID_STEPS_PER_DOUBLING)).share_decided
+        return shares[i]
+    out: dict[float, int | None] = {}
+    for t in targets:  # binary search on the grid: the decided share grows with the models
+        if share(top) < t:
+            out[t] = None
+            continue
+        lo, hi = -1, top  # share(lo) < t (lo = -1: below the grid), share(hi) >= t
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if share(mid) >= t else (mid, hi)
+        out[t] = int(math.ceil(models * 2.0 ** (hi / GRID_STEPS_PER_DOUBLING) - 1e-9))
     return out
