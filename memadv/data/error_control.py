@@ -172,7 +172,10 @@ class Rule:
     ``group`` (P,) is the example position of each estimate (``arange(n)`` for mem: one each);
     ``thresholds``: (t_typ, t_atyp) for ``kind`` "three-way", (t,) for "exists"; ``names``: the labels,
     lowest region first ("typical", "in between", "atypical" / e.g. "not atypical", "atypical");
-    ``fixed`` (n,) object: a label decided without a test ("" where tested).
+    ``fixed`` (n,) object: a label decided without a test ("" where tested); ``witness`` (P,) bool, "exists"
+    rules: the estimates that may show "above" (pairs of a decided atypical training example), while
+    "below" must hold for every estimate of the example (also those of possibly atypical, undecided
+    training examples); None: all.
     """
     name: str
     split: str
@@ -187,6 +190,7 @@ class Rule:
     thresholds: tuple[float, ...]
     names: tuple[str, ...]
     fixed: np.ndarray | None = None
+    witness: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -235,11 +239,13 @@ def example_p(rule: Rule, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, n
         tested = np.ones(rule.n, bool)
     else:
         (t,) = rule.thresholds
-        k = np.bincount(rule.group, minlength=rule.n)
-        p_any = np.minimum(k * _group_reduce(bound_p(*args, t, "above"), rule.group, rule.n, "min", 1.0), 1.0)
+        w = np.ones(rule.group.shape, bool) if rule.witness is None else rule.witness
+        k = np.bincount(rule.group[w], minlength=rule.n)
+        p_above = np.where(w, bound_p(*args, t, "above"), 1.0)
+        p_any = np.where(k > 0, np.minimum(k * _group_reduce(p_above, rule.group, rule.n, "min", 1.0), 1.0), 1.0)
         p_all = _group_reduce(bound_p(*args, t, "below"), rule.group, rule.n, "max", 0.0)
         cand = np.stack([p_all, p_any])
-        tested = k > 0
+        tested = np.bincount(rule.group, minlength=rule.n) > 0
     if rule.fixed is not None:
         tested &= rule.fixed == ""
     return cand.min(0), np.argmin(cand, 0), tested
@@ -285,10 +291,12 @@ def decide(rule: Rule, ctrl: ErrorControl, scale: float = 1.0) -> Decision:
     if rule.kind == "three-way":
         lo, hi = newcombe(rule.p_in, n_in, rule.p_out, n_out, float(norm_isf(c / 2)))
     else:
-        k = np.bincount(rule.group, minlength=n)
+        w = np.ones(rule.group.shape, bool) if rule.witness is None else rule.witness
+        k = np.bincount(rule.group[w], minlength=n)
         z_lo = norm_isf(np.minimum(c / np.maximum(k, 1), 0.5))[rule.group]
-        lo = _group_reduce(np.nan_to_num(newcombe(rule.p_in, n_in, rule.p_out, n_out, z_lo)[0], nan=-np.inf),
-                           rule.group, n, "max", -np.inf)
+        lo_pair = np.where(w, np.nan_to_num(newcombe(rule.p_in, n_in, rule.p_out, n_out, z_lo)[0], nan=-np.inf), -np.inf)
+        lo = _group_reduce(lo_pair, rule.group, n, "max", -np.inf)
+        k = np.bincount(rule.group, minlength=n)
         hi = _group_reduce(np.nan_to_num(newcombe(rule.p_in, n_in, rule.p_out, n_out, float(norm_isf(c)))[1],
                                          nan=np.inf), rule.group, n, "max", -np.inf)
         lo, hi = np.where(k > 0, lo, np.nan), np.where(k > 0, hi, np.nan)

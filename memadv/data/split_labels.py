@@ -10,7 +10,9 @@ holds the procedures and their sources):
 * ``test-typical``: ``typical`` (infl < --infl-typical for every such i and P(correct) >= --min-test-acc),
   ``excluded`` (some infl above it, or the accuracy rule) or ``undecided``.
 
-D_atyp of the test rules is the decided atypical set. The sets of the split files are the decided
+D_atyp of the test rules is uncertain too: "infl > t for some i" needs a decided atypical i (and a
+decided pair), "infl < t for every i" must hold for every i that may be atypical (decided atypical or
+undecided; an undefined mem is in no set, as in the paper's reading). The sets of the split files are the decided
 labels: ``train/atypical`` = atypical, ``train/typical`` = typical, ``test/atypical`` = atypical,
 ``test/typical`` = typical. With ``--error-control none`` the labels are the paper's reading (no
 ``undecided`` but for undefined estimates) and equal the sets.
@@ -18,6 +20,8 @@ labels: ``train/atypical`` = atypical, ``train/typical`` = typical, ``test/atypi
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,7 @@ from memadv.data.error_control import UNDECIDED, Decision, ErrorControl, Rule, d
 from memadv.data.significance import pair_proportions
 from memadv.data.tables import markdown_table
 from memadv.errors import SchemaError
+from memadv.layout import RunLayout
 
 LABEL_COLUMNS = ["split", "rule", "idx", "label", "decision", "estimate", "lo", "hi", "p_value"]
 LABELS_FILE = "labels.parquet"
@@ -35,6 +40,21 @@ TRAIN_NAMES = ("typical", "in between", "atypical")
 # The control the projection uses when the splits themselves use none (the pipeline's default; docs/splits.md).
 PROJECTION_CONTROL = "fdr:0.05"
 TARGETS = (0.9, 0.95, 0.99)
+
+
+def read_looks(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``looks.json`` (None without one)."""
+    f = RunLayout(run_dir).looks
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def planned_looks(run_dir: str | Path, models: int | None) -> int:
+    """How many looks the alpha of a run's splits is divided by: the plan's K, plus one when the run
+    was extended beyond its last look (a further look); 1 for a run without a plan."""
+    rec = read_looks(run_dir)
+    if rec is None:
+        return 1
+    return len(rec["plan"]) + (1 if models is not None and models > max(rec["plan"]) else 0)
 
 
 def check_all_pairs(meta: dict[str, Any], pairs: str) -> None:
@@ -61,18 +81,19 @@ def train_rule(mem: pd.DataFrame, t_typ: float, t_atyp: float) -> Rule:
                 np.arange(n), col["p_in"], col["n_in"], col["p_out"], col["n_out"], (t_typ, t_atyp), TRAIN_NAMES)
 
 
-def test_rules(considered: pd.DataFrame, mem: pd.DataFrame, ta: pd.DataFrame, t_atyp: float, t_typ: float,
-               acc_excl: np.ndarray) -> tuple[Rule, Rule]:
-    """The two test rules over the pairs ``considered`` (infl.parquet rows of the D_atyp members)."""
+def test_rules(considered: pd.DataFrame, witness: np.ndarray, mem: pd.DataFrame, ta: pd.DataFrame, t_atyp: float,
+               t_typ: float, acc_excl: np.ndarray) -> tuple[Rule, Rule]:
+    """The two test rules over the pairs ``considered`` (infl.parquet rows of the training examples that
+    are or may be in D_atyp); ``witness``: those of decided D_atyp members (:class:`Rule`)."""
     c_train = considered["train_idx"].to_numpy(np.int64)
     c_test = considered["test_idx"].to_numpy(np.int64)
     p_in, n_in, p_out, n_out = pair_proportions(c_train, c_test, considered["infl"].to_numpy(np.float64), mem, ta)
     te_idx, te_lab = ta["idx"].to_numpy(np.int64), ta["label"].to_numpy(np.int64)
     group = pd.Index(te_idx).get_indexer(c_test)
     args = (te_idx, te_lab, group, p_in, n_in, p_out, n_out)
-    return (Rule("test-atypical", "test", "exists", *args, (t_atyp,), ("not atypical", "atypical")),
+    return (Rule("test-atypical", "test", "exists", *args, (t_atyp,), ("not atypical", "atypical"), witness=witness),
             Rule("test-typical", "test", "exists", *args, (t_typ,), ("typical", "excluded"),
-                 fixed=np.where(acc_excl, "excluded", "").astype(object)))
+                 fixed=np.where(acc_excl, "excluded", "").astype(object), witness=witness))
 
 
 def labels_frame(rules: list[Rule], decisions: list[Decision]) -> pd.DataFrame:

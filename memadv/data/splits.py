@@ -50,7 +50,7 @@ from memadv.data.error_control import CONTROL_METHODS, ErrorControl, decide
 from memadv.data.noise_floor import noise_report
 from memadv.data.significance import above, below, infl_lower_bound, newcombe
 from memadv.data.split_labels import (LABELS_FILE, check_all_pairs, decided_table, labels_frame, none_labels,
-                                      render_labels, test_rules, train_rule)
+                                      planned_looks, render_labels, test_rules, train_rule)
 from memadv.data.scores import Scores, check_fingerprint
 from memadv.data.tables import markdown_table, read_table, write_table
 from memadv.errors import (ConfigError, DatasetError, FingerprintMismatchError, IncompleteRunError, SchemaError,
@@ -254,7 +254,11 @@ def compute_splits(scores: Scores, cfg: SplitConfig, *, project: bool = True) ->
         acc_unknown = np.zeros(len(te_idx), bool)
         acc_excl = np.zeros(len(te_idx), bool)
     te_typ = ~infl_excl & ~acc_excl
-    rules += test_rules(considered, mem, ta, cfg.infl_atypical, cfg.infl_typical, acc_excl)
+    if ctrl.active:  # "for every i" also covers the training examples that may be atypical
+        maybe = tr_idx[(decisions[0].label != "typical") & (decisions[0].label != "in between") & ~np.isnan(m)]
+        considered = infl[np.isin(infl["train_idx"].to_numpy(np.int64), maybe)]
+    witness = np.isin(considered["train_idx"].to_numpy(np.int64), atyp_ids)
+    rules += test_rules(considered, witness, mem, ta, cfg.infl_atypical, cfg.infl_typical, acc_excl)
     decisions += [decide(r, ctrl) for r in rules[1:]]
     if ctrl.active:  # the sets are the decided labels
         te_atyp, te_typ = decisions[1].label == "atypical", decisions[2].label == "typical"
@@ -423,11 +427,13 @@ def make_splits(path: str | Path, cfg: SplitConfig, out: str | Path | None = Non
     compute the sets and write them to ``out`` (default ``RUN/splits``); returns (result, folder)."""
     from memadv.data.scores import read_scores, scores_dir_of
     scores = use_erm_accuracy(read_scores(path), path, cfg.erm_models)  # ERM on all of D (Sec. 3.2)
-    result = compute_splits(scores, cfg)
-    describe_erm_accuracy(result, scores.meta)  # the rule names its models
     run_dir = Path(path).resolve()
     if run_dir.name == "scores":
         run_dir = run_dir.parent
+    # a sequential estimate (--until-decided) spent alpha over its planned looks: so do its splits
+    cfg = dataclasses.replace(cfg, looks=max(cfg.looks, planned_looks(run_dir, scores.meta.get("n_models"))))
+    result = compute_splits(scores, cfg)
+    describe_erm_accuracy(result, scores.meta)  # the rule names its models
     out_dir = Path(out) if out is not None else run_dir / "splits"
     meta = split_meta(scores, cfg, result, str(scores_dir_of(path)))
     return result, write_splits(out_dir, result, meta, title=f"run `{run_dir.name}`")

@@ -196,7 +196,7 @@ def _scores_complete(run_dir: Path, cfg: EstimateConfig) -> bool:
         meta = read_scores(run_dir, need_infl=False).meta
     except Exception:  # noqa: BLE001 - anything unreadable means "not done"
         return False
-    same = all(spec["config"].get(k) == getattr(cfg, k) for k in EstimateConfig.IDENTITY)
+    same = all(spec["config"].get(k) == getattr(cfg, k) for k in (*EstimateConfig.IDENTITY, "models"))
     return same and bool(meta.get("complete"))
 
 
