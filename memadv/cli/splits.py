@@ -85,9 +85,9 @@ def print_decided(decided: list[dict]) -> None:
         return "-" if v is None else f"{v:,}"
     if not decided:
         return
-    print(f"  {'rule':<15} {'control':<10} {'models':>8} {'decided now':>12} {'for 90%':>9} {'for 95%':>9} {'for 99%':>9}")
+    print(f"  {'rule':<15} {'control':<14} {'models':>8} {'decided now':>12} {'for 90%':>9} {'for 95%':>9} {'for 99%':>9}")
     for d in decided:
-        print(f"  {d['rule']:<15} {d['control']:<10} {fmt(d['models']):>8} {d['decided']:>12.1%} "
+        print(f"  {d['rule']:<15} {d['control']:<14} {fmt(d['models']):>8} {d['decided']:>12.1%} "
               f"{fmt(d['models_90']):>9} {fmt(d['models_95']):>9} {fmt(d['models_99']):>9}")
 
 
