@@ -22,7 +22,11 @@ EXAMPLES = """examples:
   memadv estimate --dataset cifar100 --data-root /datasets --net resnet18 --models 4000 \\
       --models-per-shard 8 --executor slurm --partition gpu --gpus-per-task 1 --timeout-min 240 --out runs/c100
 
-Re-running the same command resumes: finished shards are skipped. Outputs: OUT/estimate/spec.json,
+  memadv estimate --dataset digits --models 200 --until-decided 0.95 --max-models 3200 \
+      --error-control fdr:0.05 --out runs/digits-seq   # doubling looks until 95% of every split rule is decided
+
+Re-running the same command resumes: finished shards are skipped. --models may be raised later: only the
+new shards train. Outputs: OUT/estimate/spec.json,
 OUT/estimate/shards/shard-NNNNN.parquet, OUT/scores/{mem,infl,test_acc}.parquet.
 """
 
