@@ -105,5 +105,8 @@ def test_cli_writes_labels_and_summary(tmp_path, capsys):
     assert "## Labels" in summary and "## Models needed" in summary and "paper's reading" in summary
     out = capsys.readouterr().out
     assert "train-mem" in out and "decided now" in out and "atypical:1" in out
+    from memadv.analysis.report import noise_section
+    report = noise_section(run)  # the report carries the same table
+    assert "**Models needed.**" in report and "| test-typical | fdr:0.05 | 2,000 |" in report
     assert main(["splits", str(run), "--error-control", "bogus"]) == 2
     assert "fdr-by" in capsys.readouterr().err
