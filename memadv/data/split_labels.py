@@ -105,14 +105,15 @@ def labels_frame(rules: list[Rule], decisions: list[Decision]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[LABEL_COLUMNS]
 
 
-def decided_table(rules: list[Rule], ctrl: ErrorControl, models: int, project: bool) -> list[dict[str, Any]]:
-    """Per rule: the share decided now under ``ctrl`` (PROJECTION_CONTROL where ``ctrl`` is none) and,
-    with ``project``, the models projected to decide each of TARGETS (:func:`models_needed`)."""
+def decided_table(rules: list[Rule], decisions: list[Decision], ctrl: ErrorControl, models: int,
+                  project: bool) -> list[dict[str, Any]]:
+    """Per rule: the share decided now under ``ctrl`` (``decisions``; PROJECTION_CONTROL where ``ctrl`` is
+    none) and, with ``project``, the models projected to decide each of TARGETS (:func:`models_needed`)."""
     use = ctrl if ctrl.active else ErrorControl.parse(PROJECTION_CONTROL)
     out = []
-    for r in rules:
+    for r, d in zip(rules, decisions):
         row: dict[str, Any] = {"rule": r.name, "control": str(use), "models": models,
-                               "decided": decide(r, use).share_decided}
+                               "decided": (d if ctrl.active else decide(r, use)).share_decided}
         need = models_needed(r, use, models, TARGETS) if project and models else {}
         for t in TARGETS:
             row[f"models_{round(t * 100)}"] = need.get(t)
