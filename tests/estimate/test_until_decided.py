@@ -77,3 +77,18 @@ def test_until_decided_stops_resumes_and_extends(tmp_path, capsys):
     assert rows["train-mem"]["models"] == 20 and 0 <= rows["train-mem"]["decided"] <= 1
     # 20 models is the plan's second look: alpha / 2 (a run extended beyond its plan would spend alpha / 3)
     assert rows["train-mem"]["control"] == "fdr:0.025"
+
+
+def test_pipeline_error_control_option():
+    from memadv.errors import UnknownChoiceError
+    from memadv.executors import ExecutorConfig
+    from memadv.experiments.pipeline import PipelineConfig, stages
+
+    with pytest.raises(UnknownChoiceError, match="fdr-by"):
+        PipelineConfig(error_control="bh")
+    from memadv.estimate.config import EstimateConfig
+    splits = {s.name: s for s in stages(EstimateConfig(dataset="digits"), ExecutorConfig(), False,
+                                        PipelineConfig(error_control="fdr:0.05"))}
+    assert splits["splits"].stamp == {"error_control": "fdr:0.05"}
+    plain = {s.name: s for s in stages(EstimateConfig(dataset="digits"), ExecutorConfig(), False, PipelineConfig())}
+    assert plain["splits"].stamp is None  # runs made before the option keep their splits
