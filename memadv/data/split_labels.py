@@ -33,7 +33,7 @@ from memadv.data.tables import markdown_table
 from memadv.errors import SchemaError
 from memadv.layout import RunLayout
 
-LABEL_COLUMNS = ["split", "rule", "idx", "label", "decision", "estimate", "lo", "hi", "p_value"]
+LABEL_COLUMNS = ["split", "rule", "idx", "label", "decision", "estimate", "lo", "hi", "p_value", "paper"]
 LABELS_FILE = "labels.parquet"
 RULE_NAMES = ("train-mem", "test-atypical", "test-typical")
 TRAIN_NAMES = ("typical", "in between", "atypical")
@@ -96,12 +96,17 @@ def test_rules(considered: pd.DataFrame, witness: np.ndarray, mem: pd.DataFrame,
                  fixed=np.where(acc_excl, "excluded", "").astype(object), witness=witness))
 
 
-def labels_frame(rules: list[Rule], decisions: list[Decision]) -> pd.DataFrame:
-    """One row per example and rule (LABEL_COLUMNS): ``label`` is the class, ``decision`` the rule's label."""
+def labels_frame(rules: list[Rule], decisions: list[Decision], paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per example and rule (LABEL_COLUMNS): ``label`` is the class, ``decision`` the rule's label,
+    ``paper`` the paper's reading (``paper``: the labels frame of the same scores without error control;
+    None: the decisions are that reading)."""
     frames = [pd.DataFrame({"split": r.split, "rule": r.name, "idx": r.ids.astype(np.int64),
                             "label": r.classes.astype(np.int64), "decision": d.label.astype(str),
-                            "estimate": d.estimate, "lo": d.lo, "hi": d.hi, "p_value": d.p})
+                            "estimate": d.estimate, "lo": d.lo, "hi": d.hi, "p_value": d.p,
+                            "paper": d.label.astype(str)})
               for r, d in zip(rules, decisions)]
+    if paper is not None:  # same rules, same examples, same order
+        return pd.concat(frames, ignore_index=True).assign(paper=paper["decision"].to_numpy())[LABEL_COLUMNS]
     return pd.concat(frames, ignore_index=True)[LABEL_COLUMNS]
 
 

@@ -325,7 +325,7 @@ def compute_splits(scores: Scores, cfg: SplitConfig, *, project: bool = True) ->
     paper = (compute_splits(scores, dataclasses.replace(cfg, error_control="none", looks=1), project=False)
              if ctrl.active else None)
     return SplitResult(rows=rows, sets=sets, per_class=per_class, rules=rule_rows, noise=noise, warnings=warnings,
-                       labels=labels_frame(rules, decisions), control=str(ctrl),
+                       labels=labels_frame(rules, decisions, paper.labels if paper else None), control=str(ctrl),
                        decided=decided_table(rules, decisions, ctrl, int(meta.get("n_models") or 0), project),
                        paper_sizes={k: int(v.size) for k, v in paper.sets.items()} if paper else None)
 

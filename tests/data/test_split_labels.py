@@ -70,6 +70,7 @@ def test_labels_and_sets_under_fdr():
     assert labels_of(paper, "test-typical") == ["excluded", "typical", "excluded", "typical", "excluded"]
     assert paper.sets["test/typical"].tolist() == [1, 3]  # train 3 (0.14) is not atypical there
     assert res.paper_sizes == {k: int(v.size) for k, v in paper.sets.items()}
+    assert res.labels["paper"].tolist() == paper.labels["decision"].tolist()
     dec = {d["rule"]: d for d in res.decided}
     assert dec["train-mem"]["decided"] == pytest.approx(0.75) and dec["test-typical"]["decided"] == pytest.approx(0.6)
     # more models decide 0.14 against 0.15 (0.01 away, SE 0.024) and 0.03 against 0.02: finite projections
