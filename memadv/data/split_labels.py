@@ -111,10 +111,10 @@ def labels_frame(rules: list[Rule], decisions: list[Decision], paper: pd.DataFra
 
 
 def decided_table(rules: list[Rule], decisions: list[Decision], ctrl: ErrorControl, models: int,
-                  project: bool) -> list[dict[str, Any]]:
+                  project: bool, looks: int = 1) -> list[dict[str, Any]]:
     """Per rule: the share decided now under ``ctrl`` (``decisions``; PROJECTION_CONTROL where ``ctrl`` is
     none) and, with ``project``, the models projected to decide each of TARGETS (:func:`models_needed`)."""
-    use = ctrl if ctrl.active else ErrorControl.parse(PROJECTION_CONTROL)
+    use = ctrl if ctrl.active else ErrorControl.parse(PROJECTION_CONTROL).per_look(looks)
     out = []
     for r, d in zip(rules, decisions):
         row: dict[str, Any] = {"rule": r.name, "control": str(use), "models": models,
