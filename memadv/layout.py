@@ -43,6 +43,11 @@ class RunLayout:
         return self.estimate / "spec.json"
 
     @property
+    def looks(self) -> Path:
+        """The plan and looks of ``memadv estimate --until-decided`` (memadv.estimate.until_decided)."""
+        return self.estimate / "looks.json"
+
+    @property
     def estimate_jobs(self) -> Path:
         return self.estimate / "jobs"
 

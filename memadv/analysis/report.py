@@ -171,6 +171,9 @@ def noise_section(run_dir: Path) -> str:
         m = re.search(r"## Noise floor\n(.*?)(?=\n## |\Z)", summary, re.S)
         if m:
             parts.append(m.group(1).strip())
+        m = re.search(r"## Models needed\n(.*?)(?=\n## |\Z)", summary, re.S)  # issue 19: decided share, models
+        if m:
+            parts.append("**Models needed.** " + m.group(1).strip())
     return "\n\n".join(parts) if parts else "(no scores found)"
 
 

@@ -58,10 +58,11 @@ def toml_tables() -> dict[str, tuple[type, ...]]:
     from memadv.bat.train_config import TrainConfig
     from memadv.data.splits import SplitConfig
     from memadv.estimate.config import EstimateConfig
+    from memadv.estimate.until_decided import DecideConfig
     from memadv.executors import ExecutorConfig
     from memadv.experiments.pipeline import PipelineConfig
 
-    return {"estimate": (EstimateConfig,), "executor": (ExecutorConfig,), "pipeline": (PipelineConfig,),
+    return {"estimate": (EstimateConfig, DecideConfig), "executor": (ExecutorConfig,), "pipeline": (PipelineConfig,),
             "splits": (SplitConfig,), "train": (TrainConfig,), "objective": (ObjectiveConfig,)}
 
 

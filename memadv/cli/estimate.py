@@ -8,7 +8,9 @@ from pathlib import Path
 from memadv.cli.common import (add_config_arguments, add_config_file, add_dask, add_progress, check_config_file,
                                config_from_args, dask_factory)
 from memadv.data.atomic import claimed_output
+from memadv.data.splits import SplitConfig
 from memadv.estimate.config import EstimateConfig
+from memadv.estimate.until_decided import DecideConfig
 from memadv.executors import ExecutorConfig
 
 EXAMPLES = """examples:
@@ -21,10 +23,13 @@ EXAMPLES = """examples:
   memadv estimate --dataset cifar100 --data-root /datasets --net resnet18 --models 4000 \\
       --models-per-shard 8 --executor slurm --partition gpu --gpus-per-task 1 --timeout-min 240 --out runs/c100
 
-Re-running the same command resumes: finished shards are skipped. Outputs: OUT/estimate/spec.json,
-OUT/estimate/shards/shard-NNNNN.parquet, OUT/scores/{mem,infl,test_acc}.parquet and
-OUT/scores/proxies.parquet (free training-time proxies of mem; a --models 16 run gives a proxy
-ranking in minutes).
+  memadv estimate --dataset digits --models 200 --until-decided 0.95 --max-models 3200 \\
+      --error-control fdr:0.05 --out runs/digits-seq   # doubling looks until 95% of every split rule is decided
+
+Re-running the same command resumes: finished shards are skipped. --models may be raised later: only the
+new shards train. Outputs: OUT/estimate/spec.json, OUT/estimate/shards/shard-NNNNN.parquet,
+OUT/scores/{mem,infl,test_acc}.parquet and OUT/scores/proxies.parquet (free training-time proxies of
+mem; a --models 16 run gives a proxy ranking in minutes).
 """
 
 
@@ -38,20 +43,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_progress(p)
     add_dask(p)
     add_config_arguments(p, EstimateConfig)
+    add_config_arguments(p, DecideConfig)
     add_config_arguments(p, ExecutorConfig)
+    add_config_arguments(p, SplitConfig)  # the question --until-decided answers, as `memadv splits` asks it
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from memadv.estimate.proxies import agreement_lines
+    from memadv.data.scores import read_scores
     from memadv.estimate.run import estimate
+    from memadv.estimate.until_decided import estimate_until_decided
 
-    check_config_file(args.config, ("estimate", "executor"))
+    check_config_file(args.config, ("estimate", "executor", "splits"))
     cfg = config_from_args(EstimateConfig, args, "estimate")
+    decide = config_from_args(DecideConfig, args, "estimate")
+    split_cfg = config_from_args(SplitConfig, args, "splits")
     executor = config_from_args(ExecutorConfig, args, "executor")
     scheduler = dask_factory(args)  # checked now; the cluster starts after the shards, for aggregation only
+
+    def run_look(c: EstimateConfig):  # type: ignore[no-untyped-def]
+        return estimate(c, args.out, executor, progress=args.progress, aggregation_scheduler=scheduler)
     with claimed_output(args.out, "run"):  # refuses a file or a folder that is not a memadv run
-        scores = estimate(cfg, args.out, executor, progress=args.progress, aggregation_scheduler=scheduler)
+        if decide.until_decided is None:
+            scores = run_look(cfg)
+        else:
+            rec = estimate_until_decided(cfg, decide, split_cfg, args.out, run_look)
+            scores = read_scores(args.out)
+            print(f"{args.out}: stopped at {rec['stopped']} models after {len(rec['looks'])} of {len(rec['plan'])} "
+                  f"planned looks {rec['plan']}; `memadv splits {args.out} --error-control {rec['error_control']}` "
+                  f"spends alpha / {len(rec['plan'])} per look")
     mem = scores.mem["mem"]
     print(f"{args.out}/scores: {len(scores.mem)} training examples, {len(scores.infl)} pairs, "
           f"{scores.meta['n_models']} models; mem > 0.15: {(mem > 0.15).mean():.1%}, mem < 0.02: {(mem < 0.02).mean():.1%}")

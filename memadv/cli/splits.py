@@ -19,7 +19,9 @@ Make the atypical/typical split files of a run from its scores (RUN/scores/), as
 Influence conditions use same-class pairs by default (the paper's definition of a high-influence pair);
 --pairs any-class uses every stored pair; scores whose stored pairs (memadv aggregate --keep) cannot
 answer a definition are refused. --significance z compares Newcombe-Wilson interval bounds with the
-thresholds. Prints each set's size, size per class, the examples each rule
+thresholds. --error-control fdr:0.05 (or fdr-by:A, fwer:A) labels every example atypical / typical /
+in between / undecided with the error controlled over all examples; the sets are the decided labels.
+Prints the share decided and the models projected to decide 90/95/99% of each rule (docs/splits.md). Prints each set's size, size per class, the examples each rule
 removed and how each threshold compares with the run's standard errors (the noise floor).
 Writes RUN/splits/: splits.parquet, one CSV of ids per set, summary.md (all or nothing)."""
 
@@ -51,6 +53,12 @@ def _print_report(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     for r in result.rules:
         print(f"  {r['set']:<15} {r['rule']}: removed {r['removed']} of {r['considered']}"
               + ("" if r["kept"] is None else f", kept {r['kept']}"))
+    if result.labels is not None:
+        print(f"labels (error control {result.control}):")
+        for rule, part in result.labels.groupby("rule", sort=False):
+            counts = part["decision"].value_counts()
+            print(f"  {rule:<15} " + " ".join(f"{k}:{int(v)}" for k, v in counts.items()))
+        print_decided(result.decided)
     print("noise floor:")
     for r in result.noise:
         if r["se"] is None:
@@ -69,6 +77,18 @@ def _print_report(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     for w in result.warnings:
         print(f"memadv: warning: {w}", file=sys.stderr)
     print(f"wrote {out}")
+
+
+def print_decided(decided: list[dict]) -> None:
+    """The models-needed table (memadv.data.split_labels.decided_table): also ``memadv status``'s."""
+    def fmt(v: object) -> str:
+        return "-" if v is None else f"{v:,}"
+    if not decided:
+        return
+    print(f"  {'rule':<15} {'control':<14} {'models':>8} {'decided now':>12} {'for 90%':>9} {'for 95%':>9} {'for 99%':>9}")
+    for d in decided:
+        print(f"  {d['rule']:<15} {d['control']:<14} {fmt(d['models']):>8} {d['decided']:>12.1%} "
+              f"{fmt(d['models_90']):>9} {fmt(d['models_95']):>9} {fmt(d['models_99']):>9}")
 
 
 def run(args: argparse.Namespace) -> int:

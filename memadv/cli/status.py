@@ -12,9 +12,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Show every stage of a run directory: estimate shards (done, running, "
                                    "failed, ETA), scores, splits, the training jobs of Sections 3.1 / 3.2, the "
                                    "BAT table and the ablation grid (finished, in progress with their epoch, "
-                                   "pending, ETA), and the report.")
+                                   "pending, ETA), and the report; for each split rule the share of examples decided "
+                                   "now and the models projected to decide 90/95/99% of them (docs/splits.md).")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--no-decided", dest="decided", action="store_false",
+                   help="skip the share decided per split rule and the models projected (reads every score)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_run_dir(args.run)
     rd = args.run
-    status = run_status(rd)
+    status = run_status(rd, decided=args.decided)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
@@ -57,6 +60,22 @@ def run(args: argparse.Namespace) -> int:
                                                           for s, p in shards[:20]))
         print(f"scores         {est['scores_state']}")
     print(f"splits         {'written' if status['splits'] else 'not yet'}")
+    dec = status.get("decided")
+    if dec:
+        from memadv.cli.splits import print_decided
+        if dec.get("error"):
+            print(f"decided        unknown: {dec['error']}")
+        else:
+            print("decided        share of each split rule's examples decided now, models projected to decide "
+                  "90/95/99% (SE ~ 1/sqrt(M) from each example's p_in, p_out):")
+            print_decided(dec["rules"])
+        looks = dec.get("looks")
+        if looks:
+            last = looks["looks"][-1] if looks["looks"] else None
+            print(f"until-decided  {looks['target']:.0%} of {', '.join(looks['rules'])} under {looks['error_control']}; "
+                  f"looks {looks['plan']}: {len(looks['looks'])} done"
+                  + (f", last at {last['models']} models" if last else "")
+                  + (f"; stopped at {looks['stopped']}" if looks["stopped"] is not None else ""))
     print(f"score figures  {'written' if status['score_figures'] else 'not yet'}")
     for t in status["training"]:
         if not t["jobs"]:

@@ -50,6 +50,9 @@ def use_erm_accuracy(scores: Scores, path: str | Path, erm_models: str) -> Score
         raise SchemaError(f"{FULL_FILE} names other test ids than test_acc.parquet; re-run `memadv estimate`")
     meta["test_acc_source"] = "full"
     meta["n_full_models"] = int(full["n_models"].iloc[0]) if len(full) else 0
+    if not scores.test_acc.empty:  # the subset models' rate: what infl's two proportions derive from
+        sub = scores.test_acc.set_index("idx")["p_correct"]
+        full = full.assign(p_correct_subset=sub.reindex(full["idx"].to_numpy()).to_numpy(np.float64))
     return Scores(mem=scores.mem, infl=scores.infl, test_acc=full, meta=meta)
 
 

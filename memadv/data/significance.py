@@ -48,20 +48,28 @@ def newcombe(p_in: np.ndarray, n_in: np.ndarray, p_out: np.ndarray, n_out: np.nd
     return d - np.sqrt((p_in - l1) ** 2 + (u2 - p_out) ** 2), d + np.sqrt((u1 - p_in) ** 2 + (p_out - l2) ** 2)
 
 
-def infl_lower_bound(c_train: np.ndarray, c_test: np.ndarray, c_infl: np.ndarray, mem: pd.DataFrame,
-                      ta: pd.DataFrame, z: float) -> np.ndarray:
-    """Newcombe lower bound of infl for the pairs (c_train, c_test).
+def pair_proportions(c_train: np.ndarray, c_test: np.ndarray, c_infl: np.ndarray, mem: pd.DataFrame,
+                     ta: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(p_in, n_in, p_out, n_out) of infl for the pairs (c_train, c_test), shape (pairs,).
 
     infl.parquet stores only the difference; its two proportions follow from n_in, n_out of the
     training example (mem.parquet) and P(correct) of the test example over all M = n_in + n_out
-    models (test_acc.parquet): M p_correct = n_in p_in + n_out p_out and infl = p_in - p_out give
-    p_out = p_correct - infl n_in / M.
+    subset models (test_acc.parquet): M p_correct = n_in p_in + n_out p_out and infl = p_in - p_out give
+    p_out = p_correct - infl n_in / M. Where ``ta`` holds the full-data ERM models' rate
+    (``--erm-models full``), its column ``p_correct_subset`` is the subset models' one used here.
     """
     tr_pos = pd.Index(mem["idx"].to_numpy(np.int64)).get_indexer(c_train)
     te_pos = pd.Index(ta["idx"].to_numpy(np.int64)).get_indexer(c_test)
     n_in = mem["n_in"].to_numpy(np.float64)[tr_pos]
     n_out = mem["n_out"].to_numpy(np.float64)[tr_pos]
-    p_ok = ta["p_correct"].to_numpy(np.float64)[te_pos]
+    col = "p_correct_subset" if "p_correct_subset" in ta.columns else "p_correct"
+    p_ok = ta[col].to_numpy(np.float64)[te_pos]
     p_out = np.clip(p_ok - c_infl * n_in / (n_in + n_out), 0.0, 1.0)
     p_in = np.clip(p_out + c_infl, 0.0, 1.0)
-    return newcombe(p_in, n_in, p_out, n_out, z)[0]
+    return p_in, n_in, p_out, n_out
+
+
+def infl_lower_bound(c_train: np.ndarray, c_test: np.ndarray, c_infl: np.ndarray, mem: pd.DataFrame,
+                      ta: pd.DataFrame, z: float) -> np.ndarray:
+    """Newcombe lower bound of infl for the pairs (c_train, c_test) (proportions: :func:`pair_proportions`)."""
+    return newcombe(*pair_proportions(c_train, c_test, c_infl, mem, ta), z)[0]

@@ -33,6 +33,7 @@ Output folder ``splits/`` (written all at once: a temporary folder renamed into 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,11 @@ from memadv.config import check_range, config_to_dict, option
 from memadv.data.atomic import atomic_dir, write_text_atomic
 from memadv.data.dataset import Dataset
 from memadv.data.erm_accuracy import ERM_MODEL_CHOICES, describe_erm_accuracy, use_erm_accuracy
-from memadv.data.significance import above, below, infl_lower_bound, newcombe, norm_cdf
+from memadv.data.error_control import CONTROL_METHODS, ErrorControl, decide
+from memadv.data.noise_floor import noise_report
+from memadv.data.significance import above, below, infl_lower_bound, newcombe
+from memadv.data.split_labels import (LABELS_FILE, check_all_pairs, decided_table, labels_frame, none_labels,
+                                      planned_looks, render_labels, test_rules, train_rule)
 from memadv.data.scores import Scores, check_fingerprint
 from memadv.data.tables import markdown_table, read_table, write_table
 from memadv.errors import (ConfigError, DatasetError, FingerprintMismatchError, IncompleteRunError, SchemaError,
@@ -78,6 +83,13 @@ class SplitConfig:
                                               "below' for mem < typical); unset: compare the estimates themselves "
                                               "as the paper does",
                                         unit="standard errors")
+    error_control: str = option("none", "label every example atypical / typical / in between / undecided with the "
+                                        "error controlled over all examples: fdr:A (Benjamini-Hochberg), fdr-by:A "
+                                        "(Benjamini-Yekutieli, any dependence), fwer:A (Holm) at level A; the sets "
+                                        "are then the decided labels; none: compare the estimates as the paper does",
+                                source="docs/splits.md, 'Error control'")
+    looks: int = option(1, "planned looks of a sequential estimate (estimate --until-decided): each spends "
+                           "alpha / looks; read from the run", cli=False)
     allow_partial: bool = option(False, "accept scores aggregated from an unfinished estimate", cli=False)
     # issue 9 hook (memadv.estimate.full_models)
     erm_models: str = option("full", "models whose test correctness the --min-test-acc rule uses: full = the "
@@ -102,6 +114,15 @@ class SplitConfig:
                               f"({self.infl_atypical})")
         if self.significance is not None:
             check_range("significance", float(self.significance), 0.0, 10.0, lo_open=True)
+        self.control()  # refuses a malformed --error-control
+        check_range("looks", self.looks, 1)
+        if self.significance is not None and self.control().active:
+            raise ConfigError(f"--significance and --error-control {self.error_control} are two readings of the same "
+                              f"intervals; choose one (--error-control {'|'.join(CONTROL_METHODS)})")
+
+    def control(self) -> ErrorControl:
+        """The error control of the labels, with alpha spent over the planned looks."""
+        return ErrorControl.parse(self.error_control).per_look(self.looks)
 
 
 @dataclass
@@ -114,6 +135,10 @@ class SplitResult:
     noise: list[dict[str, Any]]              # rule, threshold, se, ratio, comparisons, p_noise, zero_se, note
     warnings: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    labels: pd.DataFrame | None = None       # split_labels.LABEL_COLUMNS: every example's label per rule
+    decided: list[dict[str, Any]] = field(default_factory=list)  # per rule: share decided, models projected
+    control: str = "none"
+    paper_sizes: dict[str, int] | None = None  # with error control: the set sizes of the paper's reading
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,13 +173,9 @@ def _check_coverage(meta: dict[str, Any], cfg: SplitConfig) -> None:
                                                                     if kind == "cross-class" else ""))
 
 
-def _median(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(np.median(x)) if x.size else float("nan")
-
-
-def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
-    """Apply the four set definitions to ``scores``; raises before anything is written."""
+def compute_splits(scores: Scores, cfg: SplitConfig, *, project: bool = True) -> SplitResult:
+    """Apply the four set definitions to ``scores``; raises before anything is written. ``project``:
+    also project the models each rule needs (:func:`memadv.data.split_labels.decided_table`)."""
     meta = scores.meta
     warnings: list[str] = []
     if meta.get("coverage") == "high-influence-pairs":
@@ -186,8 +207,18 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
                               mem["p_out"].to_numpy(np.float64), mem["n_out"].to_numpy(np.float64), z)
     else:
         m_lo = m_hi = None
-    atyp = above(m, m_lo, cfg.mem_atypical)
-    typ = below(m, m_hi, cfg.mem_typical)
+    ctrl = cfg.control()
+    rules = [train_rule(mem, cfg.mem_typical, cfg.mem_atypical)]
+    decisions = [decide(rules[0], ctrl)]
+    if ctrl.active:
+        if not se_known:
+            raise ConfigError(f"--error-control needs the estimates' counts, but these scores (source "
+                              f"{meta.get('source', '?')!r}) carry none; use --error-control none")
+        check_all_pairs(meta, cfg.pairs)
+        atyp, typ = decisions[0].label == "atypical", decisions[0].label == "typical"
+    else:
+        atyp = above(m, m_lo, cfg.mem_atypical)
+        typ = below(m, m_hi, cfg.mem_typical)
     n_undefined = int(np.isnan(m).sum())
     atyp_ids = tr_idx[atyp]
 
@@ -223,6 +254,18 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
         acc_unknown = np.zeros(len(te_idx), bool)
         acc_excl = np.zeros(len(te_idx), bool)
     te_typ = ~infl_excl & ~acc_excl
+    if ctrl.active:  # "for every i" also covers the training examples that may be atypical
+        maybe = tr_idx[(decisions[0].label != "typical") & (decisions[0].label != "in between") & ~np.isnan(m)]
+        considered = infl[np.isin(infl["train_idx"].to_numpy(np.int64), maybe)]
+    witness = np.isin(considered["train_idx"].to_numpy(np.int64), atyp_ids)
+    rules += test_rules(considered, witness, mem, ta, cfg.infl_atypical, cfg.infl_typical, acc_excl)
+    decisions += [decide(r, ctrl) for r in rules[1:]]
+    if ctrl.active:  # the sets are the decided labels
+        te_atyp, te_typ = decisions[1].label == "atypical", decisions[2].label == "typical"
+        infl_excl = (decisions[2].label == "excluded") & ~acc_excl
+    else:
+        none_labels(rules, decisions, {"train/atypical": atyp, "train/typical": typ, "test/atypical": te_atyp,
+                                       "test/typical": te_typ})
 
     sets = {"train/atypical": np.sort(tr_idx[atyp]), "train/typical": np.sort(tr_idx[typ]),
             "test/atypical": np.sort(te_idx[te_atyp]), "test/typical": np.sort(te_idx[te_typ])}
@@ -245,10 +288,10 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
     per_class.index.name, per_class.columns.name = "set", "class"
 
     pairs_word = "same-class pairs" if cfg.pairs == "same-class" else "any-class pairs"
-    zs = f" (Newcombe-Wilson lower bound, z={z})" if z else ""
-    zb = f" (Newcombe-Wilson upper bound, z={z})" if z else ""
+    zs = f" (Newcombe-Wilson lower bound, z={z})" if z else (f" (decided, {ctrl})" if ctrl.active else "")
+    zb = f" (Newcombe-Wilson upper bound, z={z})" if z else zs
     n_tr, n_te = len(tr_idx), len(te_idx)
-    rules = [
+    rule_rows = [
         {"set": "train/atypical", "rule": f"keep mem{zs} > {cfg.mem_atypical}", "considered": n_tr,
          "removed": int(n_tr - atyp.sum()), "kept": int(atyp.sum())},
         {"set": "train/typical", "rule": f"keep mem{zb} < {cfg.mem_typical}", "considered": n_tr,
@@ -274,12 +317,17 @@ def compute_splits(scores: Scores, cfg: SplitConfig) -> SplitResult:
                         + (" (imported scores carry none); pass --min-test-acc 0 to skip the accuracy rule"
                            if acc_unknown.all() else ""))
 
-    noise, noise_warn = _noise_report(cfg, m_se, c_test, c_se, te_idx, se_known)
+    noise, noise_warn = noise_report(cfg, m_se, c_test, c_se, te_idx, se_known)
     warnings.extend(noise_warn)
     for key in SET_KEYS:
         if sets[key].size == 0:
             warnings.append(f"{key} is empty")
-    return SplitResult(rows=rows, sets=sets, per_class=per_class, rules=rules, noise=noise, warnings=warnings)
+    paper = (compute_splits(scores, dataclasses.replace(cfg, error_control="none", looks=1), project=False)
+             if ctrl.active else None)
+    return SplitResult(rows=rows, sets=sets, per_class=per_class, rules=rule_rows, noise=noise, warnings=warnings,
+                       labels=labels_frame(rules, decisions, paper.labels if paper else None), control=str(ctrl),
+                       decided=decided_table(rules, decisions, ctrl, int(meta.get("n_models") or 0), project, cfg.looks),
+                       paper_sizes={k: int(v.size) for k, v in paper.sets.items()} if paper else None)
 
 
 def _cross_class_threshold(meta: dict[str, Any]) -> float | None:
@@ -288,70 +336,6 @@ def _cross_class_threshold(meta: dict[str, Any]) -> float | None:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
     return None
-
-
-def _noise_report(cfg: SplitConfig, m_se: np.ndarray, c_test: np.ndarray, c_se: np.ndarray, te_idx: np.ndarray,
-                  se_known: bool) -> tuple[list[dict[str, Any]], list[str]]:
-    """Compare each threshold with the run's standard errors.
-
-    For the test rules test example j is compared with every atypical training example it is paired
-    with (m_j comparisons, counting pairs with a non-zero SE); if all its true influences were 0, noise
-    alone would cross threshold t at least once with probability 1 - Phi(t/SE + z)^m_j (normal
-    approximation, independent pairs, the median SE). ``p_noise`` is the mean of that over the test
-    set: the expected share of test examples the rule would hit by noise alone; ``comparisons`` is
-    the mean m_j.
-    """
-    z = cfg.significance or 0.0
-    if not se_known:
-        note = "unknown: the scores carry no standard errors (imported Feldman & Zhang estimates)"
-        return ([{"rule": r, "threshold": t, "se": None, "ratio": None, "comparisons": None, "p_noise": None,
-                  "zero_se": None, "note": note}
-                 for r, t in (("mem > atypical", cfg.mem_atypical), ("mem < typical", cfg.mem_typical),
-                              ("infl > atypical (test)", cfg.infl_atypical),
-                              ("infl > typical (test exclusion)", cfg.infl_typical))],
-                ["noise floor unknown: the scores carry no standard errors, so no threshold can be compared with "
-                 "the noise of the estimate"])
-    # An estimate whose models all agree (p_in, p_out in {0, 1}) has a plug-in SE of 0 and cannot cross
-    # a threshold by noise; summarise the noise of the others and report how many are degenerate.
-    m_fin = m_se[np.isfinite(m_se)]
-    c_fin = np.isfinite(c_se)
-    mem_se = _median(m_fin[m_fin > 0])
-    infl_se = _median(c_se[c_fin & (c_se > 0)])
-    zero = {"mem": float((m_fin == 0).mean()) if m_fin.size else None,
-            "infl": float((c_se[c_fin] == 0).mean()) if c_fin.any() else None}
-    noisy_test = c_test[c_fin & (c_se > 0)]
-    sorted_te = np.sort(te_idx)
-    per_test = (np.bincount(np.searchsorted(sorted_te, noisy_test), minlength=len(te_idx)) if noisy_test.size
-                else np.zeros(len(te_idx), np.int64))
-    comps = float(per_test.mean()) if per_test.size else 0.0
-    rows, warns = [], []
-    for rule, t, se, k, zs in (("mem > atypical", cfg.mem_atypical, mem_se, None, zero["mem"]),
-                               ("mem < typical", cfg.mem_typical, mem_se, None, zero["mem"]),
-                               ("infl > atypical (test)", cfg.infl_atypical, infl_se, comps, zero["infl"]),
-                               ("infl > typical (test exclusion)", cfg.infl_typical, infl_se, comps, zero["infl"])):
-        ratio = t / se if se and np.isfinite(se) and se > 0 else float("nan")
-        p_noise = None
-        if k is not None and np.isfinite(ratio):
-            p_noise = float(np.mean(1.0 - norm_cdf(ratio + z) ** per_test)) if per_test.size else 0.0
-        note = ""
-        if np.isfinite(ratio) and ratio < 2.0:
-            note = "within 2 SE of zero"
-            warns.append(f"threshold {t} of '{rule}' is within 2 standard errors of zero (median SE {se:.3g}): "
-                         f"noise alone decides many memberships; use more models or --significance"
-                         + (f"; were all true influences zero, noise alone would cross it for {p_noise:.0%} of the "
-                            f"test examples ({k:.3g} comparisons each on average)" if p_noise is not None else ""))
-        elif not np.isfinite(ratio):
-            note = "no estimate with a non-zero SE"
-        if p_noise is not None and p_noise > 0.1 and not note:
-            note = "multiple comparisons: noise crosses it often"
-            warns.append(f"'{rule}' compares each test example with {k:.3g} atypical training examples on "
-                         f"average; with median SE {se:.3g}, were all true influences zero, noise alone would cross "
-                         f"threshold {t} for {p_noise:.0%} of the test examples, which can empty the set; use more "
-                         f"models or --significance")
-        rows.append({"rule": rule, "threshold": t, "se": None if not np.isfinite(se) else se,
-                     "ratio": None if not np.isfinite(ratio) else ratio, "comparisons": k, "p_noise": p_noise,
-                     "zero_se": zs, "note": note})
-    return rows, warns
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,7 +365,8 @@ def render_summary(result: SplitResult, meta: dict[str, Any], title: str) -> str
            f"Thresholds: mem atypical > {th['mem_atypical']}, mem typical < {th['mem_typical']}, "
            f"infl atypical > {th['infl_atypical']}, infl typical > {th['infl_typical']} excludes, "
            f"min test accuracy {th['min_test_acc']}, pairs {th['pairs']}, significance "
-           f"{th['significance'] if th['significance'] is not None else 'off'}.", "",
+           f"{th['significance'] if th['significance'] is not None else 'off'}, error control {result.control}"
+           f"{'' if th.get('looks', 1) == 1 else ' (alpha spent over ' + str(th['looks']) + ' planned looks)'}.", "",
            "## Sets", ""]
     out += markdown_table(["set", "size"], [[k, v.size] for k, v in result.sets.items()], align="lr")
     out += ["", "## Rules", ""]
@@ -406,11 +391,16 @@ def render_summary(result: SplitResult, meta: dict[str, Any], title: str) -> str
     pc = result.per_class
     out += markdown_table(["class", *SET_KEYS], [[c, *(int(pc.loc[k, c]) for k in SET_KEYS)] for c in pc.columns],
                           align="l" + "r" * len(SET_KEYS))
+    if result.labels is not None:
+        out += [""] + render_labels(result.labels, result.decided, result.control, result.paper_sizes,
+                                    {k: int(v.size) for k, v in result.sets.items()})
     if result.warnings:
         out += ["", "## Warnings", ""] + [f"* {w}" for w in result.warnings]
     out += ["", "## Files", "",
             "`splits.parquet` (columns split, idx, label, set; thresholds and fingerprints in its metadata), "
-            "`train_atypical.csv`, `train_typical.csv`, `test_atypical.csv`, `test_typical.csv` (columns idx, label).",
+            "`train_atypical.csv`, `train_typical.csv`, `test_atypical.csv`, `test_typical.csv` (columns idx, label), "
+            f"`{LABELS_FILE}` (every example's label per rule: columns split, rule, idx, label, decision, estimate, "
+            "lo, hi, p_value).",
             ""]
     return "\n".join(out)
 
@@ -430,6 +420,8 @@ def write_splits(out_dir: str | Path, result: SplitResult, meta: dict[str, Any],
             part = rows[(rows["split"] == split) & (rows["set"] == kind)]
             text = part[["idx", "label"] + (["path"] if paths is not None else [])].to_csv(index=False)
             write_text_atomic(tmp / f"{split}_{kind}.csv", text)
+        if result.labels is not None:
+            write_table(tmp / LABELS_FILE, result.labels, meta)
         write_text_atomic(tmp / "summary.md", summary)
     return out_dir
 
@@ -439,11 +431,13 @@ def make_splits(path: str | Path, cfg: SplitConfig, out: str | Path | None = Non
     compute the sets and write them to ``out`` (default ``RUN/splits``); returns (result, folder)."""
     from memadv.data.scores import read_scores, scores_dir_of
     scores = use_erm_accuracy(read_scores(path), path, cfg.erm_models)  # ERM on all of D (Sec. 3.2)
-    result = compute_splits(scores, cfg)
-    describe_erm_accuracy(result, scores.meta)  # the rule names its models
     run_dir = Path(path).resolve()
     if run_dir.name == "scores":
         run_dir = run_dir.parent
+    # a sequential estimate (--until-decided) spent alpha over its planned looks: so do its splits
+    cfg = dataclasses.replace(cfg, looks=max(cfg.looks, planned_looks(run_dir, scores.meta.get("n_models"))))
+    result = compute_splits(scores, cfg)
+    describe_erm_accuracy(result, scores.meta)  # the rule names its models
     out_dir = Path(out) if out is not None else run_dir / "splits"
     meta = split_meta(scores, cfg, result, str(scores_dir_of(path)))
     from memadv.data.own_images import read_example_paths

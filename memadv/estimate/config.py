@@ -162,7 +162,9 @@ class EstimateConfig:
     RUNTIME = ("data_root", "device", "packing", "channels_last")
     # Fields that define the estimate: a run directory refuses a spec that differs in any of them.
     # Everything else (RUNTIME, cross_class_threshold: an aggregation setting `aggregate` re-derives,
-    # full_models: issue 9's later addition) is taken from the command line of each run.
+    # full_models: issue 9's later addition) is taken from the command line of each run. ``models`` may
+    # grow (issue 19): model m's subset, init and batch order derive from (seed, m) alone, so a larger M
+    # only adds shards (a last shard that held fewer models than models_per_shard is trained again).
     IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "image_size", "image_column", "label_column",
-                "array_layout", "net", "models", "models_per_shard",
+                "array_layout", "net", "models_per_shard",
                 "subset_ratio", "epochs", "lr", "batch_size", "momentum", "weight_decay", "augment", "seed", "bf16")

@@ -65,6 +65,8 @@ def check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) -> dict[str
             if old["config"].get(k) != spec["config"].get(k)]
     if old.get("fingerprint_train") != spec["fingerprint_train"]:
         diff.append("dataset fingerprint")
+    if cfg.models < old["config"]["models"]:  # growing is fine (EstimateConfig.IDENTITY), shrinking drops shards
+        diff.append(f"models ({old['config']['models']} there, {cfg.models} now: --models can only grow)")
     if diff:
         raise ConfigError(f"{run_dir} holds an estimate with different {'; '.join(diff)}; "
                           f"re-run with the same settings to resume, or choose another --out")
@@ -83,7 +85,8 @@ def write_or_check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) ->
         spec = make_spec(cfg, dataset)
         if old["config"] != spec["config"]:
             old = {**old, "config": {**old["config"], **{k: v for k, v in spec["config"].items()
-                                                         if k not in EstimateConfig.IDENTITY}}}
+                                                         if k not in EstimateConfig.IDENTITY}},
+                   "n_shards": spec["n_shards"]}  # --models raised: more shards
             write_json_atomic(spec_path(run_dir), old)
         return old
     spec = make_spec(cfg, dataset)

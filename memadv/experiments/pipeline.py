@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from memadv.config import SEED_MAX, SEED_MIN, check_range, forward, option
 from memadv.data.atomic import write_json_atomic
+from memadv.data.error_control import ErrorControl
 from memadv.data.registry import DATASETS
 from memadv.data.scores import read_scores
 from memadv.errors import ConfigError
@@ -82,6 +83,11 @@ class PipelineConfig:
     ablation_beta: list[float] = option([0.0, 0.1, 0.2, 0.3], "ablation grid: BAT beta values",
                                         source="paper Sec. 5.2: 0 0.1 0.2 0.3")
     ablation: bool = option(True, "run the ablation grid stage")
+    error_control: str = option("none", "the splits stage's --error-control (memadv splits): none = the paper's "
+                                        "reading; fdr:0.05 = the decided sets (D_typ, D'_typ of Section 3.2 ...), "
+                                        "with the paper's reading beside them in splits/summary.md; check with "
+                                        "`memadv status RUN` that the models decide enough examples first",
+                                source="docs/splits.md, 'Error control'")
 
     def __post_init__(self) -> None:
         if self.train_epochs is not None:
@@ -91,6 +97,7 @@ class PipelineConfig:
         self.sec32_p = sorted({int(p) for p in self.sec32_p})
         if not self.train_seeds:
             raise ConfigError("--train-seeds needs at least one seed")
+        ErrorControl.parse(self.error_control)  # a one-line error before anything runs
         self.train_seeds = sorted({int(s) for s in self.train_seeds})
         for a in self.ablation_alpha + self.ablation_beta:
             check_range("ablation_alpha/beta", a, 0)
@@ -196,7 +203,7 @@ def _scores_complete(run_dir: Path, cfg: EstimateConfig) -> bool:
         meta = read_scores(run_dir, need_infl=False).meta
     except Exception:  # noqa: BLE001 - anything unreadable means "not done"
         return False
-    same = all(spec["config"].get(k) == getattr(cfg, k) for k in EstimateConfig.IDENTITY)
+    same = all(spec["config"].get(k) == getattr(cfg, k) for k in (*EstimateConfig.IDENTITY, "models"))
     return same and bool(meta.get("complete"))
 
 
@@ -231,7 +238,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     def run_splits(run_dir: Path) -> None:
         from memadv.data.splits import SplitConfig, make_splits
 
-        make_splits(run_dir, SplitConfig())
+        make_splits(run_dir, SplitConfig(error_control=pcfg.error_control))
 
     def run_score_figures(run_dir: Path) -> None:
         from memadv.analysis import score_figures
@@ -291,7 +298,9 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     out = [
         Stage("estimate", outputs=lambda d: scores(d) if _scores_complete(d, cfg) else [],
               inputs=lambda d: [], run=run_estimate),
-        Stage("splits", outputs=splits, inputs=scores, run=run_splits),
+        Stage("splits", outputs=splits, inputs=scores, run=run_splits,
+              # stamped only when set: a run made before the option keeps its splits (and all after them)
+              stamp={"error_control": pcfg.error_control} if pcfg.error_control != "none" else None),
         Stage("score figures", outputs=lambda d: [RunLayout(d).report_scores / "mem_histogram.png"], inputs=scores,
               run=run_score_figures),
         Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [RunLayout(d).report_sec31 / n for n in

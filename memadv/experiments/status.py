@@ -4,6 +4,7 @@ through :func:`memadv.executors.task_states`), never written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -121,12 +122,40 @@ def training_status(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def run_status(run_dir: Path) -> dict[str, Any]:
+def decided_status(run_dir: Path) -> dict[str, Any] | None:
+    """Per split rule, the share of examples decided now and the models projected to decide 90 / 95 / 99%
+    of them (:func:`memadv.data.split_labels.decided_table`), from the run's current scores, under its
+    split settings (``splits.parquet``'s metadata) or the defaults, with ``fdr:0.05`` where they use no
+    error control; the plan of ``--until-decided`` when there is one. None without scores; ``error``
+    where the scores cannot answer (e.g. imported ones without counts)."""
+    from memadv.data.erm_accuracy import use_erm_accuracy
+    from memadv.data.scores import read_scores
+    from memadv.data.split_labels import PROJECTION_CONTROL, planned_looks, read_looks
+    from memadv.data.splits import SplitConfig, compute_splits, read_splits
+
+    lay = RunLayout(run_dir)
+    if not lay.mem.exists():
+        return None
+    try:
+        th = read_splits(run_dir)[1].get("thresholds", {}) if lay.split_file.exists() else {}
+        cfg = SplitConfig(**{f.name: th[f.name] for f in dataclasses.fields(SplitConfig) if f.name in th})
+        if not cfg.control().active:
+            cfg = dataclasses.replace(cfg, error_control=PROJECTION_CONTROL, significance=None)
+        scores = use_erm_accuracy(read_scores(run_dir), run_dir, cfg.erm_models)
+        cfg = dataclasses.replace(cfg, allow_partial=True,
+                                  looks=max(cfg.looks, planned_looks(run_dir, scores.meta.get("n_models"))))
+        return {"rules": compute_splits(scores, cfg).decided, "looks": read_looks(run_dir)}
+    except MemadvError as e:
+        return {"error": str(e), "rules": [], "looks": None}
+
+
+def run_status(run_dir: Path, decided: bool = True) -> dict[str, Any]:
     """Every stage of a run folder: estimate (:func:`memadv.estimate.run.estimate_status`), splits,
     score figures, training runs per stage (:func:`training_status`), report, pipeline plan states."""
     rd, lay = Path(run_dir), RunLayout(run_dir)
     status = {"estimate": estimate_status(rd) if lay.spec.exists() else None,
               "splits": lay.split_file.exists(),
+              "decided": decided_status(rd) if decided else None,
               "score_figures": (lay.report_scores / "mem_histogram.png").exists(),
               "training": training_status(rd),
               "report": lay.report_html.exists()}

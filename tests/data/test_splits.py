@@ -202,7 +202,7 @@ def test_cli_writes_files_and_round_trips(tmp_path, capsys):
     assert "train/atypical" in out.out and "noise floor" in out.out
     d = run / "splits"
     names = sorted(p.name for p in d.iterdir() if p.name != OUTPUT_MARKER)
-    assert names == ["splits.parquet", "summary.md", "test_atypical.csv", "test_typical.csv",
+    assert names == ["labels.parquet", "splits.parquet", "summary.md", "test_atypical.csv", "test_typical.csv",
                      "train_atypical.csv", "train_typical.csv"]
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
     expected = {"train/atypical": [0, 1, 4], "train/typical": [3, 6], "test/atypical": [0], "test/typical": [3, 4]}
