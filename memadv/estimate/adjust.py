@@ -40,11 +40,13 @@ experimental data", Ann. Appl. Stat. 7:295-318 (separate slopes per arm); Cherno
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from memadv.config import check_range, option
 from memadv.errors import UnknownChoiceError
@@ -58,6 +60,9 @@ FOLDS = 5
 # Ridge added to the covariates' Gram matrix, in model units (one pseudo-model): keeps theta finite
 # where a neighbour's bit is constant among a fold's models; any fixed theta keeps the estimate unbiased.
 RIDGE = 1.0
+# Class blocks below this many multiply-adds run on one BLAS thread (as aggregate.SMALL_GEMM: thread
+# hand-offs cost more than they save on small products, worst on a loaded machine).
+SMALL_GEMM = 1 << 27
 # Examples per block of the vectorised least squares: M x rows x (K + 1) float64 at a time.
 BLOCK_BYTES = 64 << 20
 
@@ -152,18 +157,28 @@ def top_influencers(masks: np.ndarray, train_correct: np.ndarray, y: np.ndarray,
     where a class has fewer than k + 1 examples."""
     y = np.asarray(y)
     out = np.full((len(y), k), -1, np.int64)
-    for cl in np.unique(y):
-        idx = np.flatnonzero(y == cl)
-        s = masks[:, idx].astype(np.float64)
-        off = 1.0 - s
-        cc = train_correct[:, idx] * off                                   # c_mi where i is out
-        n_out = np.maximum(off.sum(0), 1.0)
-        cov = (s.T @ cc) / n_out - (s.T @ off) / n_out * (cc.sum(0) / n_out)   # (j, i)
-        cov = np.abs(cov.T)                                                 # (i, j)
-        np.fill_diagonal(cov, -np.inf)
-        kk = min(k, len(idx) - 1)
-        order = np.argsort(-cov, axis=1, kind="stable")[:, :kk]
-        out[idx, :kk] = idx[order]
+    classes, sizes = np.unique(y, return_counts=True)
+    small = masks.shape[0] * int(sizes.max(initial=0)) ** 2 < SMALL_GEMM
+    with threadpool_limits(1, user_api="blas") if small else contextlib.nullcontext():
+        for cl in classes:
+            idx = np.flatnonzero(y == cl)
+            out[idx] = _top_in_class(masks[:, idx], train_correct[:, idx], idx, k)
+    return out
+
+
+def _top_in_class(masks: np.ndarray, train_correct: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_influencers` within one class (columns ``idx`` of the full set): (len(idx), k)."""
+    out = np.full((len(idx), k), -1, np.int64)
+    s = masks.astype(np.float64)
+    off = 1.0 - s
+    cc = train_correct * off                                               # c_mi where i is out
+    n_out = np.maximum(off.sum(0), 1.0)
+    cov = (s.T @ cc) / n_out - (s.T @ off) / n_out * (cc.sum(0) / n_out)   # (j, i)
+    cov = np.abs(cov.T)                                                     # (i, j)
+    np.fill_diagonal(cov, -np.inf)
+    kk = min(k, len(idx) - 1)
+    order = np.argsort(-cov, axis=1, kind="stable")[:, :kk]
+    out[:, :kk] = idx[order]
     return out
 
 
