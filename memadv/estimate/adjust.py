@@ -100,23 +100,27 @@ class AdjustConfig:
 
 
 def nearest_same_class(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """Positions of each example's ``k`` nearest other examples of its class (Euclidean distance).
+    """Positions of each example's ``k`` nearest other examples of its class (Euclidean distance,
+    scikit-learn's exact ``NearestNeighbors``).
 
-    x: (n, d) features (e.g. flattened pixels), y: (n,) labels. Returns (n, k) int64, nearest first,
-    -1 where a class has fewer than k + 1 examples. Ties are broken by position (deterministic).
+    x: (n, ...) features (e.g. images, flattened here), y: (n,) labels. Returns (n, k) int64, nearest
+    first, -1 where a class has fewer than k + 1 examples.
     """
-    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
     y = np.asarray(y)
     out = np.full((len(y), k), -1, np.int64)
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        xc = x[idx]
-        sq = (xc * xc).sum(1)
-        d = sq[:, None] + sq[None, :] - 2.0 * (xc @ xc.T)   # squared distances, (n_c, n_c)
-        np.fill_diagonal(d, np.inf)
         kk = min(k, len(idx) - 1)
-        order = np.argsort(d, axis=1, kind="stable")[:, :kk]
-        out[idx, :kk] = idx[order]
+        if kk < 1:
+            continue
+        _, nb = NearestNeighbors(n_neighbors=kk + 1).fit(x[idx]).kneighbors(x[idx])
+        # drop the example itself (first unless an exact duplicate ties with it), keep kk others
+        not_self = nb != np.arange(len(idx))[:, None]
+        keep = np.where(not_self.all(1)[:, None], np.arange(kk + 1) < kk, not_self)
+        out[idx, :kk] = idx[nb[keep].reshape(len(idx), kk)]
     return out
 
 

@@ -125,3 +125,15 @@ def test_aggregate_writes_adjusted_columns(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["aggregate", str(copy), "--mem-adjust", "cuped"])
     assert "invalid choice: 'cuped'" in capsys.readouterr().err
+
+
+def test_nearest_same_class_excludes_self_even_with_a_duplicate():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((300, 5)), rng.integers(0, 3, 300)
+    x[5], y[7] = x[7], y[5]                                           # 5 and 7: identical, same class
+    nb = nearest_same_class(x, y, 4)
+    assert (nb != np.arange(300)[:, None]).all() and nb[5, 0] == 7 and nb[7, 0] == 5
+    for i in range(300):
+        others = np.flatnonzero((y == y[i]) & (np.arange(300) != i))
+        brute = others[np.argsort(((x[others] - x[i]) ** 2).sum(1))[:4]]
+        assert set(nb[i]) == set(brute)
