@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.cli.common import add_dask, dask_factory
+from memadv.cli.common import add_config_file, add_dask, check_config_file, config_from_args, dask_factory
 
 
 def _unit(text: str) -> float:
@@ -34,7 +34,9 @@ def _unit_or_none(text: str) -> float | str | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from memadv.config import add_config_arguments
     from memadv.data.scores import KEEP_CHOICES
+    from memadv.estimate.adjust import AdjustConfig
     from memadv.estimate.aggregate import AUTO_MAX_SAME_CLASS_PAIRS, DEFAULT_KEEP_THRESHOLD, MAX_KEPT_PAIRS
 
     p = sub.add_parser("aggregate", help="rebuild scores/ from the finished shards of a run",
@@ -60,19 +62,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pairs", type=_count, default=MAX_KEPT_PAIRS,
                    help=f"refuse (one-line error) to keep more influence pairs than this (default {MAX_KEPT_PAIRS:,}: "
                         "about 5 GiB at the aggregation peak), the memory bound of aggregation")
+    add_config_file(p)
+    add_config_arguments(p, AdjustConfig)
     add_dask(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from memadv.estimate.adjust import AdjustConfig
     from memadv.estimate.aggregate import aggregate
     from memadv.estimate.proxies import agreement_lines
+    check_config_file(args.config, ("aggregate",))
+    adjust = config_from_args(AdjustConfig, args, "aggregate")
     with dask_factory(args)():
         scores = aggregate(args.run, allow_partial=args.allow_partial, keep=args.keep,
                            keep_threshold=args.keep_threshold, cross_class_threshold=args.cross_class_threshold,
-                           data_root=args.data_root, max_pairs=args.max_pairs)
+                           data_root=args.data_root, max_pairs=args.max_pairs, adjust=adjust)
     note = "" if scores.meta["complete"] else f" (partial: {scores.meta['missing_shards']} shards missing)"
     print(f"{args.run}/scores: {scores.meta['n_models']} models, {len(scores.infl)} pairs kept "
-          f"(--keep {scores.meta['infl_keep']}){note}")
+          f"(--keep {scores.meta['infl_keep']}){note}"
+          + ("" if adjust.mem_adjust == "none" else f"; mem_adj by --mem-adjust {adjust.mem_adjust}"))
     print("\n".join(agreement_lines(scores.meta["proxies"], f"{args.run}/scores")))
     return 0

@@ -57,13 +57,15 @@ def toml_tables() -> dict[str, tuple[type, ...]]:
     from memadv.bat.objective_config import ObjectiveConfig
     from memadv.bat.train_config import TrainConfig
     from memadv.data.splits import SplitConfig
+    from memadv.estimate.adjust import AdjustConfig
     from memadv.estimate.config import EstimateConfig
     from memadv.estimate.until_decided import DecideConfig
     from memadv.executors import ExecutorConfig
     from memadv.experiments.pipeline import PipelineConfig
 
     return {"estimate": (EstimateConfig, DecideConfig), "executor": (ExecutorConfig,), "pipeline": (PipelineConfig,),
-            "splits": (SplitConfig,), "train": (TrainConfig,), "objective": (ObjectiveConfig,)}
+            "splits": (SplitConfig,), "train": (TrainConfig,), "objective": (ObjectiveConfig,),
+            "aggregate": (AdjustConfig,)}
 
 
 def check_config_file(path: Path | None, reads: Sequence[str]) -> None:

@@ -1,6 +1,7 @@
 """Schemas and I/O of score files (``runs/<name>/scores/``), tied to a dataset by fingerprint.
 
-* ``mem.parquet``: one row per training example — ``idx, label, mem, mem_se, p_in, p_out, n_in, n_out``.
+* ``mem.parquet``: one row per training example — ``idx, label, mem, mem_se, p_in, p_out, n_in, n_out``,
+  and ``mem_adj, mem_adj_se`` when aggregated with ``--mem-adjust`` (metadata ``mem_adjust``).
 * ``infl.parquet``: one row per (train, test) pair kept — ``train_idx, test_idx, train_label,
   test_label, infl, infl_se``. Which pairs are kept is the aggregation's ``--keep`` rule, recorded
   in the metadata as ``infl_keep`` (``same-class``, ``threshold``, ``all``), ``infl_min_abs_same``
@@ -46,6 +47,9 @@ from memadv.errors import FingerprintMismatchError, SchemaError
 MEM_COLUMNS = ["idx", "label", "mem", "mem_se", "p_in", "p_out", "n_in", "n_out"]
 INFL_COLUMNS = ["train_idx", "test_idx", "train_label", "test_label", "infl", "infl_se"]
 TEST_ACC_COLUMNS = ["idx", "label", "p_correct", "n_models"]
+# Columns a table carries when the aggregation computed them: the regression-adjusted mem and its
+# standard error (``memadv aggregate --mem-adjust``, memadv.estimate.adjust); metadata ``mem_adjust``.
+OPTIONAL_COLUMNS = {"mem": ["mem_adj", "mem_adj_se"], "infl": [], "test_acc": []}
 # ``--keep`` choices of ``memadv aggregate`` (memadv.estimate.aggregate.keep_rule).
 KEEP_CHOICES = ("auto", "same-class", "threshold", "all")
 SCORE_FILES = {"mem": ("mem.parquet", MEM_COLUMNS), "infl": ("infl.parquet", INFL_COLUMNS),
@@ -97,7 +101,7 @@ def write_scores(scores_dir: str | Path, scores: Scores) -> None:
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise SchemaError(f"{key} table lacks columns {missing}")
-        tables[name] = df[cols]
+        tables[name] = df[cols + [c for c in OPTIONAL_COLUMNS[key] if c in df.columns]]
     meta = {**scores.meta, "scores_id": uuid.uuid4().hex}
     old = Path(scores_dir)
     with atomic_dir(old, "scores") as tmp:

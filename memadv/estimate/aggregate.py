@@ -48,6 +48,7 @@ from threadpoolctl import threadpool_limits
 from memadv.cpus import usable_cpus
 from memadv.data.dataset import Dataset
 from memadv.data.scores import KEEP_CHOICES, Scores, dataset_meta, write_scores
+from memadv.estimate.adjust import AdjustConfig
 from memadv.estimate.mask_counts import Int8Counts, int8_counts_available
 from memadv.estimate.proxies import aggregate_proxies, agreement, noise_ceiling
 from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, read_spec, shard_path
@@ -452,12 +453,14 @@ def _proxies(run_dir: Path, spec: dict[str, Any], sh: dict[str, np.ndarray], mis
 
 def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: Any = None, keep: str = "auto",
               keep_threshold: float = DEFAULT_KEEP_THRESHOLD, cross_class_threshold: float | None | str = "spec",
-              data_root: str | None = None, max_pairs: int = MAX_KEPT_PAIRS) -> Scores:
+              data_root: str | None = None, max_pairs: int = MAX_KEPT_PAIRS,
+              adjust: AdjustConfig | None = None) -> Scores:
     """Rebuild ``scores/`` from the shards (any time, as often as wanted, with any keep rule).
 
     ``cross_class_threshold`` "spec" takes the run's ``cross_class_threshold`` (used by
     ``--keep same-class``); ``data_root`` overrides where the data set is read (it must be the same
-    data: the fingerprint is checked). The score folder is replaced as a whole (SchemaError,
+    data: the fingerprint is checked). ``adjust`` (default none) adds the regression-adjusted
+    ``mem_adj, mem_adj_se`` to mem.parquet (:mod:`memadv.estimate.adjust`). The score folder is replaced as a whole (SchemaError,
     IncompleteRunError, FingerprintMismatchError, ConfigError before anything is written).
     """
     run_dir = Path(run_dir)
@@ -472,7 +475,13 @@ def aggregate(run_dir: str | Path, *, allow_partial: bool = False, scheduler: An
     meta = {**dataset_meta(dataset), "n_models": int(sh["mask"].shape[0]), "source": "memadv", "se_known": True,
             "complete": not missing, "missing_shards": len(missing), "spec": spec["config"],
             "cross_class_threshold": rule.cross_min if rule.choice == "same-class" else None, **rule.meta()}
-    scores = Scores(mem=memorization(sh["mask"], sh["train_correct"], y_train),
+    adjust = adjust if adjust is not None else AdjustConfig()
+    meta.update(adjust.meta())
+    mem = memorization(sh["mask"], sh["train_correct"], y_train)
+    adjusted = adjust.apply(sh["mask"], sh["train_correct"], y_train, dataset.x_train.numpy())
+    if adjusted is not None:
+        mem = pd.concat([mem, adjusted], axis=1)
+    scores = Scores(mem=mem,
                     infl=influence(sh["mask"], sh["test_correct"], y_train, y_test, rule, scheduler=scheduler,
                                    max_pairs=max_pairs),
                     test_acc=test_accuracy(sh["test_correct"], y_test), meta=meta)
