@@ -27,7 +27,7 @@ from memadv.data.erm_accuracy import use_erm_accuracy
 from memadv.data.split_labels import PROJECTION_CONTROL, RULE_NAMES, read_looks
 from memadv.data.splits import SplitConfig, compute_splits
 from memadv.errors import ConfigError, UnknownChoiceError
-from memadv.estimate.config import EstimateConfig
+from memadv.estimate.config import MAX_MODELS, EstimateConfig
 from memadv.layout import RunLayout
 
 
@@ -47,7 +47,7 @@ class DecideConfig:
         if self.until_decided is not None:
             check_range("until_decided", float(self.until_decided), 0.0, 1.0, lo_open=True)
         if self.max_models is not None:
-            check_range("max_models", self.max_models, 2)
+            check_range("max_models", self.max_models, 2, MAX_MODELS)
         for r in self.rules():
             if r not in RULE_NAMES:
                 raise UnknownChoiceError("decide rule", r, RULE_NAMES)

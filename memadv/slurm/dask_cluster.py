@@ -128,6 +128,22 @@ def _slurm_cluster_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+# Below this ``ulimit -n`` a 2-worker LocalCluster does not start (measured on the 2-core dev machine:
+# 16 hangs forever inside distributed's startup, psutil failing in a thread; 32 fails with EMFILE,
+# which the CLI reports in one line; 64 works). Refusing up front bounds the wait.
+LOCAL_CLUSTER_MIN_OPEN_FILES = 64
+
+
+def _check_open_files_for_local_cluster() -> None:
+    """Raise OSError(EMFILE) (one line in the CLI) when ``ulimit -n`` is below the LocalCluster floor."""
+    import errno
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < LOCAL_CLUSTER_MIN_OPEN_FILES:
+        raise OSError(errno.EMFILE, f"a local dask cluster needs ulimit -n >= {LOCAL_CLUSTER_MIN_OPEN_FILES}")
+
+
 @contextlib.contextmanager
 def dask_scheduler(kind: str = "threads", **options: Any) -> Iterator[Any]:
     """Use the dask scheduler ``kind`` inside the block; see the module docstring for ``options``."""
@@ -144,6 +160,7 @@ def dask_scheduler(kind: str = "threads", **options: Any) -> Iterator[Any]:
 
     distributed = _import_distributed()
     if kind == "local":
+        _check_open_files_for_local_cluster()
         # A worker that cannot start (too many open files, no memory) is reported once, by the
         # exception the CLI turns into one line, not by dask's and asyncio's logged tracebacks
         # (190 lines under ulimit -n 32, issue 18 item 7).
