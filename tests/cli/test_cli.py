@@ -114,3 +114,11 @@ def test_no_option_states_its_default_twice():
     # and shows the value each data set resolves to
     epochs = next(a for a in subcommands()["train"]._actions if a.dest == "epochs")
     assert "digits 30" in epochs.help and "cifar100 160" in epochs.help and "None" not in epochs.help
+
+
+def test_python_dash_m_memadv_is_the_memadv_command(tmp_path):
+    """``python -m memadv`` (a checkout on PYTHONPATH, no entry point) parses and refuses like ``memadv``."""
+    p = subprocess.run([sys.executable, "-m", "memadv", "estimate", "--models", "1", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == ["memadv: error: --models must be in [2, 1000000], got 1"]
+    assert not (tmp_path / "r").exists()
