@@ -148,7 +148,11 @@ def settings_section(run_dir: Path) -> str:
     if sets.is_file():
         from memadv.data.splits import read_splits
         _, meta = read_splits(sets)
-        lines.append("* Split sizes: " + ", ".join(f"{k} {v}" for k, v in meta.get("sizes", {}).items()) + ".")
+        paper = meta.get("paper_sizes") or {}
+        ctrl = f" (--error-control {meta['error_control']}; the paper's reading of the same scores in brackets)" \
+            if paper else " (the paper's reading, no error control)"
+        lines.append("* Split sizes" + ctrl + ": " + ", ".join(
+            f"{k} {v}" + (f" ({paper[k]})" if k in paper else "") for k, v in meta.get("sizes", {}).items()) + ".")
     return "\n".join(lines) if lines else "(no settings found)"
 
 

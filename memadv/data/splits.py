@@ -352,6 +352,8 @@ def split_meta(scores: Scores, cfg: SplitConfig, result: SplitResult, source: st
                               "test_acc_source": m.get("test_acc_source", "subset"),
                               "n_full_models": m.get("n_full_models")},
             "sizes": {k: int(v.size) for k, v in result.sets.items()},
+            # with error control, the sizes the paper's reading of the same scores gives (None without)
+            "error_control": result.control, "paper_sizes": result.paper_sizes,
             "memadv_version": __version__}
 
 

@@ -77,7 +77,8 @@ class Sec32Task:
         typ = np.asarray(sets["train/typical"], np.int64)
         if typ.size == 0 or test_ids.size == 0:
             raise MemadvError(f"sec32 needs non-empty D_typ and D'_typ; the split file has {typ.size} and "
-                              f"{test_ids.size}: use more estimator models or other thresholds")
+                              f"{test_ids.size}: use more estimator models (`memadv status RUN` projects how many decide the "
+                              f"rules), other thresholds, or --error-control none (the paper's reading)")
         write_json_atomic(RunLayout(run_dir).sec32_subsets / f"p{p}-seed{seed}.json",
                           {"p": p, "seed": seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
                            "n_atypical_kept": int(train_ids.size - typ.size), "n_test_typical": int(test_ids.size),

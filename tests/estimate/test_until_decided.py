@@ -90,5 +90,10 @@ def test_pipeline_error_control_option():
     splits = {s.name: s for s in stages(EstimateConfig(dataset="digits"), ExecutorConfig(), False,
                                         PipelineConfig(error_control="fdr:0.05"))}
     assert splits["splits"].stamp == {"error_control": "fdr:0.05"}
-    plain = {s.name: s for s in stages(EstimateConfig(dataset="digits"), ExecutorConfig(), False, PipelineConfig())}
-    assert plain["splits"].stamp is None  # runs made before the option keep their splits
+    default = {s.name: s for s in stages(EstimateConfig(dataset="digits"), ExecutorConfig(), False, PipelineConfig())}
+    assert default["splits"].stamp == {"error_control": "fdr:0.05"}  # the pipeline's default (docs/splits.md)
+    plain = {s.name: s for s in stages(EstimateConfig(dataset="digits"), ExecutorConfig(), False,
+                                       PipelineConfig(error_control="none"))}
+    assert plain["splits"].stamp is None  # the paper's reading: runs made before the option keep their splits
+    assert PipelineConfig(quick=True).error_control == "none"  # 48 models decide no typical example
+    assert PipelineConfig(quick=True, error_control="fdr:0.01").error_control == "fdr:0.01"
