@@ -16,19 +16,21 @@ import time
 
 import torch
 
-from memadv.bat.train import build_objective_for, train_one_epoch
-from memadv.bat.train_config import TrainConfig, resolve_objective_config
+from memadv.bat.objective_config import ObjectiveConfig
+from memadv.bat.objectives import build_objective
+from memadv.bat.train import train_one_epoch
+from memadv.bat.train_config import TrainConfig
 from memadv.data import load_dataset
 from memadv.data.dataset import Dataset
 from memadv.nets import build_net
 
 
 def epoch_seconds(dataset: Dataset, net: str, device: torch.device, batch_size: int | None = None) -> float:
-    cfg = TrainConfig(method="pgd", dataset=dataset.name, net=net, batch_size=batch_size, progress=False).resolved()
-    ocfg = resolve_objective_config(None, dataset.name)
+    cfg = TrainConfig(method="pgd", dataset=dataset.name, net=net, batch_size=batch_size, progress=False)
+    ocfg = ObjectiveConfig().resolved(dataset.name)
     torch.manual_seed(0)
     model = build_net(net, dataset.num_classes, dataset.image_shape, dataset.mean, dataset.std).to(device)
-    objective = build_objective_for(cfg, ocfg, None)
+    objective = build_objective(cfg.method, ocfg)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(0)
     if device.type == "cuda":

@@ -129,6 +129,10 @@ class ObjectiveConfig:
         if self.gairat_schedule == "linear" and not math.isfinite(self.gairat_lambda_max):
             raise ConfigError("--gairat-lambda-max must be finite with --gairat-schedule linear")
 
+    def is_resolved(self) -> bool:
+        """Whether eps and every step size are set (what :meth:`resolved` guarantees)."""
+        return None not in (self.eps, self.step_size, self.eval_step_size, self.cw_step_size)
+
     def resolved(self, dataset: str | None = None) -> "ObjectiveConfig":
         """A copy with ``eps``, ``step_size``, ``eval_step_size`` and ``cw_step_size`` filled in (dataset
         default eps, eps/4). The objective config does not hold its data set (one sweep file's alpha

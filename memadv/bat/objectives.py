@@ -175,8 +175,9 @@ class Objective:
     needs_mem = False
 
     def __init__(self, cfg: ObjectiveConfig):
-        if cfg.eps is None or cfg.step_size is None:
-            cfg = cfg.resolve()  # raises the one-line ConfigError about unset eps
+        if not cfg.is_resolved():
+            # resolved once, by the caller that knows the data set (memadv.bat.train.prepare)
+            raise ConfigError("the objective config has unset eps / step sizes: pass ObjectiveConfig.resolved(dataset)")
         self.cfg = cfg
 
     def set_epoch(self, epoch: int, total: int) -> None:
@@ -384,18 +385,15 @@ OBJECTIVES: dict[str, type[Objective]] = {
 }
 
 
-def build_objective(method: str, cfg: ObjectiveConfig, mem: Tensor | None = None, *,
-                    dataset: str | None = None) -> Objective:
+def build_objective(method: str, cfg: ObjectiveConfig, mem: Tensor | None = None) -> Objective:
     """The objective named ``method`` (one of :data:`OBJECTIVES`).
 
-    ``cfg`` may leave ``eps``/``step_size`` unset if ``dataset`` names a dataset with a default eps.
-    ``mem`` (memorization score per training example, indexed by example id) is required for ``bat``
-    and ignored otherwise.
+    ``cfg`` is resolved (:meth:`ObjectiveConfig.resolved`: eps and step sizes set); ConfigError
+    otherwise. ``mem`` (memorization score per training example, indexed by example id) is required
+    for ``bat`` and ignored otherwise.
     """
     if method not in OBJECTIVES:
         raise UnknownChoiceError("method", method, OBJECTIVES)
-    cfg = cfg.resolved(dataset) if (cfg.eps is None or cfg.step_size is None or cfg.eval_step_size is None
-                                   or cfg.cw_step_size is None) else cfg
     cls = OBJECTIVES[method]
     if cls.needs_mem:
         if mem is None:

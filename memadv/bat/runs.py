@@ -114,7 +114,9 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
-def rng_state(data_gen: torch.Generator) -> dict[str, Any]:
+def loop_rng_state(data_gen: torch.Generator) -> dict[str, Any]:
+    """Every RNG the training loop draws from (torch CPU/CUDA, numpy, python, the epoch's data
+    generator), for ``last.pt``; not memadv.estimate.checkpoints' device state of a shard."""
     np_state = np.random.get_state()
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -124,7 +126,8 @@ def rng_state(data_gen: torch.Generator) -> dict[str, Any]:
             "data": data_gen.get_state()}
 
 
-def set_rng_state(state: dict[str, Any], data_gen: torch.Generator) -> None:
+def restore_loop_rng(state: dict[str, Any], data_gen: torch.Generator) -> None:
+    """Inverse of :func:`loop_rng_state`."""
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -49,9 +49,9 @@ from memadv.bat.inputs import (cap_subsets, default_splits_path, load_mem, load_
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.objectives import build_objective
 from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, RESUME_KEYS, TrainingRun,
-                             check_same_config, full_config, load_checkpoint, rng_state, run_name, save_checkpoint,
-                             seed_epoch, set_rng_state)
-from memadv.bat.train_config import TrainConfig, resolve_objective_config
+                             check_same_config, full_config, load_checkpoint, loop_rng_state, run_name, save_checkpoint,
+                             restore_loop_rng, seed_epoch)
+from memadv.bat.train_config import TrainConfig
 from memadv.data.atomic import write_json_atomic
 from memadv.data.augment import random_crop_flip
 from memadv.data.dataset import Dataset
@@ -61,10 +61,6 @@ from memadv.data.tables import write_table
 from memadv.environment import describe as describe_environment
 from memadv.errors import ConfigError, NonFiniteLossError
 
-
-def build_objective_for(cfg: TrainConfig, objective_cfg: ObjectiveConfig, mem: torch.Tensor | None):
-    """The objective of ``cfg.method`` (see :mod:`memadv.bat.objectives`)."""
-    return build_objective(cfg.method, objective_cfg, mem=mem, dataset=cfg.dataset)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -139,17 +135,17 @@ def _write_metrics(run_dir: Path, rows: list[dict[str, Any]], meta: dict[str, An
 
 def prepare(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None, dataset: Dataset | None = None
             ) -> tuple[TrainConfig, ObjectiveConfig, Dataset, torch.Tensor | None, dict[str, np.ndarray]]:
-    """Resolve the configs and load + check every input (dataset, scores, splits) before any file is written."""
-    cfg = cfg.resolved()
+    """Load + check every input (dataset, scores, splits) before any file is written, and resolve the
+    objective config: the one place its eps and step sizes are filled in (from the data set; a user's
+    own data set takes the eps of the built-in set of its image shape)."""
     if dataset is None:
         cfg = with_scores_dataset(cfg)  # the data-set options (and root) of the scores travel to the run
         dataset = load_dataset(cfg.dataset, cfg.data_root, cache_dir=scores_data_cache(cfg.scores),
                                **cfg.dataset_options())
     elif dataset.name != cfg.dataset:
         raise ConfigError(f"dataset passed in is {dataset.name!r}, the config says {cfg.dataset!r}")
-    # a user's own data set takes the eps of the built-in set of its image shape
-    ocfg = resolve_objective_config(objective_cfg, defaults_like(dataset.image_shape)
-                                    if cfg.dataset in OWN_DATASETS else cfg.dataset)
+    eps_of = defaults_like(dataset.image_shape) if cfg.dataset in OWN_DATASETS else cfg.dataset
+    ocfg = (objective_cfg if objective_cfg is not None else ObjectiveConfig()).resolved(eps_of)
     if cfg.splits is None and cfg.scores is not None:
         found = default_splits_path(cfg.scores)
         if found is not None:
@@ -158,7 +154,8 @@ def prepare(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None, data
     if cfg.method == "bat" and mem is None:
         raise ConfigError("--method bat needs memorization scores: pass --scores (a scores/ folder with mem.parquet)")
     subsets = load_subsets(cfg, dataset)
-    subsets = selection.with_validation(subsets, dataset, cfg.val_fraction, cfg.val_seed)  # issue 9 hook
+    # the held-out slice of --val-fraction (checkpoint selection without the test set)
+    subsets = selection.with_validation(subsets, dataset, cfg.val_fraction, cfg.val_seed)
     return cfg, ocfg, dataset, mem, subsets
 
 
@@ -179,50 +176,29 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
     device = resolve_device(cfg.device)
     run_dir = Path(out_dir) / name
     conf = full_config(cfg, ocfg)
-    environments: list[dict[str, Any]] = []
-    if TrainingRun(run_dir).has_config():
-        check_same_config(run_dir, conf)
-        if TrainingRun(run_dir).is_finished():
-            return run_dir
-        environments = TrainingRun(run_dir).config().get("environment", [])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # one entry per machine/software combination that trained epochs of this run (a resume elsewhere adds one)
-    env = describe_environment(str(device))
-    write_json_atomic(run_dir / "config.json",
-                      {**conf, "environment": environments + ([env] if env not in environments else [])})
+    if not open_run(run_dir, conf, device):
+        return run_dir  # finished before
     meta = {**dataset_meta(dataset), "run": name, "method": cfg.method, "config": conf}
-    train_ids = selection.training_ids(run_dir, subsets, dataset, meta)  # issue 9 hook: checks the slice on resume
+    train_ids = selection.training_ids(run_dir, subsets, dataset, meta)  # checks the held-out slice on resume
 
     torch.manual_seed(cfg.seed)
     from memadv.nets import build_net
     model = build_net(cfg.net, dataset.num_classes, dataset.image_shape, dataset.mean, dataset.std).to(device)
-    objective = build_objective_for(cfg, ocfg, mem.to(device) if mem is not None else None)
+    objective = build_objective(cfg.method, ocfg, mem=mem.to(device) if mem is not None else None)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
-    rows: list[dict[str, Any]] = []
-    best: dict[str, tuple[float, int]] = {kind: (-1.0, 0) for kind in selection.best_kinds(subsets)}
-    start_epoch = 1
-    data_gen = torch.Generator()
-    last = run_dir / "last.pt"
-    if last.exists():
-        ck = load_checkpoint(last, RESUME_KEYS)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        rows = list(ck["metrics"])
-        best.update({k: (float(v[0]), int(v[1])) for k, v in ck["best"].items()})
-        start_epoch = int(ck["epoch"]) + 1
-        set_rng_state(ck["rng"], data_gen)
-        _write_metrics(run_dir, rows, meta)  # drops a row whose epoch's checkpoint never landed
+    state = resume(run_dir, model, optimizer, scheduler, selection.best_kinds(subsets))
+    _write_metrics(run_dir, state.rows, meta)  # drops a row whose epoch's checkpoint never landed
 
     eval_subsets = cap_subsets(subsets, cfg.eval_max)
-    if selection.VAL_KEY in subsets:  # issue 9 hook: the whole validation slice, never capped
+    if selection.VAL_KEY in subsets:  # the whole validation slice, never capped: it selects checkpoints
         eval_subsets[selection.VAL_KEY] = subsets[selection.VAL_KEY]
     specs = epoch_attacks(ocfg)
-    epochs: Any = range(start_epoch, cfg.epochs + 1)
+    epochs: Any = range(state.start_epoch, cfg.epochs + 1)
     if cfg.progress:
         from tqdm import tqdm
-        epochs = tqdm(epochs, desc=name, initial=start_epoch - 1, total=cfg.epochs, unit="epoch")
+        epochs = tqdm(epochs, desc=name, initial=state.start_epoch - 1, total=cfg.epochs, unit="epoch")
+    last = run_dir / "last.pt"
     for epoch in epochs:
         data_gen = seed_epoch(cfg.seed, epoch)
         objective.set_epoch(epoch - 1, cfg.epochs)  # objectives count epochs from 0
@@ -244,24 +220,85 @@ def train(cfg: TrainConfig, out_dir: str | Path, objective_cfg: ObjectiveConfig 
             extra = epoch_metrics(model, epoch) if epoch_metrics is not None else {}
             row = {"epoch": epoch, "lr": lr, **stats, **acc, **extra, "time_s": train_time,
                    "eval_time_s": time.perf_counter() - t1}
-            rows.append(row)
-            for kind in best:
-                value = acc[selection.SELECTION_COLUMN[f"best_{kind}"]]
-                if value > best[kind][0]:
-                    best[kind] = (value, epoch)
-                    save_checkpoint(run_dir / f"best_{kind}.pt",
-                                    {"model": model.state_dict(), "epoch": epoch, "metrics": row, "config": conf,
-                                     "version": CHECKPOINT_VERSION})
+            state.rows.append(row)
+            keep_best(run_dir, model, epoch, row, state.best, conf)
             if cfg.progress and hasattr(epochs, "set_postfix"):
                 epochs.set_postfix(clean=f"{acc['test/all/clean']:.3f}", adv=f"{acc['test/all/adv']:.3f}")
-        save_checkpoint(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch, "config": conf,
-                               "rng": rng_state(data_gen), "metrics": rows, "best": best,
-                               "version": CHECKPOINT_VERSION})
-        _write_metrics(run_dir, rows, meta)
+        save_last(last, model, optimizer, scheduler, epoch, data_gen, state, conf)
+        _write_metrics(run_dir, state.rows, meta)
 
     final_evaluation(run_dir, model, dataset, subsets, cfg, ocfg, meta, device)
     return run_dir
+
+
+# --------------------------------------------------------------------------- the run folder around the loop
+
+def open_run(run_dir: Path, conf: dict[str, Any], device: torch.device) -> bool:
+    """Check a run folder that exists against ``conf`` (ConfigError when it differs) and (re)write
+    ``config.json`` with this machine appended to its ``environment`` list; False when the run is
+    finished already (nothing written)."""
+    environments: list[dict[str, Any]] = []
+    if TrainingRun(run_dir).has_config():
+        check_same_config(run_dir, conf)
+        if TrainingRun(run_dir).is_finished():
+            return False
+        environments = TrainingRun(run_dir).config().get("environment", [])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # one entry per machine/software combination that trained epochs of this run (a resume elsewhere adds one)
+    env = describe_environment(str(device))
+    write_json_atomic(run_dir / "config.json",
+                      {**conf, "environment": environments + ([env] if env not in environments else [])})
+    return True
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What the loop carries from epoch to epoch besides the model, optimizer and schedule."""
+
+    rows: list[dict[str, Any]]              # metrics rows so far (one per evaluated epoch)
+    best: dict[str, tuple[float, int]]      # selection kind -> (best value, its epoch)
+    start_epoch: int                        # the first epoch still to train (1-based)
+
+
+def resume(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+           best_kinds: list[str]) -> LoopState:
+    """Load ``last.pt`` (to CPU, checked: :func:`memadv.bat.runs.load_checkpoint`) into the model,
+    optimizer and schedule and return where the loop stands; a fresh state without one."""
+    state = LoopState(rows=[], best={kind: (-1.0, 0) for kind in best_kinds}, start_epoch=1)
+    last = run_dir / "last.pt"
+    if last.exists():
+        ck = load_checkpoint(last, RESUME_KEYS)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        state.rows = list(ck["metrics"])
+        state.best.update({k: (float(v[0]), int(v[1])) for k, v in ck["best"].items()})
+        state.start_epoch = int(ck["epoch"]) + 1
+        restore_loop_rng(ck["rng"], torch.Generator())  # the global torch state; epochs re-seed their own generator
+    return state
+
+
+def keep_best(run_dir: Path, model: torch.nn.Module, epoch: int, row: dict[str, Any],
+              best: dict[str, tuple[float, int]], conf: dict[str, Any]) -> None:
+    """Save ``best_<kind>.pt`` for every selection kind whose column in ``row`` beats its best so far
+    (strictly: the earliest epoch wins a tie); updates ``best`` in place."""
+    for kind in best:
+        value = row[selection.SELECTION_COLUMN[f"best_{kind}"]]
+        if value > best[kind][0]:
+            best[kind] = (value, epoch)
+            save_checkpoint(run_dir / f"best_{kind}.pt",
+                            {"model": model.state_dict(), "epoch": epoch, "metrics": row, "config": conf,
+                             "version": CHECKPOINT_VERSION})
+
+
+def save_last(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, epoch: int,
+              data_gen: torch.Generator, state: LoopState, conf: dict[str, Any]) -> None:
+    """The full checkpoint a resume starts from (torchvision's references: model, optimizer, schedule,
+    epoch, config, RNG), written atomically after every epoch."""
+    save_checkpoint(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "epoch": epoch, "config": conf,
+                           "rng": loop_rng_state(data_gen), "metrics": state.rows, "best": state.best,
+                           "version": CHECKPOINT_VERSION})
 
 
 # --------------------------------------------------------------------------- final evaluation (Table 4)

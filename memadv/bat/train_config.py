@@ -195,17 +195,6 @@ class TrainConfig:
                                image_column=self.image_column, label_column=self.label_column,
                                array_layout=self.array_layout)
 
-    def resolved(self) -> "TrainConfig":
-        """A copy. The per-dataset defaults are filled when the config is built (``__post_init__``);
-        kept so that callers written for the old lazy convention (``cfg.resolved()``) still work."""
-        return dataclasses.replace(self)
-
-
-def resolve_objective_config(objective_cfg: ObjectiveConfig | None, dataset: str) -> ObjectiveConfig:
-    """The objective config with eps / step sizes filled in from the dataset's defaults."""
-    if objective_cfg is None:
-        objective_cfg = ObjectiveConfig()
-    return objective_cfg.resolved(dataset)
 
 
 def make_configs(values: dict[str, Any]) -> tuple[TrainConfig, ObjectiveConfig]:

@@ -159,7 +159,7 @@ def run_names(runs: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in runs:
         c, o = build_run_configs(r)
-        out.append(run_name(c.resolved(), o))
+        out.append(run_name(c, o))
     return out
 
 

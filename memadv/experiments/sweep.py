@@ -155,7 +155,7 @@ def plan_sweep(path: str | Path, out: str | Path | None = None,
             cfg, ocfg = build_run_configs(r, overrides)
         except ConfigError as e:
             raise ConfigError(f"{path}: run {i} ({_describe(r)}): {e}") from None
-        name = run_name(cfg.resolved(), ocfg)
+        name = run_name(cfg, ocfg)
         if name in names:
             raise ConfigError(f"{path}: runs {names[name]} and {i} both write {name!r}; give one a different "
                               f"seed, hyper-parameter or 'name'")

@@ -198,7 +198,7 @@ def test_gairat_weights_against_formula():
 
 
 def test_gairat_loss_and_schedule():
-    cfg = ObjectiveConfig(eps=0.1)
+    cfg = ObjectiveConfig(eps=0.1).resolved()
     obj = build_objective("gairat", cfg)
     z, y = T(LOGITS), T(LABELS, torch.long)
     kappa = torch.tensor([10, 0, 3, 6])
@@ -223,7 +223,7 @@ def test_gairat_loss_and_schedule():
     assert not obj.active
     obj.set_epoch(79, 160)
     assert obj.active
-    lin = build_objective("gairat", ObjectiveConfig(eps=0.1, gairat_schedule="linear", gairat_lambda_max=3.0))
+    lin = build_objective("gairat", ObjectiveConfig(eps=0.1, gairat_schedule="linear", gairat_lambda_max=3.0).resolved())
     lin.set_epoch(89, 120)
     assert lin.lam == pytest.approx(3.0 - (90 / 120) * (3.0 - (-1.0)))
 
@@ -252,7 +252,7 @@ def _step(obj, net, x, y, idx, seed):
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_bat_with_alpha_beta_zero_is_pgd_at_exactly(kind):
     net, x, y, idx, mem = _setup(kind=kind)
-    cfg = ObjectiveConfig(eps=16 / 255, alpha=0.0, beta=0.0, sigma=0.15)
+    cfg = ObjectiveConfig(eps=16 / 255, alpha=0.0, beta=0.0, sigma=0.15).resolved()
     bat, pgd_at = build_objective("bat", cfg, mem=mem), build_objective("pgd", cfg)
     net_b = copy.deepcopy(net)
     opt_a = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
@@ -278,7 +278,7 @@ def test_bat_total_eq8_from_its_parts():
     net, x, y, idx, mem = _setup(n=24)
     mem[idx[:8]] = 0.9                      # a third of the batch atypical, the rest typical
     mem[idx[8:]] = 0.05
-    cfg = ObjectiveConfig(eps=32 / 255, alpha=2.0, beta=0.3, tau=0.2, sigma=0.15)
+    cfg = ObjectiveConfig(eps=32 / 255, alpha=2.0, beta=0.3, tau=0.2, sigma=0.15).resolved()
     bat = build_objective("bat", cfg, mem=mem)
     loss, stats = _step(bat, net, x, y, idx, seed=0)
     # recompute independently from the same adversarial batch
@@ -311,7 +311,7 @@ def test_bat_total_eq8_from_its_parts():
 @pytest.mark.parametrize("method", sorted(OBJECTIVES))
 def test_every_objective_runs_and_respects_modes(method):
     net, x, y, idx, mem = _setup(kind="cnn")
-    obj = build_objective(method, ObjectiveConfig(eps=8 / 255, steps=3), mem=mem)
+    obj = build_objective(method, ObjectiveConfig(eps=8 / 255, steps=3).resolved(), mem=mem)
     obj.set_epoch(100, 120)
     net.eval()
     x_adv, aux = obj.perturb(net, x, y, idx, generator=torch.Generator().manual_seed(0))
@@ -338,20 +338,24 @@ def test_build_objective_errors_and_defaults():
         build_objective("fgsm-at", ObjectiveConfig(eps=0.1))
     assert "valid choices: bat, erm, gairat, mart, pgd, trades" in str(e.value)
     with pytest.raises(ConfigError, match="needs memorization scores"):
-        build_objective("bat", ObjectiveConfig(eps=0.1))
-    with pytest.raises(ConfigError, match="--eps is unset"):
+        build_objective("bat", ObjectiveConfig(eps=0.1).resolved())
+    with pytest.raises(ConfigError, match="unset eps / step sizes"):  # resolved once, by the caller
         build_objective("pgd", ObjectiveConfig())
+    with pytest.raises(ConfigError, match="unset eps / step sizes"):
+        build_objective("pgd", ObjectiveConfig(eps=0.1))  # step sizes still unset
+    with pytest.raises(ConfigError, match="--eps is unset"):
+        ObjectiveConfig().resolved()
     with pytest.raises(ConfigError, match="no default --eps"):
-        build_objective("pgd", ObjectiveConfig(), dataset="svhn")
+        ObjectiveConfig().resolved("svhn")
     for ds, eps in [("cifar100", 8 / 255), ("cifar10", 8 / 255), ("tinyimagenet", 4 / 255), ("digits", 64 / 255),
                     ("fashion-mnist", 0.1), ("mnist", 0.3)]:
-        obj = build_objective("pgd", ObjectiveConfig(), dataset=ds)
+        obj = build_objective("pgd", ObjectiveConfig().resolved(ds))
         assert obj.cfg.eps == eps == DEFAULT_EPS[ds]
         assert obj.cfg.step_size == eps / 4 and obj.cfg.eval_step_size == eps / 4
-    obj = build_objective("pgd", ObjectiveConfig(eps=0.1, step_size=0.01), dataset="cifar100")
+    obj = build_objective("pgd", ObjectiveConfig(eps=0.1, step_size=0.01).resolved("cifar100"))
     assert obj.cfg.eps == 0.1 and obj.cfg.step_size == 0.01
     with pytest.raises(ConfigError, match="one memorization score per training example"):
-        build_objective("bat", ObjectiveConfig(eps=0.1), mem=torch.zeros(3, 2))
+        build_objective("bat", ObjectiveConfig(eps=0.1).resolved(), mem=torch.zeros(3, 2))
 
 
 def test_paper_defaults():

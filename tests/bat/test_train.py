@@ -157,10 +157,10 @@ def test_resume_after_kill_ends_with_identical_metrics(tmp_path, digits, monkeyp
 
 
 def test_nan_loss_stops_with_epoch_and_batch_named(tmp_path, monkeypatch, capsys):
-    real = T.build_objective_for
+    real = T.build_objective
 
-    def poisoned(cfg, ocfg, mem):
-        obj = real(cfg, ocfg, mem)
+    def poisoned(method, ocfg, mem=None):
+        obj = real(method, ocfg, mem=mem)
         state = {"epoch": 0, "batch": 0}
         set_epoch, loss = obj.set_epoch, obj.loss
 
@@ -175,7 +175,7 @@ def test_nan_loss_stops_with_epoch_and_batch_named(tmp_path, monkeypatch, capsys
         obj.set_epoch, obj.loss = se, nan_loss
         return obj
 
-    monkeypatch.setattr(T, "build_objective_for", poisoned)
+    monkeypatch.setattr(T, "build_objective", poisoned)
     out = tmp_path / "out"
     rc = main(["train", "--method", "pgd", "--epochs", "3", "--out", str(out), "--progress", "false",
                "--final-attacks", "clean"])
