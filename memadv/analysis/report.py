@@ -85,7 +85,7 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     out["settings"] = settings_section(run_dir)
     out["noise"] = noise_section(run_dir)
     from memadv.analysis.table_notes import protocol_section
-    out["protocol"] = protocol_section(run_dir)  # issue 9 hook: how every number was selected
+    out["protocol"] = protocol_section(run_dir)  # how every number was selected (test-selected or not)
     return out
 
 
@@ -175,7 +175,7 @@ def noise_section(run_dir: Path) -> str:
         m = re.search(r"## Noise floor\n(.*?)(?=\n## |\Z)", summary, re.S)
         if m:
             parts.append(m.group(1).strip())
-        m = re.search(r"## Models needed\n(.*?)(?=\n## |\Z)", summary, re.S)  # issue 19: decided share, models
+        m = re.search(r"## Models needed\n(.*?)(?=\n## |\Z)", summary, re.S)  # decided share, models needed
         if m:
             parts.append("**Models needed.** " + m.group(1).strip())
     return "\n\n".join(parts) if parts else "(no scores found)"

@@ -34,7 +34,7 @@ from memadv.bat.runs import TrainingRun
 from memadv.errors import MemadvError
 from memadv.layout import RunLayout
 
-METHODS = ("erm", "pgd")
+SEC31_METHODS = ("erm", "pgd")  # the two training methods of Sections 3.1-3.2 (all methods: bat.train_config.METHODS)
 METHOD_LABELS = {"erm": "ERM", "pgd": "PGD-AT"}
 # attacks of the final evaluation of the Section 3 runs (final.parquet marks a run finished; the
 # Section 3 figures only use the per-epoch metrics, so the costly attacks are left out)
@@ -81,7 +81,7 @@ def sec31_train_dir(run_dir: Path) -> Path:
 
 
 def sec31_plan(settings: Sec3Settings) -> list[tuple[str, int]]:
-    return [(m, int(s)) for s in settings.seeds for m in METHODS]
+    return [(m, int(s)) for s in settings.seeds for m in SEC31_METHODS]
 
 
 def sec31_run_names(settings: Sec3Settings) -> list[str]:
@@ -115,7 +115,7 @@ def load_sec31_seeds(run_dir: Path, seeds: list[int] | None = None) -> dict[str,
     """method -> {seed: metrics} of every Section 3.1 run present (``seeds``: only those), in seed order."""
     base = sec31_train_dir(run_dir)
     out: dict[str, list[pd.DataFrame]] = {}
-    for m in METHODS:
+    for m in SEC31_METHODS:
         runs = [TrainingRun(d) for d in sorted(base.glob(f"{m}-seed*"))] if base.is_dir() else []
         cands = sorted((r for r in runs if r.has_metrics()), key=_seed_of)
         if seeds is not None:

@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from memadv.analysis.outputs import frame_markdown, pyplot, save_figure, write_csv, write_markdown
-from memadv.analysis.sec31 import METHOD_LABELS, METHODS, Sec3Settings, curves_figure, mean_over_seeds, read_run
+from memadv.analysis.sec31 import METHOD_LABELS, SEC31_METHODS, Sec3Settings, curves_figure, mean_over_seeds, read_run
 from memadv.bat.evaluate import representations
 from memadv.bat.runs import TrainingRun
 from memadv.data.atomic import write_json_atomic
@@ -97,7 +97,7 @@ def run_label(p: int, method: str, seed: int) -> str:
 
 
 def sec32_plan(settings: Sec3Settings) -> list[tuple[int, str, int]]:
-    return [(int(p), m, int(seed)) for seed in settings.seeds for p in settings.ps for m in METHODS]
+    return [(int(p), m, int(seed)) for seed in settings.seeds for p in settings.ps for m in SEC31_METHODS]
 
 
 def subset_ids(sets: dict[str, np.ndarray], p: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +148,8 @@ def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
     if not found:
         raise MemadvError(f"no Section 3.2 runs under {base}; run `memadv pipeline --out {run_dir}` first")
     runs = []
-    for s, p, method, d in sorted(found, key=lambda f: (f[1], METHODS.index(f[2]) if f[2] in METHODS else 9, f[0])):
+    order = {m: i for i, m in enumerate(SEC31_METHODS)}
+    for s, p, method, d in sorted(found, key=lambda f: (f[1], order.get(f[2], 9), f[0])):
         if seeds is not None and s not in set(seeds):
             continue
         metrics = read_run(d)[0]
@@ -275,7 +276,7 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
     ylabel = ("mean cosine similarity" if col == "cos_sim" else "1 - mean cosine similarity")
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, m in zip(axes, METHODS):
+    for ax, m in zip(axes, SEC31_METHODS):
         for r in (r for r in runs if r.method == m):
             if len(r.cosine):
                 ax.plot(r.cosine["epoch"], r.cosine[col].to_numpy(dtype=float), label=f"Atypical {r.p}%",

@@ -61,7 +61,7 @@ def run_name(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None) -> 
             v = getattr(objective_cfg, name)
             if (cfg.method == "bat" and name in ("alpha", "beta")) or v != getattr(defaults, name):
                 parts.append(f"{name.replace('_', '')}{_fmt(v)}")
-    if cfg.val_fraction > 0:  # a run with a validation slice trains on other data (issue 9)
+    if cfg.val_fraction > 0:  # a run with a validation slice trains on other data
         parts.append(f"val{_fmt(cfg.val_fraction)}")
     parts.append(f"seed{cfg.seed}")
     return "-".join(parts)

@@ -125,7 +125,7 @@ def epoch_attacks(ocfg: ObjectiveConfig) -> list[ev.AttackSpec]:
 
 def final_attacks(cfg: TrainConfig, ocfg: ObjectiveConfig) -> list[ev.AttackSpec]:
     specs = ev.paper_attacks(ocfg.eps, ocfg.eval_step_size, ocfg.eval_steps, cw_confidence=ocfg.cw_confidence,
-                             cw_steps=ocfg.cw_steps, cw_step_size=ocfg.cw_step_size)  # issue 9: reference CW
+                             cw_steps=ocfg.cw_steps, cw_step_size=ocfg.cw_step_size)  # the reference's CW
     return [s for s in specs if s.name in cfg.final_attacks]
 
 

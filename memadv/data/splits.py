@@ -91,7 +91,7 @@ class SplitConfig:
     looks: int = option(1, "planned looks of a sequential estimate (estimate --until-decided): each spends "
                            "alpha / looks; read from the run", cli=False)
     allow_partial: bool = option(False, "accept scores aggregated from an unfinished estimate", cli=False)
-    # issue 9 hook (memadv.estimate.full_models)
+    # the paper's typical-test rule reads "ERM trained on D": the full-data models (memadv.estimate.full_models)
     erm_models: str = option("full", "models whose test correctness the --min-test-acc rule uses: full = the "
                                      "estimate's full-data ERM models (paper Sec. 3.2 'ERM trained on D'; falls back "
                                      "to subset, with a warning, when the run has none), subset = the 70%-subset "
@@ -348,7 +348,7 @@ def split_meta(scores: Scores, cfg: SplitConfig, result: SplitResult, source: st
             "thresholds": config_to_dict(cfg),
             "source_scores": {"path": source, "source": m.get("source"), "se_known": scores.se_known,
                               "complete": m.get("complete", True), "n_models": m.get("n_models"),
-                              # issue 9 hook: which models the min-test-acc rule used
+                              # which models the min-test-acc rule used (full-data or subset models)
                               "test_acc_source": m.get("test_acc_source", "subset"),
                               "n_full_models": m.get("n_full_models")},
             "sizes": {k: int(v.size) for k, v in result.sets.items()},

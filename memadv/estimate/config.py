@@ -100,7 +100,8 @@ class EstimateConfig:
                                  "events, first epoch learned, held-out loss) and aggregate them to "
                                  "scores/proxies.parquet; no extra pass over the data",
                            source="Ravikumar et al. ICML 2025; Toneva et al. ICLR 2019; Jiang et al. ICML 2021")
-    # issue 9 hook (memadv.estimate.full_models); not in IDENTITY: a finished estimate may add them later
+    # ERM on all of D for the typical-test rule (memadv.estimate.full_models); not in IDENTITY: a finished
+    # estimate may add them later
     full_models: int = option(30, "also train this many models on the whole training set for the typical-test "
                                   "rule (paper Sec. 3.2: 'ERM trained on D'); 0 = none", unit="models",
                               source="memadv: 30 gives the 80% rule a resolution of 1/30")

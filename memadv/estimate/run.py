@@ -68,7 +68,7 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
         scores = aggregate(run_dir, scheduler=scheduler, cross_class_threshold=cfg.cross_class_threshold,
                            data_root=cfg.data_root)
     run_full_models(run_dir, cfg.full_models, executor, progress=progress,
-                    runtime=cfg.runtime())  # issue 9 hook: ERM on all of D
+                    runtime=cfg.runtime())  # ERM on all of D (the typical-test rule)
     return scores
 
 

@@ -283,7 +283,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         from memadv.analysis import report
         report.write_report(run_dir, settings.seeds)
 
-    # the full-data models' test accuracy (issue 9) is an estimate output and a splits input
+    # the full-data models' test accuracy is an estimate output and a splits input
     scores = lambda d: [RunLayout(d).mem] + ([RunLayout(d).test_acc_full] if cfg.full_models else [])  # noqa: E731
     splits = lambda d: [RunLayout(d).split_file]  # noqa: E731
     sec31_jobs = lambda d: [s31.sec31_train_dir(d) / n for n in s31.sec31_run_names(settings)]  # noqa: E731
