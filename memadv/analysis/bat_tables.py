@@ -201,8 +201,11 @@ def to_markdown(df: pd.DataFrame, value_cols: list[str], title: str, note: str =
     """A table frame of :func:`table2` / :func:`table4` as a Markdown section: method, selection and
     ``mean ± std`` of each of ``value_cols``."""
     head = ["Method", "Selection"] + value_cols
-    rows = [[str(r["method"]), selection.ROW_SUFFIX[str(r["checkpoint"])]]
-            + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols] for _, r in df.iterrows()]
+    rows = []
+    for _, r in df.iterrows():
+        suffix = selection.ROW_SUFFIX[str(r["checkpoint"])]  # its own column here, not repeated in the label
+        rows.append([str(r["method"]).removesuffix(f" ({suffix})"), suffix]
+                    + [_cell(float(r[c]), float(r[f"{c} std"])) for c in value_cols])
     return markdown_section(title, head, rows, note)
 
 

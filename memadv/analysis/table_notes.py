@@ -95,8 +95,9 @@ def protocol_section(run_dir: Any) -> str:
              "*Last* = last epoch. *Best Adv.* / *Best Clean* = the epoch of highest test PGD-20 / clean accuracy, "
              "reported on the same test set (test-selected, the paper's protocol and an optimistic estimate). "
              "*Best ..., val.* rows (runs trained with `--val-fraction`) are selected on a held-out slice of the "
-             "training set. Each method's rule and its source are in the table notes; claim C6 compares BAT's last "
-             "epoch with PGD-AT's test-selected best-adversarial epoch, as the paper does.",
+             "training set. Each method's rule and its source are in the table notes; claim C6 is decided last "
+             "epoch against last epoch on every test image (matched selection); the paper's comparison (BAT's last "
+             "epoch against PGD-AT's test-selected best-adversarial epoch) is shown beside it, not deciding.",
              "* **Ablation (Fig. 5):** the last epoch of every run."]
     split_file = run_dir / "splits" / "splits.parquet"
     if split_file.is_file():
