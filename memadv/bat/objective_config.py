@@ -37,7 +37,7 @@ class ObjectiveConfig:
 
     ``eps`` (unset = the dataset's default, :data:`DEFAULT_EPS`): 8/255 for CIFAR-10/100 and 4/255
     for Tiny ImageNet (the paper). For the 8x8 embedded sets (digits, pixels in 17 grey levels
-    k/16) memadv uses 64/255 ≈ 0.25, i.e. four grey levels. Measured with a 2x256 MLP (lr 0.1,
+    k/16) memadv uses 64/255 ≈ 0.25, i.e. four grey levels. Measured with the one-hidden-layer MLP (lr 0.1,
     momentum 0.9, weight decay 5e-4, batch 64, 30 epochs) on 1400 digits, PGD-AT with 10 steps of
     eps/4, accuracy on 397 held-out digits (ERM model: clean 0.977):
 

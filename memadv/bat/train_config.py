@@ -28,7 +28,7 @@ FINAL_ATTACKS = ATTACK_NAMES  # the final evaluation may run every attack memadv
 # CIFAR, 4/255 Tiny ImageNet as in the paper, 64/255 for the 8x8 embedded sets.)
 #
 # field       cifar10, cifar100          tinyimagenet               digits, synthetic-longtail
-# net         resnet18 (paper Table 2)   resnet32 (paper Table 3)   mlp (2x256; 8x8 images)
+# net         resnet18 (paper Table 2)   resnet32 (paper Table 3)   mlp (one hidden layer, 256 units)
 # epochs      160 (paper Sec. 5.1)       160 (paper Sec. 5.1)       30 (laptop scale; PGD-AT on digits
 #                                                                   has plateaued by then, objectives.py)
 # milestones  80, 120 (paper Sec. 5.1)   80, 120 (paper Sec. 5.1)   15, 23 (the paper's 1/2 and 3/4)
