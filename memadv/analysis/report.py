@@ -68,7 +68,7 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001
         table_runs = None
         out["errors"].append(f"BAT table: {e}")
-    out["claims"] = [claim_c1(out["sec31"].get("pgd")), claim_c2(out["sec31"].get("pgd")), claim_c3(runs32),
+    out["claims"] = [claim_c1(out["sec31"].get("pgd")), claim_c2(out["sec31"].get("pgd"), runs32), claim_c3(runs32),
                      claim_c4(runs32), claim_c5(runs32, out["reading"]),
                      *claim_c6(table_runs, bat_tables.method_label)]
     out["tables"] = [(name, _read_text(p)) for name, p in (

@@ -132,6 +132,7 @@ class Sec32Run:
     cosine: pd.DataFrame
     seed: int = 0
     final: pd.DataFrame | None = None   # final.parquet (full D'_typ) of a finished run
+    atypical_test: pd.DataFrame | None = None  # atypical_test.parquet (last weights on all of D'_atyp)
 
 
 def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
@@ -157,7 +158,8 @@ def load_sec32(run_dir: Path, seeds: list[int] | None = None) -> list[Sec32Run]:
         cols = ["epoch", "cos_sim", "cos_dist", "cos_n"]
         cos = (metrics[cols].rename(columns={"cos_n": "n"}).sort_values("epoch").reset_index(drop=True)
                if "cos_sim" in metrics.columns else pd.DataFrame(columns=["epoch", "cos_sim", "cos_dist", "n"]))
-        runs.append(Sec32Run(p, method, metrics, cos, s, run.final() if run.is_finished() else None))
+        runs.append(Sec32Run(p, method, metrics, cos, s, run.final() if run.is_finished() else None,
+                             run.atypical_test()))
     if not runs:
         raise MemadvError(f"no Section 3.2 runs of seeds {seeds} under {base}")
     return runs

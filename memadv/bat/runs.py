@@ -184,6 +184,9 @@ class TrainingRun:
     :class:`memadv.errors.MemadvError` / :class:`memadv.errors.SchemaError` for missing or malformed files."""
 
     CONFIG, METRICS, FINAL, LAST = "config.json", "metrics.parquet", "final.parquet", "last.pt"
+    # Section 3.2 runs only: the last weights on all of D'_atyp, a test set the run does not evaluate
+    # itself (its test split is D'_typ); written after the run by memadv.experiments.sec3
+    ATYPICAL_TEST = "atypical_test.parquet"
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -195,6 +198,17 @@ class TrainingRun:
     @property
     def final_path(self) -> Path:
         return self.folder / self.FINAL
+
+    @property
+    def atypical_test_path(self) -> Path:
+        return self.folder / self.ATYPICAL_TEST
+
+    def atypical_test(self) -> pd.DataFrame | None:
+        """Rows of ``atypical_test.parquet`` (columns :data:`FINAL_COLUMNS`), None when not written."""
+        if not self.atypical_test_path.is_file():
+            return None
+        df, _ = read_table(self.atypical_test_path, required=FINAL_COLUMNS)
+        return df
 
     def has_config(self) -> bool:
         return (self.folder / self.CONFIG).is_file()

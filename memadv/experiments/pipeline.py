@@ -292,6 +292,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     abl_jobs = lambda d: [RunLayout(d).ablation_train / n  # noqa: E731
                           for n in run_names(pcfg.ablation_runs(cfg, d)[0])]
     finals = lambda jobs: (lambda d: [TrainingRun(j).final_path for j in jobs(d)])  # noqa: E731
+    atypical_tests = lambda d: [TrainingRun(j).atypical_test_path for j in sec32_jobs(d)]  # noqa: E731
     train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items()
                    if k not in ("train_device", "quick", "sec32_p") and not k.startswith("ablation")}
     ablation_stamp = {**{k: v for k, v in train_stamp.items() if k != "train_seeds"},
@@ -308,9 +309,9 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [RunLayout(d).report_sec31 / n for n in
                                                                    ("fig1_pgd_atypical.png", "sec31.csv")],
               inputs=splits, run=run_sec31, stamp={"settings": settings.stamp()}, jobs=sec31_jobs),
-        Stage("sec32", outputs=lambda d: finals(sec32_jobs)(d) + [RunLayout(d).report_sec32 / n for n in
-                                                                   ("fig2_pgd_typical.png", "fig21_cosine.png",
-                                                                    "table1.csv", "fig3_poisoning.png")],
+        Stage("sec32", outputs=lambda d: finals(sec32_jobs)(d) + atypical_tests(d)
+              + [RunLayout(d).report_sec32 / n for n in ("fig2_pgd_typical.png", "fig21_cosine.png",
+                                                         "table1.csv", "fig3_poisoning.png")],
               inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_sec32,
               stamp={"settings": settings.stamp()}, jobs=sec32_jobs),
         Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + [RunLayout(d).report / "table2.csv",

@@ -88,8 +88,40 @@ class Sec32Task:
         out = RunLayout(run_dir).sec32_train
         cfg = TrainConfig(**s.train_values(method, seed), name=name)
         t_typ = torch.from_numpy(typ)
-        return str(train(cfg, out, ObjectiveConfig(), dataset=sub,
-                         epoch_metrics=cosine_metrics(ds.x_train[t_typ], ds.y_train[t_typ])))
+        run = train(cfg, out, ObjectiveConfig(), dataset=sub,
+                    epoch_metrics=cosine_metrics(ds.x_train[t_typ], ds.y_train[t_typ]))
+        evaluate_atypical_test(run, ds, np.asarray(sets["test/atypical"], np.int64), cfg)
+        return str(run)
+
+
+def evaluate_atypical_test(run: Path, ds: Any, ids: np.ndarray, cfg: Any) -> Path:
+    """``atypical_test.parquet`` of a finished Section 3.2 run: clean and PGD-20 accuracy of its last
+    weights on all of D'_atyp (``ids``: test ids of the full data set ``ds``), the attacks of its
+    per-epoch evaluation. C2's counterfactual reading compares p = 100% with p = 0% on it: the same
+    test images, with and without the atypical training examples (issue 21: "C2 as a
+    counterfactual"). ``cfg``: the run's TrainConfig (device, evaluation batch, seed of the attack's
+    random start). Written once (atomically); an empty D'_atyp gives rows with n = 0, acc NaN."""
+    import pandas as pd
+
+    from memadv.bat import evaluate as ev
+    from memadv.bat.inputs import resolve_device
+    from memadv.bat.runs import FINAL_COLUMNS, TrainingRun
+    from memadv.bat.train import epoch_attacks
+    from memadv.data.scores import dataset_meta
+    from memadv.data.tables import write_table
+    tr = TrainingRun(run)
+    if tr.atypical_test_path.is_file():
+        return tr.atypical_test_path
+    device = resolve_device(cfg.device)
+    model, epoch = tr.load_model(ds)
+    specs = epoch_attacks(tr.objective_config())
+    acc = ev.subset_accuracy(model.to(device), ds, {"test/atypical": ids}, specs, batch_size=cfg.eval_batch_size,
+                             device=device, seed=cfg.seed)
+    rows = [{"checkpoint": "last", "epoch": epoch, "subset": "test/atypical", "attack": s.name,
+             "acc": acc["test/atypical/" + s.label], "n": int(acc["test/atypical/n"])} for s in specs]
+    write_table(tr.atypical_test_path, pd.DataFrame(rows, columns=FINAL_COLUMNS),
+                {**dataset_meta(ds), "run": tr.name, "what": "last weights on all of D'_atyp"})
+    return tr.atypical_test_path
 
 
 def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,

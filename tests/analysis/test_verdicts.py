@@ -109,6 +109,37 @@ def test_c1_c2_when_the_network_fits():
     assert pc.claim_c1(None).verdict.startswith(v.NOT_DECIDED)
 
 
+def _cf_runs(clean_rise, adv_rise, seeds=(0, 1, 2)):
+    """Section 3.2 PGD-AT runs at p = 0 and 100 with atypical_test rows: per seed, p = 100 is
+    ``clean_rise[s]`` / ``adv_rise[s]`` points above p = 0 on D'_atyp (seed-to-seed spread in the base)."""
+    def run(p, s, clean, adv):
+        at = pd.DataFrame([{"checkpoint": "last", "epoch": 2, "subset": "test/atypical", "attack": a, "acc": x / 100,
+                            "n": 110} for a, x in (("clean", clean), ("pgd", adv))])
+        return SimpleNamespace(p=p, method="pgd", seed=s, metrics=pd.DataFrame(), final=None, atypical_test=at)
+    out = []
+    for s in seeds:
+        base = 30.0 + 10 * s
+        out += [run(0, s, base, 10.0 + s), run(100, s, base + clean_rise[s], 10.0 + s + adv_rise[s])]
+    return out
+
+
+def test_c2_is_decided_as_a_counterfactual_over_paired_seeds():
+    fits = _sec31([99.0, 100.0, 99.5], [85.0, 90.0, 88.0], early_clean=40.0, late_clean=20.0)  # within-run: falls
+    c2 = pc.claim_c2(fits, _cf_runs([8.0, 9.0, 10.0], [0.5, -0.5, 0.2]))
+    assert c2.verdict == v.SUPPORTED                                   # the counterfactual decides, not the curve
+    assert "counterfactual (deciding)" in c2.numbers and "within-run reading (Section 3.1, not deciding)" in c2.numbers
+    assert c2.effects[0]["estimate"] == pytest.approx(9.0) and c2.effects[0]["seeds"] == [0, 1, 2]
+    # training with D_atyp raises their robustness by 8-10 points: the "not robustness" half is contradicted
+    assert pc.claim_c2(fits, _cf_runs([8.0, 9.0, 10.0], [8.0, 9.0, 10.0])).verdict == v.CONTRADICTED
+    # a rise of -3..+5 points over 3 seeds: the interval contains 0
+    assert pc.claim_c2(fits, _cf_runs([-3.0, 5.0, 1.0], [0.0, 0.1, 0.0])).verdict == v.INCONCLUSIVE
+    # the premise still governs: a network that does not fit D_atyp decides nothing about memorizing
+    nofit = _sec31([62.0, 60.0, 64.0], [2.0, 1.0, 3.0])
+    assert pc.claim_c2(nofit, _cf_runs([8.0, 9.0, 10.0], [0.5, -0.5, 0.2])).verdict.startswith(v.NOT_DECIDED)
+    # without Section 3.1 runs and without counterfactual rows: not decided (missing)
+    assert pc.claim_c2(None, None).verdict.startswith(v.NOT_DECIDED)
+
+
 def _run32(p, method, seed, clean, adv, sep, final=True):
     m = pd.DataFrame({"epoch": [1, 2], "test/all/clean": [0.5, 0.0], "test/all/adv": [0.1, 0.0],
                       "cos_dist": [0.1, sep]})
