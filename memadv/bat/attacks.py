@@ -175,6 +175,12 @@ def cw_inf(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: float,
 AUTOATTACK_VERSIONS = ("standard", "plus", "rand", "custom")
 
 
+# The targeted DLR loss of APGD-T divides by z_pi1 - (z_pi3 + z_pi4)/2, the gap between the largest
+# and the mean of the third and fourth largest logits (Croce & Hein 2020, Eq. 6 of "Reliable evaluation
+# of adversarial robustness ..."): the standard and plus versions need at least 4 classes.
+AUTOATTACK_MIN_CLASSES = 4
+
+
 def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str = "standard",
                generator: torch.Generator | None = None, *, attacks: Sequence[str] | None = None,
                batch_size: int = 250, n_target_classes: int | None = None) -> Tensor:
@@ -214,9 +220,9 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
     try:
         with torch.no_grad():
             n_classes = int(model(x[:1]).shape[1])
-        if n_classes < 4 and version != "custom":
-            raise ConfigError(f"AutoAttack {version!r} needs at least 4 classes (targeted DLR loss), the model has "
-                              f"{n_classes}")
+        if n_classes < AUTOATTACK_MIN_CLASSES and version != "custom":
+            raise ConfigError(f"AutoAttack {version!r} needs at least {AUTOATTACK_MIN_CLASSES} classes (targeted DLR "
+                              f"loss), the model has {n_classes}")
         seed = 0 if generator is None else int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         devices = [x.device] if x.device.type == "cuda" else []
         for p in params:

@@ -44,6 +44,7 @@ import torch
 
 from memadv.bat import evaluate as ev
 from memadv.bat import selection
+from memadv.bat.attacks import AUTOATTACK_MIN_CLASSES
 from memadv.bat.inputs import (cap_subsets, default_splits_path, load_mem, load_subsets, resolve_device,
                                with_scores_dataset)
 from memadv.bat.objective_config import ObjectiveConfig
@@ -144,6 +145,10 @@ def prepare(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None, data
                                **cfg.dataset_options())
     elif dataset.name != cfg.dataset:
         raise ConfigError(f"dataset passed in is {dataset.name!r}, the config says {cfg.dataset!r}")
+    if "aa" in cfg.final_attacks and dataset.num_classes < AUTOATTACK_MIN_CLASSES:
+        # refused before training, not after it (the evaluation would fail at the end of the run)
+        raise ConfigError(f"--final-attacks aa: AutoAttack needs at least {AUTOATTACK_MIN_CLASSES} classes, "
+                          f"{cfg.dataset} has {dataset.num_classes}; leave aa out of --final-attacks")
     eps_of = defaults_like(dataset.image_shape) if cfg.dataset in OWN_DATASETS else cfg.dataset
     ocfg = (objective_cfg if objective_cfg is not None else ObjectiveConfig()).resolved(eps_of)
     if cfg.splits is None and cfg.scores is not None:

@@ -169,7 +169,7 @@ class TrainConfig:
         unset = [f.name for f in dataclasses.fields(self)
                  if f.metadata.get("per_dataset") is not None and getattr(self, f.name) is None]
         # a user's own data set takes the defaults of the built-in set of its image shape
-        like = defaults_name(self.dataset, self._data_root_or_scores(), self.dataset_options()) if unset else self.dataset
+        like = defaults_name(self.dataset, *self._where_the_data_is()) if unset else self.dataset
         table = DATASET_DEFAULTS.get(like, {})  # empty only for an own data set with every default given
         if table and self.milestones is None and self.epochs is not None and self.epochs != table["epochs"]:
             # scale the table's milestones (1/2 and 3/4 of the epochs) to the chosen length
@@ -177,14 +177,20 @@ class TrainConfig:
         fill_per_dataset(self, like)
         announce_defaults(self.dataset, like, {k: getattr(self, k) for k in unset})
 
-    def _data_root_or_scores(self) -> str | None:
-        """``data_root``, else where the estimate behind ``scores`` read its data (what the run will
-        load, memadv.bat.inputs.with_scores_dataset): an own data set's defaults need its images."""
-        if self.data_root is not None or self.scores is None or self.dataset not in OWN_DATASETS:
-            return self.data_root
+    def _where_the_data_is(self) -> tuple[str | None, dict[str, Any]]:
+        """(data_root, data-set options) of what the run will load: the ones given, and with
+        ``scores`` the estimate's for each one not given (memadv.bat.inputs.with_scores_dataset
+        fills the same in later). An own data set's defaults need its images, and images of mixed
+        sizes load only with the ``image_size`` the scores were made with."""
+        options = self.dataset_options()
+        if self.scores is None or self.dataset not in OWN_DATASETS:
+            return self.data_root, options
+        from memadv.data.registry import options_from_meta
         from memadv.data.scores import read_scores_meta
-        spec = read_scores_meta(self.scores).get("spec")
-        return spec.get("data_root") if isinstance(spec, dict) else None
+        meta = read_scores_meta(self.scores)
+        spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+        data_root = self.data_root if self.data_root is not None else spec.get("data_root")
+        return data_root, {**options_from_meta(meta), **options}
 
     def dataset_options(self) -> dict[str, Any]:
         """Keyword options of :func:`memadv.data.registry.load_dataset` (the set ones); ConfigError
