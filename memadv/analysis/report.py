@@ -28,6 +28,7 @@ from memadv.bat.runs import find_training_runs
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.tables import markdown_table
 from memadv.layout import RunLayout
+from memadv.paper_thresholds import MEM_ATYPICAL, MEM_TYPICAL
 
 FIGURE_ORDER = ("scores", "sec31", "sec32", ".", "ablation")
 
@@ -169,7 +170,7 @@ def noise_section(run_dir: Path) -> str:
                          f"standard error 0 (all models agree on them); the others have median standard error "
                          f"{np.median(nz) if nz.size else float('nan'):.3f} (90th percentile "
                          f"{np.percentile(nz, 90) if nz.size else float('nan'):.3f}), to compare with the "
-                         f"thresholds 0.15 (atypical) and 0.02 (typical).")
+                         f"paper's thresholds {MEM_ATYPICAL} (atypical) and {MEM_TYPICAL} (typical).")
     summary = _read_text(RunLayout(run_dir).split_summary)
     if summary:
         m = re.search(r"## Noise floor\n(.*?)(?=\n## |\Z)", summary, re.S)

@@ -25,6 +25,7 @@ from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_di
 from memadv.data.splits import SplitConfig, read_splits
 from memadv.errors import ConfigError, DatasetError, MemadvError, SchemaError
 from memadv.layout import RunLayout
+from memadv.paper_thresholds import INFL_ATYPICAL, MEM_ATYPICAL
 
 MEM_TARGETS = (0.0, 0.5, 1.0)
 
@@ -39,10 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-level", type=int, default=8,
                         help="images per memorization level in the example grid (default: 8)")
     parser.add_argument("--n-pairs", type=int, default=12, help="high-influence pairs to show (default: 12)")
-    parser.add_argument("--min-infl", type=float, default=0.15,
-                        help="pairs need infl above this (default: 0.15, paper Fig. 8)")
-    parser.add_argument("--min-mem", type=float, default=0.15,
-                        help="the pair's training example needs mem above this (default: 0.15, paper Fig. 8)")
+    parser.add_argument("--min-infl", type=float, default=INFL_ATYPICAL,
+                        help=f"pairs need infl above this (default: {INFL_ATYPICAL}, paper Fig. 8)")
+    parser.add_argument("--min-mem", type=float, default=MEM_ATYPICAL,
+                        help=f"the pair's training example needs mem above this (default: {MEM_ATYPICAL}, paper Fig. 8)")
     parser.add_argument("--bins", type=int, default=50, help="histogram bins (default: 50)")
     parser.add_argument("--no-images", action="store_true",
                         help="only the histogram (for scores of datasets that cannot be loaded here)")
@@ -177,8 +178,8 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
 
 
 def score_figures(run_dir: Path, *, out: Path | None = None, data_root: str | Path | None = None,
-                  class_: str | None = None, per_level: int = 8, n_pairs: int = 12, min_infl: float = 0.15,
-                  min_mem: float = 0.15, bins: int = 50, images: bool = True) -> list[Path]:
+                  class_: str | None = None, per_level: int = 8, n_pairs: int = 12, min_infl: float = INFL_ATYPICAL,
+                  min_mem: float = MEM_ATYPICAL, bins: int = 50, images: bool = True) -> list[Path]:
     """Fig. 7 (histogram of ``bins`` bins) and, with ``images``, Fig. 6 (``per_level`` examples per
     memorization level of class ``class_``) and Fig. 8 (``n_pairs`` pairs with infl > ``min_infl``
     and mem > ``min_mem``) of the scores in ``run_dir`` (a run or its scores/ folder), written to

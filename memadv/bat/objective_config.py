@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from memadv.config import check_range, option
 from memadv.errors import ConfigError, UnknownChoiceError
+from memadv.paper_thresholds import MEM_ATYPICAL
 
 # Default L-inf radius of the training and evaluation attacks, per dataset.
 DEFAULT_EPS: dict[str, float] = {
@@ -80,7 +81,7 @@ class ObjectiveConfig:
     alpha: float = option(1.0, "BAT re-weighting strength: w = exp(-alpha * q) (Eq. 5)",
                           source="paper Table 2 (alpha = 1 or 2)")
     beta: float = option(0.2, "BAT weight of the discrimination loss (Eq. 8)", source="paper Table 2 (beta = 0.2)")
-    sigma: float = option(0.15, "memorization threshold: atypical mem > sigma, typical mem <= sigma",
+    sigma: float = option(MEM_ATYPICAL, "memorization threshold: atypical mem > sigma, typical mem <= sigma",
                           source="paper Sec. 3.1 (mem > 0.15 = atypical)")
     tau: float = option(0.1, "temperature of the discrimination loss (Eq. 7); the paper does not give it",
                         source="memadv choice: SupCon's 0.1 (Khosla et al. 2020) for cosine similarities")

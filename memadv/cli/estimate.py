@@ -12,6 +12,7 @@ from memadv.data.splits import SplitConfig
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.until_decided import DecideConfig
 from memadv.executors import ExecutorConfig
+from memadv.paper_thresholds import MEM_ATYPICAL, MEM_TYPICAL
 
 EXAMPLES = """examples:
   memadv estimate --dataset digits --out runs/digits
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                   f"spends alpha / {len(rec['plan'])} per look")
     mem = scores.mem["mem"]
     print(f"{args.out}/scores: {len(scores.mem)} training examples, {len(scores.infl)} pairs, "
-          f"{scores.meta['n_models']} models; mem > 0.15: {(mem > 0.15).mean():.1%}, mem < 0.02: {(mem < 0.02).mean():.1%}")
+          f"{scores.meta['n_models']} models; mem > {MEM_ATYPICAL}: {(mem > MEM_ATYPICAL).mean():.1%}, "
+          f"mem < {MEM_TYPICAL}: {(mem < MEM_TYPICAL).mean():.1%}")
     print("\n".join(agreement_lines(scores.meta["proxies"], f"{args.out}/scores")))
     return 0

@@ -55,6 +55,7 @@ from memadv.data.scores import Scores, check_fingerprint
 from memadv.data.tables import markdown_table, read_table, write_table
 from memadv.errors import (ConfigError, DatasetError, FingerprintMismatchError, IncompleteRunError, SchemaError,
                            UnknownChoiceError)
+from memadv.paper_thresholds import INFL_ATYPICAL, INFL_TYPICAL, MEM_ATYPICAL, MEM_TYPICAL, MIN_TEST_ACC
 
 SPLIT_COLUMNS = ["split", "idx", "label", "set"]
 SET_KEYS = ("train/atypical", "train/typical", "test/atypical", "test/typical")
@@ -64,15 +65,15 @@ SPLITS_FILE = "splits.parquet"
 
 @dataclass
 class SplitConfig:
-    mem_atypical: float = option(0.15, "training example is atypical when mem > this", unit="probability difference",
+    mem_atypical: float = option(MEM_ATYPICAL, "training example is atypical when mem > this", unit="probability difference",
                                  source="paper Sec. 3.1")
-    mem_typical: float = option(0.02, "training example is typical when mem < this", unit="probability difference",
+    mem_typical: float = option(MEM_TYPICAL, "training example is typical when mem < this", unit="probability difference",
                                 source="paper Sec. 3.2")
-    infl_atypical: float = option(0.15, "test example is atypical when infl(i, j) > this for some atypical training "
+    infl_atypical: float = option(INFL_ATYPICAL, "test example is atypical when infl(i, j) > this for some atypical training "
                                         "example i", unit="probability difference", source="paper Sec. 3.1")
-    infl_typical: float = option(0.02, "test example is NOT typical when infl(i, j) > this for some atypical training "
+    infl_typical: float = option(INFL_TYPICAL, "test example is NOT typical when infl(i, j) > this for some atypical training "
                                        "example i", unit="probability difference", source="paper Sec. 3.2")
-    min_test_acc: float = option(0.8, "test example is NOT typical when the ERM models' success rate on it is below "
+    min_test_acc: float = option(MIN_TEST_ACC, "test example is NOT typical when the ERM models' success rate on it is below "
                                       "this; 0 switches the rule off", unit="probability", source="paper Sec. 3.2")
     pairs: str = option("same-class", "which (train, test) pairs the influence conditions use: same-class is the "
                                       "paper's definition of a high-influence pair (Sec. 2.1) and the default; "

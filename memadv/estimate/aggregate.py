@@ -53,11 +53,12 @@ from memadv.estimate.mask_counts import Int8Counts, int8_counts_available
 from memadv.estimate.proxies import aggregate_proxies, agreement, noise_ceiling
 from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, read_spec, shard_path
 from memadv.errors import ConfigError, IncompleteRunError, SchemaError, UnknownChoiceError
+from memadv.paper_thresholds import INFL_TYPICAL
 
 # Hyper-parameters of the influence storage (docs/estimator.md, "Influence storage").
 # The lowest influence threshold any split definition uses by default (paper Sec. 3.2, infl > 0.02):
 # `--keep threshold` keeps pairs with |infl| >= this, so every default definition is answered.
-DEFAULT_KEEP_THRESHOLD = 0.02
+DEFAULT_KEEP_THRESHOLD = INFL_TYPICAL
 # `--keep auto` keeps every same-class pair while there are at most this many (48 bytes a row, about
 # 80 at the aggregation peak: 1.3 GiB; CIFAR-100 has 5M), and switches to `threshold` above it
 # (Fashion-MNIST and CIFAR-10 have 60M same-class pairs: 4.7 GiB measured).

@@ -30,6 +30,7 @@ from memadv.config import SEED_MAX, SEED_MIN, check_range, fill_per_dataset, opt
 from memadv.data.registry import DATASETS, OWN_DATA_HELP, announce_defaults, dataset_options, defaults_name
 from memadv.errors import UnknownChoiceError
 from memadv.nets.registry import NETS
+from memadv.paper_thresholds import INFL_ATYPICAL
 
 # The most models one estimate may plan. The run lists (and stats) every shard before training, so an
 # absurd --models (2**62) would hang there with nothing written to say why; a million is 250x Feldman &
@@ -84,7 +85,7 @@ class EstimateConfig:
     augment: bool | None = option(None, "random crop (pad 4) + horizontal flip", per_dataset=DATASET_DEFAULTS)
     seed: int = option(0, "run seed; model m's subset, init and batch order derive from (seed, m)",
                        minimum=SEED_MIN, maximum=SEED_MAX)
-    cross_class_threshold: float = option(0.15, "also keep cross-class (train, test) pairs with |infl| >= this in infl.parquet")
+    cross_class_threshold: float = option(INFL_ATYPICAL, "also keep cross-class (train, test) pairs with |infl| >= this in infl.parquet")
     device: str = option("cpu", "torch device for training, e.g. cpu, cuda, cuda:1", device=True)
     packing: str = option("auto", "how a shard's models train: packed (all at once), one-by-one (plain nn.Module "
                           "each) or auto (the faster one measured for the net and device, docs/benchmarks.md); "
