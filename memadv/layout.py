@@ -10,6 +10,7 @@ files (``config.json``, ``metrics.parquet``, checkpoints) are :mod:`memadv.bat.r
     RUN/splits/splits.parquet, splits/summary.md               split files (memadv.data.splits)
     RUN/sec31/train/<run>/, sec31/jobs/                        Section 3.1 training runs
     RUN/sec32/train/<run>/, sec32/subsets/, sec32/jobs/        Section 3.2 training runs
+    RUN/sec32/controls/{train/<run>/,subsets/,jobs/}            C3's poisoning control runs
     RUN/train/<run>/, train/.sweep/bat-table/                  the BAT table runs (Tables 2, 4)
     RUN/ablation/train/<run>/, ablation/jobs/                  the ablation grid (Fig. 5)
     RUN/report/{scores,sec31,sec32,ablation}/, report/report.{md,html}, report/claims.json
@@ -112,6 +113,11 @@ class RunLayout:
         return self.sec32 / "jobs"
 
     @property
+    def sec32_controls(self) -> Path:
+        """C3's poisoning control (memadv.analysis.poisoning_control): train/, subsets/, jobs/."""
+        return self.sec32 / "controls"
+
+    @property
     def table_train(self) -> Path:
         return self.root / "train"
 
@@ -129,7 +135,8 @@ class RunLayout:
 
     def training_dirs(self) -> dict[str, Path]:
         """Pipeline stage -> the folder holding its training runs."""
-        return {"sec31": self.sec31_train, "sec32": self.sec32_train, "bat table": self.table_train,
+        return {"sec31": self.sec31_train, "sec32": self.sec32_train,
+                "sec32 controls": self.sec32_controls / "train", "bat table": self.table_train,
                 "ablation": self.ablation_train}
 
     # ---- report and pipeline bookkeeping

@@ -17,6 +17,9 @@ tests, margins and sources; ``docs/report.md`` repeats them):
   same tests) is shown beside it and decides only where those rows are missing.
 * C3: Section 3.2 PGD-AT, last epoch, D'_typ: accuracy at the smallest p minus at the largest p,
   paired by seed, > 0 for clean and for PGD-20.
+* C3-P, C3's poisoning control: PGD-AT on D_typ + the low poisoning-score half of D_atyp minus on
+  D_typ + the high half (equal sizes, ranked under the Section 3.1 PGD-AT model of the same seed),
+  last epoch, all of D'_typ, paired by seed: > 0 for clean and for PGD-20.
 * C4: Section 3.2 ERM, D'_typ clean: largest p minus smallest p > -1 point (non-inferiority).
 * C5: Section 3.2 PGD-AT, last epoch: separation 1 - S at the smallest p minus at the largest p > 0.
 * C6, one row per BAT setting (no "some row qualifies" rule): BAT minus PGD-AT, both at their last
@@ -230,6 +233,28 @@ def claim_c3(runs: list[Any] | None) -> Claim:
                                    f"PGD-AT D'_typ {name}, p = {lo}% minus p = {hi}%"), v.above, 0.0, ">")
              for k, name in (("clean", "clean"), ("adv", "PGD-20"))]
     return _claim("C3", "3.2", C3_TEXT, parts, f"last epoch, {_source_note(runs)}; ")
+
+
+C3P_TEXT = ("(C3's control) the atypical examples that poison (high Eq. 4 score) lower typical-test accuracy more "
+            "than the same number that do not")
+
+
+def claim_c3_poisoning(controls: list[Any] | None) -> Claim:
+    """C3's poisoning control (:mod:`memadv.analysis.poisoning_control`): PGD-AT on D_typ + the low
+    poisoning-score half of D_atyp minus on D_typ + the high half, last epoch, all of D'_typ, paired by
+    seed; > 0 for clean and for PGD-20 supports poisoning as what lowers the typical-test accuracy."""
+    runs = controls or []
+
+    def arm(half: str, attack: str) -> PerSeed:
+        return {int(r.seed): final_accuracy(r.final, "last", "test/all", attack) for r in runs if r.half == half}
+
+    if not arm("high", "clean") or not arm("low", "clean"):
+        return _missing("C3-P", "3.2", C3P_TEXT, "no poisoning control runs (the pipeline's `sec32 controls` stage)")
+    parts = [_part(v.paired_effect(arm("high", attack), arm("low", attack),
+                                   f"PGD-AT D'_typ {name}, D_typ + low half minus D_typ + high half of D_atyp"),
+                   v.above, 0.0, ">")
+             for attack, name in (("clean", "clean"), ("pgd", "PGD-20"))]
+    return _claim("C3-P", "3.2", C3P_TEXT, parts, "last epoch, all of D'_typ (final.parquet); ")
 
 
 def claim_c4(runs: list[Any] | None) -> Claim:

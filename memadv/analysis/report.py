@@ -23,7 +23,9 @@ import markdown
 import numpy as np
 import pandas as pd
 
-from memadv.analysis.paper_claims import Claim, claim_c1, claim_c2, claim_c3, claim_c4, claim_c5, claim_c6
+from memadv.analysis.paper_claims import (Claim, claim_c1, claim_c2, claim_c3, claim_c3_poisoning, claim_c4, claim_c5,
+                                          claim_c6)
+from memadv.analysis.poisoning_control import load_controls
 from memadv.bat.runs import find_training_runs
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.tables import markdown_table
@@ -70,7 +72,8 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
         table_runs = None
         out["errors"].append(f"BAT table: {e}")
     out["claims"] = [claim_c1(out["sec31"].get("pgd")), claim_c2(out["sec31"].get("pgd"), runs32), claim_c3(runs32),
-                     claim_c4(runs32), claim_c5(runs32, out["reading"]),
+                     claim_c3_poisoning(load_controls(run_dir, seeds)), claim_c4(runs32),
+                     claim_c5(runs32, out["reading"]),
                      *claim_c6(table_runs, bat_tables.method_label)]
     out["tables"] = [(name, _read_text(p)) for name, p in (
         ("Section 3.1", lay.report_sec31 / "sec31.md"), ("Table 1", lay.report_sec32 / "table1.md"),

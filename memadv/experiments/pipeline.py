@@ -7,6 +7,8 @@ Stages, in order::
     score figures memorization histogram, example grids, pairs (report/scores/)
     sec31         ERM + PGD-AT on the whole training set (sec31/train/), Figs. 1, 9 (report/sec31/)
     sec32         ERM + PGD-AT on D_typ + p% D_atyp (sec32/train/), Figs. 2, 15, 21, Table 1, Fig. 3
+    sec32 controls  C3's poisoning control: PGD-AT on D_typ + the high / low poisoning half of D_atyp
+                  (sec32/controls/train/; --poisoning-control false skips it)
     bat table     PGD-AT, TRADES, MART, GAIRAT, BAT (alpha 1 and 2, beta 0.2) (train/), Table 2/4, Fig. 4
     ablation      BAT alpha x beta grid (ablation/train/, sharing the table's runs), Fig. 5 (report/ablation/)
     report        report/report.md and report/report.html (always rewritten: it is cheap)
@@ -84,6 +86,9 @@ class PipelineConfig:
     ablation_beta: list[float] = option([0.0, 0.1, 0.2, 0.3], "ablation grid: BAT beta values",
                                         source="paper Sec. 5.2: 0 0.1 0.2 0.3")
     ablation: bool = option(True, "run the ablation grid stage")
+    poisoning_control: bool = option(True, "run C3's poisoning control: PGD-AT on D_typ + the high / low "
+                                           "poisoning-score half of D_atyp, 2 runs per seed "
+                                           "(memadv.analysis.poisoning_control)", source="paper Sec. 3.2, Eq. 4")
     error_control: str = option("fdr:0.05", "the splits stage's --error-control (memadv splits): fdr:0.05 = the "
                                             "decided sets (D_typ, D'_typ of Section 3.2 ...), with the paper's reading "
                                             "beside them in splits/summary.md and the report; none = the paper's "
@@ -227,6 +232,7 @@ def _link_runs(src_dir: Path, dst_dir: Path, names: list[str]) -> None:
 def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
            pcfg: PipelineConfig | None = None) -> list[Stage]:
     from memadv.analysis import sec31 as s31
+    from memadv.analysis import poisoning_control as pc
     from memadv.analysis import sec32 as s32
     from memadv.experiments import sec3
 
@@ -256,6 +262,9 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         sec3.run_sec32(run_dir, settings, executor, progress=progress)
         s32.sec32_figures(run_dir, RunLayout(run_dir).report_sec32, settings.seeds)
         poisoning.poisoning_figure(run_dir, RunLayout(run_dir).report_sec32)
+
+    def run_controls(run_dir: Path) -> None:
+        sec3.run_poisoning_control(run_dir, settings, executor, progress=progress)
 
     def run_table(run_dir: Path) -> None:
         from memadv.analysis import bat_tables
@@ -314,6 +323,13 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
                                                          "table1.csv", "fig3_poisoning.png")],
               inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_sec32,
               stamp={"settings": settings.stamp()}, jobs=sec32_jobs),
+    ]
+    if pcfg.poisoning_control:
+        control_jobs = lambda d: pc.control_run_dirs(d, settings)  # noqa: E731
+        out.append(Stage("sec32 controls", outputs=finals(control_jobs),
+                         inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_controls,
+                         stamp={"settings": settings.stamp()}, jobs=control_jobs))
+    out += [
         Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + [RunLayout(d).report / "table2.csv",
                                                                        RunLayout(d).report / "fig4_curves.png"],
               inputs=splits, run=run_table, stamp={"train": train_stamp, "runs": TABLE_RUNS}, jobs=table_jobs),

@@ -124,6 +124,68 @@ def evaluate_atypical_test(run: Path, ds: Any, ids: np.ndarray, cfg: Any) -> Pat
     return tr.atypical_test_path
 
 
+@dataclass
+class PoisoningControlTask:
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (half, seed) of C3's
+    poisoning control (:mod:`memadv.analysis.poisoning_control`): PGD-AT on D_typ + the high or low
+    poisoning-score half of D_atyp, scored under the Section 3.1 PGD-AT run of the same seed."""
+
+    run_dir: str
+    settings: Sec3Settings
+
+    def __call__(self, i: int) -> str:
+        from memadv.analysis import poisoning_control as pc
+        from memadv.analysis.poisoning import poisoning_scores
+        from memadv.bat.inputs import resolve_device
+        from memadv.bat.objective_config import ObjectiveConfig
+        from memadv.bat.runs import TrainingRun
+        from memadv.bat.train import train
+        from memadv.bat.train_config import TrainConfig
+        from memadv.data.registry import load_dataset
+        from memadv.data.splits import read_split_sets
+        run_dir, s = Path(self.run_dir), self.settings
+        half, seed = pc.control_plan(s)[i]
+        lay = RunLayout(run_dir)
+        ds = load_dataset(s.dataset, s.data_root, cache_dir=lay.data_cache, **s.dataset_options)
+        sets = read_split_sets(lay.split_file, ds)
+        atyp = np.asarray(sets["train/atypical"], np.int64)
+        typ = np.asarray(sets["train/typical"], np.int64)
+        test_ids = np.asarray(sets["test/typical"], np.int64)
+        if atyp.size < 2 or typ.size == 0 or test_ids.size == 0:
+            raise MemadvError(f"C3's poisoning control needs at least 2 examples in D_atyp and non-empty D_typ and "
+                              f"D'_typ; the split file has {atyp.size}, {typ.size} and {test_ids.size}")
+        scorer = TrainingRun(sec31_train_dir(run_dir) / f"pgd-seed{seed}")
+        if not scorer.is_finished():
+            raise MemadvError(f"C3's poisoning control of seed {seed} needs the finished Section 3.1 PGD-AT run "
+                              f"{scorer.folder}; run the pipeline's sec31 stage with that seed first")
+        cfg = TrainConfig(**s.train_values(pc.METHOD, seed), name=pc.control_label(half, seed))
+        device = resolve_device(cfg.device)
+        model, epoch = scorer.load_model(ds)
+        t_atyp = torch.from_numpy(atyp)
+        q, _ = poisoning_scores(model.to(device), ds.x_train[t_atyp], ds.y_train[t_atyp],
+                                scorer.objective_config(), seed=seed, device=device, batch_size=cfg.eval_batch_size)
+        ids = pc.poisoning_halves(atyp, q)[half]
+        train_ids = np.union1d(typ, ids).astype(np.int64)
+        write_json_atomic(lay.sec32_controls / "subsets" / f"{cfg.name}.json",
+                          {"half": half, "seed": seed, "scored_by": str(scorer.folder), "scored_epoch": int(epoch),
+                           "atypical_ids": atyp.tolist(), "q": [float(v) for v in q], "half_ids": ids.tolist(),
+                           "n_train": int(train_ids.size), "n_test_typical": int(test_ids.size)})
+        run = train(cfg, lay.sec32_controls / "train", ObjectiveConfig(), dataset=subset_dataset(ds, train_ids, test_ids))
+        return str(run)
+
+
+def run_poisoning_control(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *,
+                          progress: bool = True) -> list[Path]:
+    """Train (or resume) C3's poisoning control runs through ``run_tasks``; returns their folders."""
+    from memadv.analysis.poisoning_control import control_plan
+    from memadv.executors import ExecutorConfig, run_tasks
+    run_dir = Path(run_dir)
+    out = run_tasks(PoisoningControlTask(str(run_dir), settings), list(range(len(control_plan(settings)))),
+                    executor or ExecutorConfig(), RunLayout(run_dir).sec32_controls / "jobs",
+                    desc="C3 poisoning control training", progress=progress)
+    return [Path(p) for p in out]
+
+
 def run_sec32(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
               desc: str = "sec32 training") -> list[Path]:
     from memadv.executors import ExecutorConfig, run_tasks

@@ -14,6 +14,8 @@ NETS: dict[str, tuple[str, str]] = {
     "mlp": ("memadv.nets.small", "MLP"),
     "cnn": ("memadv.nets.small", "SmallCNN"),
     "trades-cnn": ("memadv.nets.small", "TradesCNN"),
+    "wk-cnn": ("memadv.nets.small", "WongKolterCNN"),
+    "wk-cnn-wide": ("memadv.nets.small", "WideWongKolterCNN"),
     "resnet18": ("memadv.nets.resnet", "ResNet18"),
     "preact-resnet18": ("memadv.nets.resnet", "PreActResNet18"),
     "resnet32": ("memadv.nets.resnet", "ResNet32"),

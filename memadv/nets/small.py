@@ -102,3 +102,47 @@ class TradesCNN(Net):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+class WongKolterCNN(Net):
+    """The MNIST/Fashion-MNIST convnet of Wong, Rice & Kolter 2020, "Fast is better than free"
+    (github.com/locuslab/fast_adversarial, ``MNIST/mnist_net.py``), with its channels scaled.
+
+    Layers: conv4x4 stride 2 pad 1 (C, 16 k) ReLU, conv4x4 stride 2 pad 1 (16 k, 32 k) ReLU,
+    flatten, Linear(32 k h/4 w/4, 100) ReLU = ``embed`` (B, 100), ``head`` Linear(100, classes);
+    k = ``channels_scale`` (1 = the reference: 166,406 parameters on 1x28x28). Initialisation:
+    PyTorch's default, as the reference. No normalisation layer beyond ``Normalize``, no dropout,
+    so packed and one-by-one training agree.
+    """
+
+    channels_scale = 1
+
+    def __init__(self, num_classes: int, in_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        c, h, w = in_shape
+        k = self.channels_scale
+
+        def out(size: int) -> int:  # a 4x4 convolution, stride 2, padding 1
+            return (size + 2 - 4) // 2 + 1
+
+        fh, fw = out(out(h)), out(out(w))
+        self.body = nn.Sequential(
+            Normalize(mean, std),
+            nn.Conv2d(c, 16 * k, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16 * k, 32 * k, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * k * fh * fw, 100), nn.ReLU(),
+        )
+        self.head = nn.Linear(100, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class WideWongKolterCNN(WongKolterCNN):
+    """:class:`WongKolterCNN` with 8x the channels (128, 256; 1,782,230 parameters on 1x28x28): a
+    net that fits Fashion-MNIST's atypical examples under adversarial training, the premise of the
+    paper's Section 3.1, which the reference width and the ``mlp`` do not (measurements in
+    ``docs/estimator.md``, "A net that memorizes"). memadv's choice, made by measurement."""
+
+    channels_scale = 8

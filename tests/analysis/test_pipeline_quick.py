@@ -58,7 +58,14 @@ def test_every_file_and_stage(quick_run):
     assert not missing
     plan = json.loads((run_dir / "pipeline" / "plan.json").read_text())
     jobs = [j for s in plan["stages"] for j in s["jobs"]]
-    assert len(jobs) == 2 + 6 + 6 + 3 and all((run_dir / j / "final.parquet").is_file() for j in jobs)
+    # sec31 2, sec32 6, C3's poisoning control 2 (one seed), bat table 6, ablation 3
+    assert len(jobs) == 2 + 6 + 2 + 6 + 3 and all((run_dir / j / "final.parquet").is_file() for j in jobs)
+    control = json.loads((run_dir / "sec32/controls/subsets/poison-high-pgd-seed0.json").read_text())
+    low = json.loads((run_dir / "sec32/controls/subsets/poison-low-pgd-seed0.json").read_text())
+    q = dict(zip(control["atypical_ids"], control["q"]))
+    assert len(control["half_ids"]) == len(low["half_ids"]) == len(q) // 2 > 0
+    assert min(q[i] for i in control["half_ids"]) >= max(q[i] for i in low["half_ids"])
+    assert "C3-P" in (run_dir / "report/claims.json").read_text()
     assert any("training jobs to run" in line and "ETA" in line for line in logs)
 
 
@@ -122,7 +129,7 @@ def test_tables_equal_metrics(quick_run):
     assert (run_dir / "report/sec32/table1.md").read_text().strip() in md
     assert (run_dir / "report/table2.md").read_text().strip() in md
     claims = json.loads((run_dir / "report/claims.json").read_text())["claims"]
-    assert [c["id"] for c in claims][:5] == ["C1", "C2", "C3", "C4", "C5"] and claims[5]["id"] == "C6"
+    assert [c["id"] for c in claims][:6] == ["C1", "C2", "C3", "C3-P", "C4", "C5"] and claims[6]["id"] == "C6"
     # one seed gives no confidence interval: nothing is "supported" or "contradicted" on it
     assert all(c["verdict"] == "inconclusive" or c["verdict"].startswith("not decided") for c in claims)
     m31 = pd.read_parquet(run_dir / "sec31/train/pgd-seed0/metrics.parquet").iloc[-1]
@@ -179,7 +186,7 @@ def test_status_shows_every_stage(quick_run, capsys):
     assert main(["status", str(run_dir), "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     stages = {t["stage"]: t for t in st["training"]}
-    assert list(stages) == ["sec31", "sec32", "bat table", "ablation"]
+    assert list(stages) == ["sec31", "sec32", "sec32 controls", "bat table", "ablation"]
     assert all(t["finished"] == t["jobs"] > 0 for t in stages.values())
     assert st["splits"] and st["score_figures"] and st["report"] and st["estimate"]["done"] == 2
     assert main(["status", str(run_dir)]) == 0

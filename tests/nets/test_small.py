@@ -14,7 +14,7 @@ SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]  # digits, (fashion-
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("name", ["mlp", "cnn", "trades-cnn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "trades-cnn", "wk-cnn", "wk-cnn-wide"])
 def test_small_nets_follow_the_contract(name, shape):
     torch.manual_seed(0)
     net = build_net(name, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0])
@@ -32,6 +32,15 @@ def test_trades_cnn_matches_the_reference_layout_on_28x28():
     fc1 = [m for m in net.body if isinstance(m, torch.nn.Linear)][0]
     assert fc1.in_features == 64 * 4 * 4 and fc1.out_features == 200
     assert not net.head.weight.any()
+
+
+def test_wong_kolter_cnn_matches_the_reference_size_on_28x28():
+    """fast_adversarial's mnist_net: 16 and 32 channels, a 32x7x7 map, 100 hidden units, 166,406
+    parameters; the wide variant has 8x the channels."""
+    net, wide = (build_net(n, 10, (1, 28, 28), (0.5,), (0.25,)) for n in ("wk-cnn", "wk-cnn-wide"))
+    assert sum(p.numel() for p in net.parameters()) == 166_406
+    fc = [m for m in wide.body if isinstance(m, torch.nn.Linear)][0]
+    assert fc.in_features == 256 * 7 * 7 and fc.out_features == 100
 
 
 def test_packed_mlp_equals_vmap_packing_in_value_and_gradient():

@@ -1,0 +1,90 @@
+"""C3's poisoning control: do the atypical examples that *poison* lower typical-test accuracy?
+
+The paper explains Section 3.2's finding (C3: the more atypical training examples adversarial
+training must fit, the lower its typical-test accuracy) by poisoning: an atypical example's
+adversarial version looks like another class, and fitting it pulls that class's typical examples
+with it (Sec. 3.2, Fig. 3; the poisoning score of Eq. 4). C3 alone cannot tell that apart from
+"more, harder examples cost accuracy". The control holds the number of added examples fixed and
+varies only their poisoning:
+
+* the atypical training examples D_atyp are ranked by their poisoning score q (Eq. 4: the largest
+  wrong-class softmax probability of the PGD-attacked example) under the Section 3.1 PGD-AT model of
+  the same seed (its last weights, attacked with its own training attack, seeded);
+* two PGD-AT runs per seed train on D_typ + the **high** half and on D_typ + the **low** half
+  (equal sizes: with an odd count the middle example joins neither), with the Section 3.2 runs'
+  settings, and are evaluated on all of D'_typ;
+* the claim's control part is the paired difference low minus high (per seed) of D'_typ clean and
+  PGD-20 accuracy: > 0 with its 95% CI above 0 supports "the poisoning examples do the harm".
+
+Run folders ``RUN/sec32/controls/train/poison-{high,low}-pgd-seed<s>``; the ids and scores of each
+half are kept in ``RUN/sec32/controls/subsets/<run>.json``. This module plans and reads; the task
+that trains is :class:`memadv.experiments.sec3.PoisoningControlTask`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memadv.analysis.sec31 import Sec3Settings
+from memadv.bat.runs import TrainingRun
+from memadv.layout import RunLayout
+
+HALVES = ("high", "low")
+METHOD = "pgd"  # the control is of C3, which is about adversarial training
+
+
+def control_plan(settings: Sec3Settings) -> list[tuple[str, int]]:
+    """(half, seed) of every control run: both halves for each of the Section 3 seeds."""
+    return [(half, int(seed)) for seed in settings.seeds for half in HALVES]
+
+
+def control_label(half: str, seed: int) -> str:
+    return f"poison-{half}-{METHOD}-seed{seed}"
+
+
+def control_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
+    return [RunLayout(run_dir).sec32_controls / "train" / control_label(h, s) for h, s in control_plan(settings)]
+
+
+def poisoning_halves(atypical_ids: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"high": ids, "low": ids}``: the atypical training ids (int64 (N,)) split by their poisoning
+    scores ``q`` (float (N,), same order) into two halves of floor(N / 2) ids each, the highest scores
+    in "high" (ties broken by id, so the split is a function of the scores); sorted ids."""
+    ids = np.asarray(atypical_ids, np.int64)
+    q = np.asarray(q, float)
+    if ids.shape != q.shape:
+        raise ValueError(f"poisoning_halves: {ids.size} ids but {q.size} scores")
+    order = np.lexsort((ids, -q))  # by q descending, then id ascending
+    k = ids.size // 2
+    return {"high": np.sort(ids[order[:k]]), "low": np.sort(ids[order[ids.size - k:]])}
+
+
+@dataclass
+class ControlRun:
+    half: str
+    seed: int
+    final: pd.DataFrame  # final.parquet: the run's last (and selected) weights on all of D'_typ
+
+
+def load_controls(run_dir: Path, seeds: list[int] | None = None) -> list[ControlRun]:
+    """The finished control runs under ``RUN/sec32/controls/train`` (``seeds``: only those); the run's
+    own ``config.json`` says its seed, the folder name its half."""
+    base = RunLayout(run_dir).sec32_controls / "train"
+    out = []
+    for half in HALVES:
+        for d in sorted(base.glob(f"poison-{half}-{METHOD}-seed*")) if base.is_dir() else []:
+            run = TrainingRun(d)
+            if not run.is_finished():
+                continue
+            seed = int(run.config()["train"]["seed"])
+            if seeds is None or seed in set(seeds):
+                out.append(ControlRun(half, seed, run.final()))
+    return out
+
+
+__all__ = ["HALVES", "control_plan", "control_label", "control_run_dirs", "poisoning_halves", "ControlRun",
+           "load_controls"]
