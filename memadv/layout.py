@@ -52,6 +52,11 @@ class RunLayout:
     def estimate_jobs(self) -> Path:
         return self.estimate / "jobs"
 
+    def shard_lock(self, shard: int) -> Path:
+        """The lock of a shard in training (memadv.estimate.shard_locks). The folder keeps its first
+        name, ``claims/``, so a run started by an earlier memadv still sees its live locks."""
+        return self.estimate / "claims" / f"shard-{shard:05d}.lock"
+
     @property
     def scores(self) -> Path:
         return self.root / "scores"

@@ -30,7 +30,7 @@ import torch
 
 from memadv.data.atomic import atomic_path, write_json_atomic
 from memadv.data.weights_only import load_weights_only
-from memadv.estimate.claims import slurm_restart, slurm_task
+from memadv.job_env import slurm_restart, slurm_task
 from memadv.errors import SchemaError, TimeLimitTooShortError
 
 

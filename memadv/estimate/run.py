@@ -13,7 +13,7 @@ from memadv.data.own_images import write_example_paths
 from memadv.data.scores import Scores, scores_problem
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.checkpoints import read_progress
-from memadv.estimate.claims import is_claimed
+from memadv.estimate.shard_locks import is_locked
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
 from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
@@ -52,8 +52,8 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     # a truncated or unreadable shard file is not finished: it is trained again (and replaced)
     todo = [s for s in range(cfg.n_shards) if shard_problem(run_dir, s, spec) is not None]
     # Shards another live process is training go last: this one trains the others first and then
-    # only waits for those (ShardTask waits for a claimed shard rather than train it twice).
-    todo.sort(key=lambda s: is_claimed(run_dir, s))
+    # only waits for those (ShardTask waits for a locked shard rather than train it twice).
+    todo.sort(key=lambda s: is_locked(run_dir, s))
     if len(todo) < cfg.n_shards:  # a resumed run says what it keeps (the shard files are checked above)
         print(f"{run_dir}: {cfg.n_shards - len(todo)} of {cfg.n_shards} shards already finished, kept; "
               f"{len(todo)} to train", flush=True)
@@ -101,8 +101,8 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     todo = [s for s in range(n) if problems[s] is not None]
     # running: the executor says so, or a live process holds the shard's claim (the in-process and
     # local executors record no per-task state while a task runs)
-    claimed = {s for s in todo if is_claimed(run_dir, s)}
-    running = [s for s in todo if states.get(s) == "running" or s in claimed]
+    locked = {s for s in todo if is_locked(run_dir, s)}
+    running = [s for s in todo if states.get(s) == "running" or s in locked]
     failed = [s for s in todo if states.get(s) == "failed" and s not in damaged]
     eta = None  # none for a run nothing is working on (killed, stopped): it would never arrive
     if done and todo and (running or any(states.get(s) == "other" for s in todo)):  # other: queued on Slurm
@@ -118,7 +118,7 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     # Epochs done of the shards in training (their checkpoints' progress files): {shard: {"done", "total"}}
     in_training = {s: p for s in todo if (p := read_progress(run_dir, s)) is not None}
     # ... of which no live process holds the claim: killed or stopped, resuming at the next run
-    interrupted = sorted(s for s in in_training if s not in claimed)
+    interrupted = sorted(s for s in in_training if s not in locked)
     return {"epochs": in_training, "interrupted": interrupted, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
             "shards": n, "done": len(done), "running": running, "failed": failed, "damaged": damaged,
             "pending": len(todo) - len(running) - len(failed) - len([s for s in damaged if s not in running]),

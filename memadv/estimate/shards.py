@@ -30,7 +30,7 @@ from memadv.data.registry import load_dataset
 from memadv.data.scores import dataset_meta
 from memadv.data.tables import read_table, write_table
 from memadv.estimate.checkpoints import ShardCheckpoint
-from memadv.estimate.claims import claimed
+from memadv.estimate.shard_locks import locked
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.proxy_log import PROXY_COLUMNS, proxy_columns, read_proxy_rows
 from memadv.estimate.seeds import model_seed
@@ -139,7 +139,7 @@ class ShardTask:
 
     ``runtime`` is :meth:`EstimateConfig.runtime` of the command line that runs the task (device,
     data_root, packing, channels_last); the estimate itself comes from spec.json. Another live
-    process's claim on the shard is waited for (:func:`memadv.estimate.claims.claimed`).
+    process's claim on the shard is waited for (:func:`memadv.estimate.shard_locks.locked`).
     """
 
     def __init__(self, run_dir: str | Path, threads: int | None = None, runtime: dict[str, Any] | None = None):
@@ -152,7 +152,7 @@ class ShardTask:
         out = shard_path(run_dir, shard)
         if shard_problem(run_dir, shard) is None:
             return str(out)
-        with claimed(run_dir, shard, lambda: shard_problem(run_dir, shard) is None) as claim:
+        with locked(run_dir, shard, lambda: shard_problem(run_dir, shard) is None) as claim:
             if claim is not None:  # None: another process wrote the shard while this one waited
                 self._train(run_dir, shard, out)
         return str(out)

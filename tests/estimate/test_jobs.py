@@ -1,6 +1,6 @@
 """Estimate jobs that finish and do not leak (issue 10, items 6, 11, 12, 14; item 13 is in
 tests/executors/test_local_workers.py): settings of a re-run, epoch checkpoints and resume,
-the dask cluster for aggregation only, claims of shards."""
+the dask cluster for aggregation only, shard locks."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import memadv.estimate.checkpoints as checkpoints
-import memadv.estimate.claims as claims
+import memadv.estimate.shard_locks as shard_locks
 from memadv.cli.main import main
 from memadv.data.scores import read_scores
 from memadv.data.tables import read_table
@@ -199,13 +199,13 @@ def test_cli_dask_option_without_slurm_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-# ---- item 14: claims
+# ---- item 14: shard locks
 
 
 def test_stale_claims_are_taken_over_and_live_ones_are_not(tmp_path, monkeypatch):
     for name in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(name, raising=False)
-    path = claims.claim_path(tmp_path, 0)
+    path = shard_locks.lock_path(tmp_path, 0)
     path.parent.mkdir(parents=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -215,18 +215,18 @@ def test_stale_claims_are_taken_over_and_live_ones_are_not(tmp_path, monkeypatch
         os.utime(path, (time.time() - age, time.time() - age))
 
     write(socket.gethostname(), os.getppid())  # a live process on this host
-    assert claims.try_claim(tmp_path, 0) is None
+    assert shard_locks.try_lock(tmp_path, 0) is None
     write("elsewhere", 1, age=10.0)  # another host, heartbeat recent
-    assert claims.try_claim(tmp_path, 0) is None
-    write("elsewhere", 1, age=claims.STALE_AFTER_S + 1)  # another host, silent too long
-    claim = claims.try_claim(tmp_path, 0)
+    assert shard_locks.try_lock(tmp_path, 0) is None
+    write("elsewhere", 1, age=shard_locks.STALE_AFTER_S + 1)  # another host, silent too long
+    claim = shard_locks.try_lock(tmp_path, 0)
     assert claim is not None and json.loads(path.read_text())["pid"] == os.getpid()
     claim.release()
     assert not path.exists() and not list(path.parent.glob("*.takeover"))
     write(socket.gethostname(), dead.pid)  # dead pid on this host
-    claim = claims.try_claim(tmp_path, 0)
+    claim = shard_locks.try_lock(tmp_path, 0)
     assert claim is not None
-    assert claims.try_claim(tmp_path, 0) is None  # held by this live process
+    assert shard_locks.try_lock(tmp_path, 0) is None  # held by this live process
     claim.release()
 
 
@@ -244,4 +244,4 @@ def test_two_processes_on_one_run_train_each_shard_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errs
     trained = sorted(int(x) for x in log.read_text().split())
     assert trained == [0, 2, 4, 6], f"shards trained more than once: {trained}"
-    assert not list(claims.claim_path(run, 0).parent.glob("*.lock"))
+    assert not list(shard_locks.lock_path(run, 0).parent.glob("*.lock"))

@@ -12,7 +12,7 @@ import pytest
 
 from memadv.data.scores import read_scores
 from memadv.estimate.aggregate import aggregate, load_shards
-from memadv.estimate.claims import claim_path
+from memadv.estimate.shard_locks import lock_path
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate, estimate_status
 from memadv.estimate.seeds import model_seed, subset_mask
@@ -64,7 +64,7 @@ def test_resume_skips_finished_shards_and_ends_equal(tmp_path, capsys):
     # a live process (here: a sleeping child) holding shard 2's claim is training it: running, with an ETA
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        claim = claim_path(run, 2)
+        claim = lock_path(run, 2)
         claim.parent.mkdir(parents=True, exist_ok=True)
         claim.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid, "token": "t"}))
         st = estimate_status(run)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from memadv.estimate import claims
+from memadv.estimate import shard_locks
 
 
 @pytest.fixture
@@ -32,25 +32,25 @@ def test_same_allocation_live_holder_keeps_its_claim(tmp_path, monkeypatch, hold
     for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # both processes inside one allocation
-    path = claims.claim_path(tmp_path, 0)
-    start = claims.process_start(holder.pid)
+    path = shard_locks.lock_path(tmp_path, 0)
+    start = shard_locks.process_start(holder.pid)
     _write(path, host=socket.gethostname(), pid=holder.pid, start=start, slurm_job="4242", slurm_restart=0)
-    assert claims.try_claim(tmp_path, 0) is None and claims.is_claimed(tmp_path, 0)
+    assert shard_locks.try_lock(tmp_path, 0) is None and shard_locks.is_locked(tmp_path, 0)
     # the same pid with another start time: the holder is gone and the system reused its pid
     _write(path, host=socket.gethostname(), pid=holder.pid, start=start - 100.0, slurm_job="4242", slurm_restart=0)
-    claim = claims.try_claim(tmp_path, 0)
-    assert claim is not None and json.loads(path.read_text())["start"] == claims.process_start(os.getpid())
+    claim = shard_locks.try_lock(tmp_path, 0)
+    assert claim is not None and json.loads(path.read_text())["start"] == shard_locks.process_start(os.getpid())
     claim.release()
 
 
 def test_requeued_attempt_takes_over_its_earlier_attempt_on_another_host(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    path = claims.claim_path(tmp_path, 0)
+    path = shard_locks.lock_path(tmp_path, 0)
     _write(path, host="elsewhere", pid=1, slurm_job="77_3", slurm_restart=0)  # heartbeat recent
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
-    assert claims.try_claim(tmp_path, 0) is None  # same attempt elsewhere (e.g. an srun step): live
+    assert shard_locks.try_lock(tmp_path, 0) is None  # same attempt elsewhere (e.g. an srun step): live
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
-    claim = claims.try_claim(tmp_path, 0)  # Slurm ended attempt 0 before requeueing the task
+    claim = shard_locks.try_lock(tmp_path, 0)  # Slurm ended attempt 0 before requeueing the task
     assert claim is not None
     claim.release()
