@@ -140,9 +140,10 @@ class WongKolterCNN(Net):
 
 
 class WideWongKolterCNN(WongKolterCNN):
-    """:class:`WongKolterCNN` with 8x the channels (128, 256; 1,782,230 parameters on 1x28x28): a
-    net that fits Fashion-MNIST's atypical examples under adversarial training, the premise of the
-    paper's Section 3.1, which the reference width and the ``mlp`` do not (measurements in
-    ``docs/estimator.md``, "A net that memorizes"). memadv's choice, made by measurement."""
+    """:class:`WongKolterCNN` with 8x the channels (128, 256; 1,782,230 parameters on 1x28x28): the
+    candidate for a Fashion-MNIST net that fits the atypical examples under adversarial training
+    (the premise of the paper's Section 3.1), which the ``mlp`` does not. The shape is a pilot's
+    starting point (issue 21: the reference width does not memorize, 8x does at eps 0.05); memadv
+    has not yet measured it itself (the conv-net study of issue 21 item 5 is not run)."""
 
     channels_scale = 8
