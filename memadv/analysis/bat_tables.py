@@ -4,8 +4,10 @@ Input: a folder of training runs (``runs/<name>/train``, one sub-folder per run 
 ``memadv train``; ``runs/<name>`` and a single run folder work too). Runs that differ only in their
 seed form one row; cells show the mean over seeds, with ``± std`` when there are several.
 
-* **Table 2** — All / Typical / Atypical test examples x clean / PGD-20 accuracy, read from
-  ``metrics.parquet`` at the selected epoch (columns ``test/<set>/clean`` and ``test/<set>/adv``).
+* **Table 2** — All / Typical / Atypical test examples x clean / PGD-20 accuracy at the selected
+  checkpoint, from ``final.parquet`` (every image of each set) where the run has its final
+  evaluation, else from ``metrics.parquet`` at the selected epoch (columns ``test/<set>/clean`` and
+  ``test/<set>/adv``, a subsample under ``--eval-max``); column ``source`` says which.
 * **Table 4** — clean, FGSM, PGD-20, CW, AutoAttack accuracy on all test examples, read from
   ``final.parquet`` for the selected checkpoint.
 * **Fig. 4** — overall test clean (left) and PGD-20 (right) accuracy per epoch (``fig4_curves``).
@@ -162,17 +164,34 @@ def _agg(values: list[float]) -> tuple[float, float]:
     return float(ok.mean()), float(ok.std(ddof=1)) if ok.size > 1 else float("nan")
 
 
+def _full_size(run: Run, ck: str) -> bool:
+    """Whether ``final.parquet`` evaluated checkpoint ``ck`` of ``run`` on every image of each set."""
+    return all(math.isfinite(final_accuracy(run.final, ck, f"test/{key}", "clean")) for key, _ in SETS)
+
+
+def _set_accuracy(run: Run, picked: pd.Series, ck: str, key: str, kind: str) -> float:
+    """Accuracy (%) of one test set at checkpoint ``ck``: from ``final.parquet`` (all of the set) where
+    the run has it, else the selected ``metrics.parquet`` row (whose per-epoch evaluation may be the
+    ``--eval-max`` subsample)."""
+    acc = final_accuracy(run.final, ck, f"test/{key}", "clean" if kind == "clean" else "pgd")
+    if math.isfinite(acc):
+        return acc
+    col = f"test/{key}/{kind}"
+    return 100.0 * float(picked[col]) if col in picked.index else float("nan")
+
+
 def table2(runs: list[Run], select: str = "own") -> pd.DataFrame:
     """One row per (method group, checkpoint); ``<Set> Acc.`` / ``<Set> Adv.`` in percent (+ ``_std``)."""
     rows = []
     for label, ck, rs in row_plan(runs, select):
-        picked = [p for p in (select_row(r.metrics, ck) for r in rs) if p is not None]
+        picked = [(r, p) for r, p in ((r, select_row(r.metrics, ck)) for r in rs) if p is not None]
         row: dict[str, Any] = {"method": label, "checkpoint": ck, "selection": selection.PROTOCOL[ck],
-                               "n_seeds": len(picked), "epochs": " ".join(str(int(p["epoch"])) for p in picked)}
+                               "n_seeds": len(picked), "epochs": " ".join(str(int(p["epoch"])) for _, p in picked)}
+        full = [_full_size(r, ck) for r, _ in picked]
+        row["source"] = "final.parquet" if full and all(full) else "metrics.parquet" if not any(full) else "mixed"
         for key, name in SETS:
             for kind, suffix in (("clean", "Acc."), ("adv", "Adv.")):
-                col = f"test/{key}/{kind}"
-                mean, std = _agg([100.0 * float(p[col]) if col in p.index else float("nan") for p in picked])
+                mean, std = _agg([_set_accuracy(r, p, ck, key, kind) for r, p in picked])
                 row[f"{name} {suffix}"] = mean
                 row[f"{name} {suffix} std"] = std
         rows.append(row)
@@ -267,7 +286,11 @@ def bat_figures(run_dir: Path, out: Path | None = None, select_name: str = "own"
     paths: list[Path] = []
     t2 = table2(runs, select)
     cols2 = [f"{name} {s}" for _, name in SETS for s in ("Acc.", "Adv.")]
-    note = (f"Test accuracy (%) at the selected epoch (column `epochs` of table2.csv), PGD-20 for Adv.; "
+    sources = set(t2["source"]) if len(t2) else set()
+    where = ("every test image of each set (final.parquet)" if sources == {"final.parquet"} else
+             "the per-epoch evaluation (metrics.parquet; a subsample under --eval-max)" if sources == {"metrics.parquet"}
+             else "final.parquet where a run has its final evaluation, else metrics.parquet (column `source`)")
+    note = (f"Test accuracy (%) at the selected epoch (column `epochs` of table2.csv) on {where}, PGD-20 for Adv.; "
             f"mean ± std over seeds where there are several: run-to-run variation on the machine in each run's "
             f"config.json (another CPU or thread count changes float summation and the training trajectory); "
             f"the report's claims give paired differences with 95% CIs. Runs: {', '.join(sorted({r.path.name for r in runs}))}."

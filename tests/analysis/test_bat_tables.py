@@ -58,7 +58,30 @@ def _m(run: Path) -> pd.DataFrame:
     return pd.read_parquet(run / "metrics.parquet")
 
 
+def test_table2_equals_final_where_runs_have_it(train_dir):
+    """Table 2 reads every set's accuracy at the selected checkpoint from final.parquet (all test
+    images), not from the per-epoch evaluation (a subsample under --eval-max)."""
+    rng = np.random.default_rng(1)
+    for d in (train_dir / "pgd-seed0", train_dir / "pgd-seed1"):
+        rows = [{"checkpoint": ck, "epoch": 5, "subset": f"test/{s}", "attack": a, "acc": rng.uniform(), "n": 100}
+                for ck in ("last", "best_adv", "best_clean") for s in SETS for a in ATTACKS]
+        write_table(d / "final.parquet", pd.DataFrame(rows), {"run": d.name})
+    t2 = table2(find_runs(train_dir)).set_index("method")
+    finals = [pd.read_parquet(train_dir / f"pgd-seed{s}" / "final.parquet") for s in (0, 1)]
+    for label, ck in (("PGD-AT (Best Adv.)", "best_adv"), ("PGD-AT (Last)", "last")):
+        assert t2.loc[label, "source"] == "final.parquet"
+        for s, name in zip(SETS, ("All", "Typical", "Atyp.")):
+            for attack, suffix in (("clean", "Acc."), ("pgd", "Adv.")):
+                vals = [100 * f[(f["checkpoint"] == ck) & (f["subset"] == f"test/{s}") & (f["attack"] == attack)]
+                        ["acc"].iloc[0] for f in finals]
+                assert t2.loc[label, f"{name} {suffix}"] == pytest.approx(np.mean(vals))
+    # the fixture's other runs evaluated only test/all at the end: their rows fall back to the metrics
+    assert t2.loc["TRADES (1/λ = 5) (Last)", "source"] == "metrics.parquet"
+
+
 def test_table2_equals_metrics(train_dir):
+    for f in train_dir.glob("*/final.parquet"):
+        f.unlink()  # runs without their final evaluation: the selected metrics row
     t2 = table2(find_runs(train_dir)).set_index("method")
     assert list(t2.index) == ["PGD-AT (Best Adv.)", "PGD-AT (Best Clean)", "PGD-AT (Last)", "TRADES (1/λ = 5) (Last)",
                               "BAT (α = 1, β = 0.2) (Last)"]
