@@ -164,18 +164,24 @@ def _agg(values: list[float]) -> tuple[float, float]:
     return float(ok.mean()), float(ok.std(ddof=1)) if ok.size > 1 else float("nan")
 
 
+FULL_SIZE = "final evaluation"       # Table 2's column `source`: every image of each set at the checkpoint
+PER_EPOCH = "per-epoch evaluation"   # the selected epoch's row (a subsample under --eval-max)
+
+
 def _full_size(run: Run, ck: str) -> bool:
-    """Whether ``final.parquet`` evaluated checkpoint ``ck`` of ``run`` on every image of each set."""
+    """Whether the run's final evaluation covers checkpoint ``ck`` on every image of each set (it
+    was not capped by ``--final-max``)."""
+    if run.config.get("train", {}).get("final_max") is not None:
+        return False
     return all(math.isfinite(final_accuracy(run.final, ck, f"test/{key}", "clean")) for key, _ in SETS)
 
 
 def _set_accuracy(run: Run, picked: pd.Series, ck: str, key: str, kind: str) -> float:
-    """Accuracy (%) of one test set at checkpoint ``ck``: from ``final.parquet`` (all of the set) where
-    the run has it, else the selected ``metrics.parquet`` row (whose per-epoch evaluation may be the
-    ``--eval-max`` subsample)."""
-    acc = final_accuracy(run.final, ck, f"test/{key}", "clean" if kind == "clean" else "pgd")
-    if math.isfinite(acc):
-        return acc
+    """Accuracy (%) of one test set at checkpoint ``ck``: from the final evaluation where it covers
+    every image of each set (:func:`_full_size`), else from the selected per-epoch row (a subsample
+    under ``--eval-max``)."""
+    if _full_size(run, ck):
+        return final_accuracy(run.final, ck, f"test/{key}", "clean" if kind == "clean" else "pgd")
     col = f"test/{key}/{kind}"
     return 100.0 * float(picked[col]) if col in picked.index else float("nan")
 
@@ -188,7 +194,7 @@ def table2(runs: list[Run], select: str = "own") -> pd.DataFrame:
         row: dict[str, Any] = {"method": label, "checkpoint": ck, "selection": selection.PROTOCOL[ck],
                                "n_seeds": len(picked), "epochs": " ".join(str(int(p["epoch"])) for _, p in picked)}
         full = [_full_size(r, ck) for r, _ in picked]
-        row["source"] = "final.parquet" if full and all(full) else "metrics.parquet" if not any(full) else "mixed"
+        row["source"] = FULL_SIZE if full and all(full) else PER_EPOCH if not any(full) else "mixed"
         for key, name in SETS:
             for kind, suffix in (("clean", "Acc."), ("adv", "Adv.")):
                 mean, std = _agg([_set_accuracy(r, p, ck, key, kind) for r, p in picked])
@@ -287,9 +293,9 @@ def bat_figures(run_dir: Path, out: Path | None = None, select_name: str = "own"
     t2 = table2(runs, select)
     cols2 = [f"{name} {s}" for _, name in SETS for s in ("Acc.", "Adv.")]
     sources = set(t2["source"]) if len(t2) else set()
-    where = ("every test image of each set (final.parquet)" if sources == {"final.parquet"} else
-             "the per-epoch evaluation (metrics.parquet; a subsample under --eval-max)" if sources == {"metrics.parquet"}
-             else "final.parquet where a run has its final evaluation, else metrics.parquet (column `source`)")
+    where = ("every test image of each set (the final evaluation)" if sources == {FULL_SIZE} else
+             "the per-epoch evaluation (a subsample under --eval-max)" if sources == {PER_EPOCH}
+             else "the final evaluation where it covers every test image, else the per-epoch one (column `source`)")
     note = (f"Test accuracy (%) at the selected epoch (column `epochs` of table2.csv) on {where}, PGD-20 for Adv.; "
             f"mean ± std over seeds where there are several: run-to-run variation on the machine in each run's "
             f"config.json (another CPU or thread count changes float summation and the training trajectory); "

@@ -17,7 +17,7 @@ from memadv.bat.evaluate import ATTACK_NAMES
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.config import SEED_MAX, SEED_MIN, build_config, check_range, fill_per_dataset, option
 from memadv.data.registry import DATASETS, OWN_DATA_HELP, OWN_DATASETS, announce_defaults, defaults_name
-from memadv.errors import ConfigError, UnknownChoiceError
+from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
 
 METHODS = ("erm", "pgd", "trades", "mart", "gairat", "bat")
 FINAL_ATTACKS = ATTACK_NAMES  # the final evaluation may run every attack memadv.bat.evaluate knows
@@ -187,7 +187,12 @@ class TrainConfig:
             return self.data_root, options
         from memadv.data.registry import options_from_meta
         from memadv.data.scores import read_scores_meta
-        meta = read_scores_meta(self.scores)
+        try:
+            meta = read_scores_meta(self.scores)
+        except MemadvError:
+            # scores not written yet (a pipeline builds its configs before its estimate runs) or
+            # damaged: the options given decide here, and prepare() reports a damaged file
+            return self.data_root, options
         spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
         data_root = self.data_root if self.data_root is not None else spec.get("data_root")
         return data_root, {**options_from_meta(meta), **options}

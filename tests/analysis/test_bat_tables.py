@@ -69,14 +69,24 @@ def test_table2_equals_final_where_runs_have_it(train_dir):
     t2 = table2(find_runs(train_dir)).set_index("method")
     finals = [pd.read_parquet(train_dir / f"pgd-seed{s}" / "final.parquet") for s in (0, 1)]
     for label, ck in (("PGD-AT (Best Adv.)", "best_adv"), ("PGD-AT (Last)", "last")):
-        assert t2.loc[label, "source"] == "final.parquet"
+        assert t2.loc[label, "source"] == "final evaluation"
         for s, name in zip(SETS, ("All", "Typical", "Atyp.")):
             for attack, suffix in (("clean", "Acc."), ("pgd", "Adv.")):
                 vals = [100 * f[(f["checkpoint"] == ck) & (f["subset"] == f"test/{s}") & (f["attack"] == attack)]
                         ["acc"].iloc[0] for f in finals]
                 assert t2.loc[label, f"{name} {suffix}"] == pytest.approx(np.mean(vals))
     # the fixture's other runs evaluated only test/all at the end: their rows fall back to the metrics
-    assert t2.loc["TRADES (1/λ = 5) (Last)", "source"] == "metrics.parquet"
+    assert t2.loc["TRADES (1/λ = 5) (Last)", "source"] == "per-epoch evaluation"
+    # a final evaluation capped by --final-max is a subsample too: the per-epoch row decides
+    for s in (0, 1):
+        conf_path = train_dir / f"pgd-seed{s}" / "config.json"
+        conf = json.loads(conf_path.read_text())
+        conf["train"]["final_max"] = 50
+        conf_path.write_text(json.dumps(conf))
+    capped = table2(find_runs(train_dir)).set_index("method")
+    m = _m(train_dir / "pgd-seed0").iloc[-1], _m(train_dir / "pgd-seed1").iloc[-1]
+    assert capped.loc["PGD-AT (Last)", "source"] == "per-epoch evaluation"
+    assert capped.loc["PGD-AT (Last)", "All Acc."] == pytest.approx(np.mean([100 * r["test/all/clean"] for r in m]))
 
 
 def test_table2_equals_metrics(train_dir):
