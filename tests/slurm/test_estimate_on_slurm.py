@@ -1,6 +1,9 @@
 """A real Slurm sweep: an estimate submitted as a submitit job array gives exactly the in-process scores."""
 
+import time
+
 import pandas as pd
+
 import pytest
 
 from memadv.estimate.config import EstimateConfig
@@ -45,9 +48,16 @@ def test_dask_cluster_on_slurm_starts_after_the_shards(slurm_cluster, slurm_tmp,
                  "--dask-walltime", "00:07:00", "--dask-wait-s", "120", "--no-progress", "--out", str(run)])
     assert code == 0, capsys.readouterr().err
     array = int(json.loads((run / "estimate" / "jobs" / "jobs.json").read_text())["array_job_ids"][-1])
-    rows = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1hour", "-o", "JobIDRaw,JobName,Timelimit"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
-    dask_jobs = [r.split("|") for r in rows if r.split("|")[1] == "dask-worker"]
-    dask_jobs = [(int(j), limit) for j, _, limit in dask_jobs if int(j) > array - 1]
+    # slurmctld hands job records to slurmdbd asynchronously: on a loaded machine the worker job (which
+    # did run: the estimate finished through it) reaches sacct seconds later, so look for up to 60 s
+    deadline = time.monotonic() + 60.0
+    while True:
+        rows = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1hour", "-o", "JobIDRaw,JobName,Timelimit"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+        dask_jobs = [r.split("|") for r in rows if r.split("|")[1] == "dask-worker"]
+        dask_jobs = [(int(j), limit) for j, _, limit in dask_jobs if int(j) > array - 1]
+        if dask_jobs or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
     assert dask_jobs and all(j > array for j, _ in dask_jobs), (array, dask_jobs)
     assert all(limit == "00:07:00" for _, limit in dask_jobs)
