@@ -3,7 +3,6 @@
 import time
 
 import pandas as pd
-
 import pytest
 
 from memadv.estimate.config import EstimateConfig
