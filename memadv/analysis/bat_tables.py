@@ -176,11 +176,11 @@ def _full_size(run: Run, ck: str) -> bool:
     return all(math.isfinite(final_accuracy(run.final, ck, f"test/{key}", "clean")) for key, _ in SETS)
 
 
-def _set_accuracy(run: Run, picked: pd.Series, ck: str, key: str, kind: str) -> float:
+def _set_accuracy(run: Run, picked: pd.Series, ck: str, key: str, kind: str, full: bool) -> float:
     """Accuracy (%) of one test set at checkpoint ``ck``: from the final evaluation where it covers
-    every image of each set (:func:`_full_size`), else from the selected per-epoch row (a subsample
-    under ``--eval-max``)."""
-    if _full_size(run, ck):
+    every image of each set (``full``, :func:`_full_size`), else from the selected per-epoch row (a
+    subsample under ``--eval-max``)."""
+    if full:
         return final_accuracy(run.final, ck, f"test/{key}", "clean" if kind == "clean" else "pgd")
     col = f"test/{key}/{kind}"
     return 100.0 * float(picked[col]) if col in picked.index else float("nan")
@@ -197,7 +197,7 @@ def table2(runs: list[Run], select: str = "own") -> pd.DataFrame:
         row["source"] = FULL_SIZE if full and all(full) else PER_EPOCH if not any(full) else "mixed"
         for key, name in SETS:
             for kind, suffix in (("clean", "Acc."), ("adv", "Adv.")):
-                mean, std = _agg([_set_accuracy(r, p, ck, key, kind) for r, p in picked])
+                mean, std = _agg([_set_accuracy(r, p, ck, key, kind, f) for (r, p), f in zip(picked, full)])
                 row[f"{name} {suffix}"] = mean
                 row[f"{name} {suffix} std"] = std
         rows.append(row)

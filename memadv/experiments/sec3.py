@@ -55,6 +55,23 @@ def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None,
     return [Path(p) for p in out]
 
 
+def typical_sets(run_dir: Path, settings: Sec3Settings, what: str) -> tuple[Any, dict[str, np.ndarray]]:
+    """(data set, split sets) as the Section 3.2 runs see them: the run's data set (decoded once, in
+    its cache) and its split file. MemadvError (one line, naming what would help) when D_typ or
+    D'_typ is empty, which every run that trains on D_typ and tests on D'_typ needs."""
+    from memadv.data.registry import load_dataset
+    from memadv.data.splits import read_split_sets
+    lay, s = RunLayout(run_dir), settings
+    ds = load_dataset(s.dataset, s.data_root, cache_dir=lay.data_cache, **s.dataset_options)
+    sets = read_split_sets(lay.split_file, ds)
+    n_typ, n_test = len(sets["train/typical"]), len(sets["test/typical"])
+    if n_typ == 0 or n_test == 0:
+        raise MemadvError(f"{what} needs non-empty D_typ and D'_typ; the split file has {n_typ} and {n_test}: use "
+                          f"more estimator models (`memadv status RUN` projects how many decide the rules), other "
+                          f"thresholds, or --error-control none (the paper's reading)")
+    return ds, sets
+
+
 @dataclass
 class Sec32Task:
     """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (p, method, seed) of the plan."""
@@ -66,19 +83,12 @@ class Sec32Task:
         from memadv.bat.objective_config import ObjectiveConfig
         from memadv.bat.train import train
         from memadv.bat.train_config import TrainConfig
-        from memadv.data.registry import load_dataset
-        from memadv.data.splits import read_split_sets
         run_dir = Path(self.run_dir)
         p, method, seed = sec32_plan(self.settings)[i]
         s = self.settings
-        ds = load_dataset(s.dataset, s.data_root, cache_dir=RunLayout(run_dir).data_cache, **s.dataset_options)
-        sets = read_split_sets(RunLayout(run_dir).split_file, ds)
+        ds, sets = typical_sets(run_dir, s, "sec32")
         train_ids, test_ids = subset_ids(sets, p, seed)
         typ = np.asarray(sets["train/typical"], np.int64)
-        if typ.size == 0 or test_ids.size == 0:
-            raise MemadvError(f"sec32 needs non-empty D_typ and D'_typ; the split file has {typ.size} and "
-                              f"{test_ids.size}: use more estimator models (`memadv status RUN` projects how many decide the "
-                              f"rules), other thresholds, or --error-control none (the paper's reading)")
         write_json_atomic(RunLayout(run_dir).sec32_subsets / f"p{p}-seed{seed}.json",
                           {"p": p, "seed": seed, "n_train": int(train_ids.size), "n_typical": int(typ.size),
                            "n_atypical_kept": int(train_ids.size - typ.size), "n_test_typical": int(test_ids.size),
@@ -141,19 +151,13 @@ class PoisoningControlTask:
         from memadv.bat.runs import TrainingRun
         from memadv.bat.train import train
         from memadv.bat.train_config import TrainConfig
-        from memadv.data.registry import load_dataset
-        from memadv.data.splits import read_split_sets
         run_dir, s = Path(self.run_dir), self.settings
         half, seed = pc.control_plan(s)[i]
         lay = RunLayout(run_dir)
-        ds = load_dataset(s.dataset, s.data_root, cache_dir=lay.data_cache, **s.dataset_options)
-        sets = read_split_sets(lay.split_file, ds)
+        ds, sets = typical_sets(run_dir, s, "C3's poisoning control")
         atyp = np.asarray(sets["train/atypical"], np.int64)
         typ = np.asarray(sets["train/typical"], np.int64)
         test_ids = np.asarray(sets["test/typical"], np.int64)
-        if typ.size == 0 or test_ids.size == 0:
-            raise MemadvError(f"C3's poisoning control needs non-empty D_typ and D'_typ; the split file has "
-                              f"{typ.size} and {test_ids.size}")
         # with fewer than 2 atypical examples both halves are empty: the two runs train on D_typ alone
         # and the control reads as no difference (inconclusive), as Section 3.2 runs at p = 0 would
         scorer = TrainingRun(sec31_train_dir(run_dir) / f"pgd-seed{seed}")
