@@ -44,7 +44,7 @@ else:  # pragma: no cover
 C = TypeVar("C")
 
 # Every whole-number option fits a signed 64-bit integer (what torch, numpy and parquet hold): a
-# larger one failed late, in a shard, as an OverflowError (issue 18 item 10).
+# larger one failed late, in a shard, as an OverflowError.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Seeds: numpy's seed range (``np.random.seed``, ``SeedSequence`` entropy), the same for every seed option.
 SEED_MIN, SEED_MAX = 0, 2**32 - 1
@@ -328,7 +328,7 @@ def check_declared(cls: type, values: Mapping[str, Any]) -> None:
     ``cls`` declares (:func:`option`): its ``minimum``/``maximum`` (element-wise for lists), the
     64-bit range of every whole number, and ``device`` fields. The one range check every command
     gets before it builds a config, so nothing is written for a value that would fail later (a
-    negative seed failed every shard, a 20-digit ``--models`` overflowed in a shard; issue 18 item 10).
+    negative seed failed every shard, a 20-digit ``--models`` overflowed in a shard).
     Raises :class:`ConfigError` naming the option and its valid range."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -358,7 +358,7 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
     """Raise ConfigError naming the option and its valid range when ``value`` falls outside it."""
     bad = ((lo is not None and (value < lo or (lo_open and value == lo)))
            or (hi is not None and (value > hi or (hi_open and value == hi))))
-    # NaN fails every range; inf is never a valid setting (issue 10 item 7: --lr inf trained NaN models)
+    # NaN fails every range; inf is never a valid setting (--lr inf trained NaN models)
     if bad or value != value or value in (float("inf"), float("-inf")):
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
@@ -383,7 +383,7 @@ def check_printable(what: str, value: Any) -> None:
 
     The one validator for every value that may reach an sbatch script or a command line (options,
     TOML strings, paths, job and run names): a newline in ``--partition`` would otherwise become a
-    line of its own in the script (issue 10 item 3). Raises UnsafeInputError naming ``what``.
+    line of its own in the script. Raises UnsafeInputError naming ``what``.
     """
     if isinstance(value, (str, Path)):
         bad = _control_char(str(value))

@@ -171,3 +171,21 @@ def test_no_fake_argparse_namespace():
     """Figure functions take typed arguments; only the CLI builds argparse namespaces (by parsing)."""
     fake = {m for m, p in MODULES.items() if "Namespace(" in p.read_text()}
     assert fake == set()
+
+
+# a comment or docstring says why, not which tracker entry asked for it ("issue 18 item 7", "issue-11")
+TRACKER_REF = re.compile(r"\bissue[ -]?\d+", re.IGNORECASE)
+
+
+def _tracker_refs(text: str) -> list[str]:
+    return TRACKER_REF.findall(text)
+
+
+def test_no_comment_cites_a_tracker_number_instead_of_the_reason():
+    found = {m: refs for m, p in MODULES.items() if (refs := _tracker_refs(p.read_text()))}
+    assert found == {}
+
+
+def test_the_tracker_reference_check_can_fail():
+    assert _tracker_refs("# bounded wait (issue 18, item 5)\n'''the issue-11 measurement'''\nissues = 3") == \
+        ["issue 18", "issue-11"]

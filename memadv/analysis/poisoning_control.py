@@ -16,9 +16,16 @@ varies only their poisoning:
 * the claim's control part is the paired difference low minus high (per seed) of D'_typ clean and
   PGD-20 accuracy: > 0 with its 95% CI above 0 supports "the poisoning examples do the harm".
 
-Run folders ``RUN/sec32/controls/train/poison-{high,low}-pgd-seed<s>``; the ids and scores of each
-half are kept in ``RUN/sec32/controls/subsets/<run>.json``. This module plans and reads; the task
-that trains is :class:`memadv.experiments.sec3.PoisoningControlTask`.
+A second control asks whether D_atyp harms more than *any* extra data would: where the data set
+leaves training images out of the estimate (``--per-class``), one more PGD-AT run per seed trains on
+D_typ + a **random** draw of those unused images, class by class as many as D_atyp has (drawn with
+the run's seed). C3-R is the paired difference of that run minus the Section 3.2 run at p = 100%
+(D_typ + all of D_atyp): > 0 supports "atypical examples harm, not just more examples". Without
+unused images (the whole training set estimated) the arm is not planned and C3-R is not decided.
+
+Run folders ``RUN/sec32/controls/train/poison-{high,low}-pgd-seed<s>`` and ``random-pgd-seed<s>``;
+the ids (and scores) of each arm are kept in ``RUN/sec32/controls/subsets/<run>.json``. This module
+plans and reads; the task that trains is :class:`memadv.experiments.sec3.PoisoningControlTask`.
 """
 
 from __future__ import annotations
@@ -34,16 +41,39 @@ from memadv.bat.runs import TrainingRun
 from memadv.layout import RunLayout
 
 HALVES = ("high", "low")
+RANDOM = "random"  # D_typ + class-matched unused training images (C3-R)
 METHOD = "pgd"  # the control is of C3, which is about adversarial training
 
 
+def has_unused_images(settings: Sec3Settings) -> bool:
+    """Whether the estimate left training images out (``--per-class``), so the random arm can draw them."""
+    return settings.dataset_options.get("per_class") is not None
+
+
 def control_plan(settings: Sec3Settings) -> list[tuple[str, int]]:
-    """(half, seed) of every control run: both halves for each of the Section 3 seeds."""
-    return [(half, int(seed)) for seed in settings.seeds for half in HALVES]
+    """(arm, seed) of every control run: both halves, and the random arm where there are unused
+    images, for each of the Section 3 seeds."""
+    arms = HALVES + ((RANDOM,) if has_unused_images(settings) else ())
+    return [(arm, int(seed)) for seed in settings.seeds for arm in arms]
 
 
-def control_label(half: str, seed: int) -> str:
-    return f"poison-{half}-{METHOD}-seed{seed}"
+def control_label(arm: str, seed: int) -> str:
+    return f"{RANDOM}-{METHOD}-seed{seed}" if arm == RANDOM else f"poison-{arm}-{METHOD}-seed{seed}"
+
+
+def class_matched_draw(labels: np.ndarray, pool: np.ndarray, pool_labels: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Ids drawn from ``pool`` (int64 (P,), labels ``pool_labels``) without replacement, as many of each
+    class as ``labels`` (int (N,)) has; sorted. ValueError naming the class where the pool is short."""
+    labels, pool, pool_labels = (np.asarray(a, np.int64) for a in (labels, pool, pool_labels))
+    out = []
+    for c, need in zip(*np.unique(labels, return_counts=True)):
+        have = pool[pool_labels == c]
+        if have.size < need:
+            raise ValueError(f"class {int(c)} needs {int(need)} unused training images, the data set leaves "
+                             f"{have.size}; use a smaller --per-class")
+        out.append(rng.choice(have, size=int(need), replace=False))
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
 def control_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
@@ -65,7 +95,7 @@ def poisoning_halves(atypical_ids: np.ndarray, q: np.ndarray) -> dict[str, np.nd
 
 @dataclass
 class ControlRun:
-    half: str
+    half: str  # the arm: "high", "low" or "random"
     seed: int
     final: pd.DataFrame  # final.parquet: the run's last (and selected) weights on all of D'_typ
 
@@ -75,8 +105,8 @@ def load_controls(run_dir: Path, seeds: list[int] | None = None) -> list[Control
     own ``config.json`` says its seed, the folder name its half."""
     base = RunLayout(run_dir).sec32_controls / "train"
     out = []
-    for half in HALVES:
-        for d in sorted(base.glob(f"poison-{half}-{METHOD}-seed*")) if base.is_dir() else []:
+    for half in HALVES + (RANDOM,):
+        for d in sorted(base.glob(control_label(half, 0)[:-1] + "*")) if base.is_dir() else []:
             run = TrainingRun(d)
             if not run.is_finished():
                 continue
@@ -86,5 +116,6 @@ def load_controls(run_dir: Path, seeds: list[int] | None = None) -> list[Control
     return out
 
 
-__all__ = ["HALVES", "control_plan", "control_label", "control_run_dirs", "poisoning_halves", "ControlRun",
+__all__ = ["HALVES", "RANDOM", "has_unused_images", "class_matched_draw", "control_plan", "control_label",
+           "control_run_dirs", "poisoning_halves", "ControlRun",
            "load_controls"]

@@ -23,7 +23,8 @@ import markdown
 import numpy as np
 import pandas as pd
 
-from memadv.analysis.paper_claims import (Claim, claim_c1, claim_c2, claim_c3, claim_c3_poisoning, claim_c4, claim_c5,
+from memadv.analysis.paper_claims import (Claim, claim_c1, claim_c2, claim_c3, claim_c3_poisoning, claim_c3_random,
+                                          claim_c4, claim_c5,
                                           claim_c6)
 from memadv.analysis.poisoning_control import load_controls
 from memadv.bat.runs import find_training_runs
@@ -72,7 +73,8 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
         table_runs = None
         out["errors"].append(f"BAT table: {e}")
     out["claims"] = [claim_c1(out["sec31"].get("pgd")), claim_c2(out["sec31"].get("pgd"), runs32), claim_c3(runs32),
-                     claim_c3_poisoning(load_controls(run_dir, seeds)), claim_c4(runs32),
+                     claim_c3_poisoning(load_controls(run_dir, seeds)),
+                     claim_c3_random(load_controls(run_dir, seeds), runs32), claim_c4(runs32),
                      claim_c5(runs32, out["reading"]),
                      *claim_c6(table_runs, bat_tables.method_label)]
     out["tables"] = [(name, _read_text(p)) for name, p in (

@@ -52,7 +52,9 @@ class Sec3Settings:
     # the estimate's data-set options (classes, per_class, test_per_class): every run loads that data
     dataset_options: dict[str, Any] = field(default_factory=dict)
     net: str | None = None
+    eps: float | None = None  # attack radius of training and evaluation (unset: the data set's default)
     epochs: int | None = None
+    eval_every: int = 1
     seeds: list[int] = field(default_factory=lambda: [0])
     eval_max: int | None = None
     final_max: int | None = None
@@ -61,9 +63,18 @@ class Sec3Settings:
 
     def train_values(self, method: str, seed: int) -> dict[str, Any]:
         return {"method": method, "dataset": self.dataset, "data_root": self.data_root, "net": self.net,
-                "epochs": self.epochs, "seed": seed, "eval_max": self.eval_max, "final_max": self.final_max,
+                "epochs": self.epochs, "eval_every": self.eval_every, "seed": seed, "eval_max": self.eval_max,
+                "final_max": self.final_max,
                 "device": self.device, "final_attacks": list(SEC3_FINAL_ATTACKS), "progress": False,
                 **self.dataset_options}
+
+    def configs(self, method: str, seed: int, name: str) -> tuple[Any, Any]:
+        """(TrainConfig, ObjectiveConfig) of one Section 3 run named ``name``."""
+        from memadv.bat.train_config import make_configs
+        values = {**self.train_values(method, seed), "name": name}
+        if self.eps is not None:
+            values["eps"] = self.eps
+        return make_configs(values)
 
     def stamp(self) -> dict[str, Any]:
         """The settings that decide results (for the pipeline's up-to-date check)."""
@@ -73,6 +84,9 @@ class Sec3Settings:
         d.pop("data_root", None)
         if not d["dataset_options"]:
             d.pop("dataset_options")  # a full data set stamps as before the option existed
+        for k, default in (("eps", None), ("eval_every", 1)):
+            if d[k] == default:
+                d.pop(k)  # a default stamps as before the option existed
         return d
 
 

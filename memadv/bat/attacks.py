@@ -212,7 +212,7 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, version: str 
         return x.clone()
     # An evaluation attack sees the model in eval mode, as evaluate.py's do: in train mode BatchNorm
     # would use (and update) batch statistics, and the one-example class probe below fails with
-    # "Expected more than 1 value per channel when training" (issue 18 item 11). Restored after.
+    # "Expected more than 1 value per channel when training". Restored after.
     was_training = model.training
     model.eval()
     params = list(model.parameters())

@@ -25,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
 def with_scores_dataset(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with the data-set options (``classes``, ``per_class``, ``test_per_class``) and, when
     not given, ``data_root`` of the estimate behind ``cfg.scores`` filled in, so the run loads the
-    data set the scores were made on (issue 10 item 17). ConfigError (one line) when an option given
+    data set the scores were made on. ConfigError (one line) when an option given
     differs from the scores' or the scores are for another data set; ``cfg`` itself without scores."""
     if cfg.scores is None:
         return cfg

@@ -31,6 +31,8 @@ from memadv.nets import build_net
 
 CHECKPOINT_VERSION = 1
 FINAL_COLUMNS = ["checkpoint", "epoch", "subset", "attack", "acc", "n"]
+# atypical_test.parquet's second subset: every test image outside D'_atyp (C4 is decided on it: it has headroom)
+OUTSIDE_ATYPICAL = "test/outside-atypical"
 CHECKPOINTS = tuple(selection.CHECKPOINT_FILES.items())  # last, best_adv, best_clean, best_val_adv, best_val_clean
 
 

@@ -77,7 +77,7 @@ class TrainConfig:
     data_root: str | None = option(None, "folder holding the dataset files (CIFAR, Tiny ImageNet, "
                                  "MNIST; fashion-mnist defaults to /usr/share/datasets/fashion-mnist)")
     # data-set options (memadv.data.registry.dataset_options); with --scores they default to, and must
-    # equal, the ones the scores were made with (issue 10 item 17)
+    # equal, the ones the scores were made with
     classes: int | None = option(None, "tinyimagenet only: keep the first N classes (default with --scores: "
                                  "as the scores)", source="paper Sec. 5.1 uses 50")
     per_class: int | None = option(None, "keep the first N training examples of each class (default with "

@@ -69,7 +69,7 @@ TORCH_OOM_TEXTS = ("DefaultCPUAllocator: can't allocate memory", "CUDA out of me
 def machine_failure(e: BaseException) -> str | None:
     """The one-line message for the machine running out of something (memory, open files), looked
     for in ``e`` and the exceptions it was raised from or while handling (dask's "Nanny failed to
-    start." hides the EMFILE that caused it); None when it is not one (issue 18 items 6 and 7)."""
+    start." hides the EMFILE that caused it); None when it is not one."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [e]
     while todo:

@@ -1,4 +1,4 @@
-"""Error-controlled labels of the split rules (issue 19): decided above / below a threshold, or undecided.
+"""Error-controlled labels of the split rules: decided above / below a threshold, or undecided.
 
 Every split rule compares a noisy difference of two binomial means (mem, or infl of some pairs)
 with a threshold. This module turns the per-estimate Newcombe-Wilson interval

@@ -59,7 +59,7 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     if len(data) < header:
         raise IdxFileError(f"{str(path)!r} is truncated: {len(data)} bytes, shorter than its {header}-byte header")
     shape = tuple(int(v) for v in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    if 0 in shape[1:]:  # n items of no pixels would train and score on nothing (issue 18 item 9)
+    if 0 in shape[1:]:  # n items of no pixels would train and score on nothing
         raise IdxFileError(f"{str(path)!r}: header declares items of {' x '.join(map(str, shape[1:]))} values; "
                            f"each item needs at least one (an image at least 1 x 1 pixel)")
     expected = int(np.prod(shape, dtype=np.int64))

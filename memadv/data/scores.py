@@ -21,7 +21,7 @@ scores aggregated from an unfinished run with ``--allow-partial``), the estimato
 ``scores_id``, a token shared by the three files of one aggregation (``read_scores`` refuses a mix).
 
 The folder is written as a whole: into a temporary sibling folder, then swapped into place, so a
-reader sees the old set or the new one, never a mix (paper-independent; issue 10 item 9).
+reader sees the old set or the new one, never a mix (paper-independent).
 
 Undefined estimates: where an example was in (or out of) no model's subset, ``p_in`` (or
 ``p_out``), the difference and its standard error are NaN in that row only; every comparison with

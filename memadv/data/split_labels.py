@@ -1,4 +1,4 @@
-"""The split rules as error-controlled labels (issue 19): which rule, which label, how many models.
+"""The split rules as error-controlled labels: which rule, which label, how many models.
 
 Three rules label every example (``labels.parquet`` in the split folder; :mod:`memadv.data.error_control`
 holds the procedures and their sources):

@@ -35,7 +35,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     file is missing, empty, half-written or not parquet, or was not written by memadv."""
     try:
         md = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError) as e:  # a 0-byte or truncated file has no footer (issue 18 item 1)
+    except (pa.ArrowInvalid, OSError) as e:  # a 0-byte or truncated file has no footer
         raise _unreadable(path, e) from None
     if META_KEY not in md:
         raise SchemaError(f"{path} has no memadv metadata; it was not written by memadv")

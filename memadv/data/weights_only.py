@@ -2,8 +2,8 @@
 a one-line reason when it refuses or fails.
 
 torch's own refusal is about 1,000 characters of advice on how to load the file anyway (including
-with ``weights_only=False``, which would run the code) and raw terminal colour codes (issue 18 item
-13); memadv says in one line what the file holds and that it is refused.
+with ``weights_only=False``, which would run the code) and raw terminal colour codes;
+memadv says in one line what the file holds and that it is refused.
 """
 
 from __future__ import annotations

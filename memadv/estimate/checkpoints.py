@@ -1,5 +1,5 @@
 """Epoch checkpoints of a shard in training, so that a requeued or re-run shard resumes where the
-last attempt stopped, bit-identical to an uninterrupted shard (issue 10, item 11).
+last attempt stopped, bit-identical to an uninterrupted shard.
 
 Files, all under ``RUN/estimate/checkpoints/`` and all removed by :meth:`ShardCheckpoint.remove`
 (called by the shard task once its shard file is written; nothing else removes them):

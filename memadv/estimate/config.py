@@ -6,8 +6,8 @@ Sources of the defaults:
 * CIFAR / Tiny ImageNet training recipe: the paper's Appendix D (SGD, lr 0.1, momentum 0.9,
   weight decay 5e-4, lr x0.1 at 50% and 75% of the epochs: its 160/80/120 schedule); nets as in
   the paper's Sec. 5 (ResNet-18 for CIFAR, ResNet-32 for Tiny ImageNet).
-* fashion-mnist / mnist: the 784-256-10 MLP of the embedded sets, packed 16 per shard (the issue-11
-  measurement: 0.7 s per model-epoch on 42,000 examples); batch 128 as the Madry/TRADES MNIST
+* fashion-mnist / mnist: the 784-256-10 MLP of the embedded sets, packed 16 per shard (measured
+  on a GPU: 0.7 s per model-epoch on 42,000 examples); batch 128 as the Madry/TRADES MNIST
   code; no augmentation (28x28 grey images are centred, a flipped shoe is still a shoe but a
   flipped digit is not, so neither set flips). Epochs 60: the fewest of 10/25/40/60 whose models
   fit their 70% subsets to >= 99% mean training accuracy on Fashion-MNIST --per-class 1000 (99.7%;
@@ -161,7 +161,7 @@ class EstimateConfig:
 
     def runtime(self) -> dict[str, Any]:
         """Where and how this process runs the shards (:data:`RUNTIME`): taken from the command line on
-        every run and handed to each task, never read back from spec.json (issue 10, item 6)."""
+        every run and handed to each task, never read back from spec.json."""
         return {k: getattr(self, k) for k in self.RUNTIME}
 
     # Where and how the shards run: free to change between runs of one estimate (a moved data set,
@@ -169,8 +169,8 @@ class EstimateConfig:
     RUNTIME = ("data_root", "device", "packing", "channels_last")
     # Fields that define the estimate: a run directory refuses a spec that differs in any of them.
     # Everything else (RUNTIME, cross_class_threshold: an aggregation setting `aggregate` re-derives,
-    # full_models: issue 9's later addition) is taken from the command line of each run. ``models`` may
-    # grow (issue 19): model m's subset, init and batch order derive from (seed, m) alone, so a larger M
+    # full_models: added after estimates existed) is taken from the command line of each run. ``models`` may
+    # grow: model m's subset, init and batch order derive from (seed, m) alone, so a larger M
     # only adds shards (a last shard that held fewer models than models_per_shard is trained again).
     IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "image_size", "image_column", "label_column",
                 "array_layout", "net", "models_per_shard",

@@ -1,5 +1,5 @@
 """``scores/proxies.parquet``: the free proxies of mem logged by every subset model, and how they
-agree with mem (issue 19, item 5; definitions in :mod:`memadv.estimate.proxy_log`).
+agree with mem (definitions in :mod:`memadv.estimate.proxy_log`).
 
 Per training example i, over the models that trained on it (S_i) or held it out (O_i):
 

@@ -1,4 +1,4 @@
-"""Free proxies of memorization, logged by every subset model during its training (issue 19, item 5).
+"""Free proxies of memorization, logged by every subset model during its training.
 
 Nothing here runs an extra forward pass: the training step already computes, for each model and
 each example of its minibatch, the cross-entropy and the logits; :class:`ProxyLog` keeps per

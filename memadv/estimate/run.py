@@ -74,7 +74,7 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
 
 def _refuse_too_many_shards(cfg: EstimateConfig, n: int, limit: int | None) -> None:
     """TooManyTasksError naming --models-per-shard when ``n`` shards exceed one job array's ``limit``
-    (Slurm's MaxArraySize; issue 18, item 13): sbatch's own refusal names neither."""
+    (Slurm's MaxArraySize): sbatch's own refusal names neither."""
     if limit is not None and n > limit:
         fits = -(-cfg.models // limit)  # models per shard that make at most `limit` shards
         raise TooManyTasksError("shards", n, limit, f"raise --models-per-shard to at least {fits} "

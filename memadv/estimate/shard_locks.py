@@ -1,5 +1,5 @@
 """Shard locks: a shard being trained is locked, so two ``estimate`` processes on one run folder never
-train the same shard twice (issue 10, item 14).
+train the same shard twice.
 
 A lock is ``estimate/claims/shard-NNNNN.lock``, created with ``O_CREAT | O_EXCL`` (atomic on local
 file systems and on NFSv3+), holding JSON ``{host, pid, start, token, slurm_job, slurm_restart,
@@ -16,7 +16,7 @@ taken over, when
 
 Sharing a Slurm job id is not enough: two ``estimate`` processes inside one allocation (same
 ``SLURM_JOB_ID``, no array task id, same restart count) are two live processes, and neither takes
-over the other's lock (issue 18, item 4).
+over the other's lock.
 
 Taking over is itself locked: only the process that creates ``<lock>.<token>.takeover`` with
 ``O_EXCL`` for the stale lock's token may remove that lock, so two processes that both see the

@@ -99,7 +99,7 @@ def resolve_executor(cfg: ExecutorConfig, n_tasks: int, *, cpu_tasks: bool = Fal
 
     ``cpu_tasks``: the caller's tasks train on the CPU and run best single-threaded side by side (the
     estimator's shards of small packed nets: 2,000 digits models took 220 s in this process on 2 cores,
-    96 s as 2 one-thread workers; issue 18 item 12). Then, with more than one task and more than one
+    96 s as 2 one-thread workers). Then, with more than one task and more than one
     usable CPU (:func:`memadv.cpus.usable_cpus`: the affinity mask, what taskset or Slurm grant),
     ``auto`` is ``local`` with one worker per usable CPU (at most one per task); otherwise (a GPU
     device, a single task, tasks the caller has not measured) it is ``inprocess``, the old default."""

@@ -35,7 +35,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 def die_with_parent(parent_pid: int) -> None:
     """Worker initializer: make this process exit when ``parent_pid`` dies, even by SIGKILL
-    (issue 10, item 13: orphaned workers of a killed ``estimate`` held about 1 GB each, forever).
+    (orphaned workers of a killed ``estimate`` held about 1 GB each, forever).
 
     On Linux, prctl(PR_SET_PDEATHSIG, SIGKILL) through ctypes (man 2 prctl); everywhere, a daemon
     thread polling the parent pid every PARENT_POLL_S seconds."""
@@ -52,7 +52,8 @@ def die_with_parent(parent_pid: int) -> None:
 def worker_threads(workers: int, cpus: int | None = None) -> int:
     """Torch/BLAS threads of each of ``workers`` local worker processes: the CPUs this process may use
     (:func:`memadv.cpus.usable_cpus`, what taskset or a Slurm allocation grants, not the machine's
-    count: issue 18 item 8) shared out, at least 1."""
+    count: a 2-CPU allocation on a 64-core node must not start 32 threads per worker) shared out,
+    at least 1."""
     return max(1, (cpus if cpus is not None else usable_cpus()) // max(1, workers))
 
 

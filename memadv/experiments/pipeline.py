@@ -41,6 +41,7 @@ from memadv.estimate.run import estimate
 from memadv.estimate.shards import check_spec, dataset_for, read_spec
 from memadv.executors import ExecutorConfig
 from memadv.bat.runs import TrainingRun
+from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train_config import FINAL_ATTACKS, TrainConfig
 from memadv.experiments.status import process_owner
 from memadv.layout import RunLayout
@@ -74,9 +75,17 @@ class PipelineConfig:
                                     "them); the ablation grid uses the first", minimum=SEED_MIN, maximum=SEED_MAX)
     train_device: str = forward(TrainConfig, "device", "auto", "torch device of the training runs: auto (cuda if "
                                                                 "available), cpu, cuda, cuda:1, mps")
+    train_net: str | None = forward(TrainConfig, "net", None, "architecture of every training run (Sections 3.1-3.2, "
+                                    "the BAT table, the ablation); the estimator's models use --net")
+    train_eps: float | None = forward(ObjectiveConfig, "eps", None, "L-inf radius of the training and evaluation "
+                                      "attacks of every training run")
+    val_fraction: float = forward(TrainConfig, "val_fraction", 0.0, "the BAT table and ablation runs hold this share "
+                                  "of every class out of training and select best checkpoints on it (Table 2's "
+                                  "val-selected rows; 0 = the paper's test-selected protocol and last-vs-last only)")
     sec32_p: list[int] = option([0, 20, 100], "Section 3.2: percentages of D_atyp added to D_typ",
                                 source="paper Sec. 3.2")
     eval_max: int | None = forward(TrainConfig, "eval_max", None)
+    eval_every: int = forward(TrainConfig, "eval_every", 1)
     final_max: int | None = forward(TrainConfig, "final_max", None)
     final_attacks: list[str] | None = option(None, "final attacks of the BAT table runs (Table 4); AutoAttack "
                                              "takes ~2 min per checkpoint on the embedded sets on two CPU cores",
@@ -128,7 +137,8 @@ class PipelineConfig:
     def sec3_settings(self, cfg: EstimateConfig):
         from memadv.analysis.sec31 import Sec3Settings
         return Sec3Settings(dataset=cfg.dataset, data_root=cfg.data_root, dataset_options=cfg.dataset_options(),
-                            epochs=self.train_epochs,
+                            net=self.train_net, eps=self.train_eps, epochs=self.train_epochs,
+                            eval_every=self.eval_every,
                             seeds=list(self.train_seeds), eval_max=self.eval_max, final_max=self.final_max,
                             device=self.train_device, ps=list(self.sec32_p))
 
@@ -152,6 +162,8 @@ class PipelineConfig:
     def _train_values(self, cfg: EstimateConfig, run_dir: Path, run: dict[str, Any]) -> dict[str, Any]:
         values = {"dataset": cfg.dataset, "data_root": cfg.data_root, "scores": str(RunLayout(run_dir).scores),
                   "splits": str(RunLayout(run_dir).split_file),
+                  "net": self.train_net, "eps": self.train_eps, "val_fraction": self.val_fraction or None,
+                  "eval_every": None if self.eval_every == 1 else self.eval_every,
                   "epochs": self.train_epochs, "eval_max": self.eval_max, "final_max": self.final_max,
                   "final_attacks": self.final_attacks_for(cfg.dataset), "device": self.train_device,
                   **cfg.dataset_options(), **run}
@@ -302,8 +314,11 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
                           for n in run_names(pcfg.ablation_runs(cfg, d)[0])]
     finals = lambda jobs: (lambda d: [TrainingRun(j).final_path for j in jobs(d)])  # noqa: E731
     atypical_tests = lambda d: [TrainingRun(j).atypical_test_path for j in sec32_jobs(d)]  # noqa: E731
+    # options added after runs were made stamp only when set, so those runs stay up to date
+    later = {"train_net": None, "train_eps": None, "val_fraction": 0.0, "eval_every": 1}
     train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items()
-                   if k not in ("train_device", "quick", "sec32_p") and not k.startswith("ablation")}
+                   if k not in ("train_device", "quick", "sec32_p") and not k.startswith("ablation")
+                   and not (k in later and v == later[k])}
     ablation_stamp = {**{k: v for k, v in train_stamp.items() if k != "train_seeds"},
                       "seed": pcfg.train_seeds[0], "alpha": pcfg.ablation_alpha, "beta": pcfg.ablation_beta}
 

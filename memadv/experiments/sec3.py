@@ -31,16 +31,16 @@ class Sec31Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.bat.objective_config import ObjectiveConfig
+        import dataclasses
+
         from memadv.bat.train import train
-        from memadv.bat.train_config import TrainConfig
         splits = RunLayout(self.run_dir).split_file
         if not splits.is_file():
             raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
         method, seed = sec31_plan(self.settings)[i]
-        values = self.settings.train_values(method, seed)
-        cfg = TrainConfig(**values, splits=str(splits), name=f"{method}-seed{seed}")
-        return str(train(cfg, sec31_train_dir(Path(self.run_dir)), ObjectiveConfig()))
+        cfg, ocfg = self.settings.configs(method, seed, f"{method}-seed{seed}")
+        cfg = dataclasses.replace(cfg, splits=str(splits))
+        return str(train(cfg, sec31_train_dir(Path(self.run_dir)), ocfg))
 
 
 def run_sec31(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *, progress: bool = True,
@@ -80,9 +80,7 @@ class Sec32Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.bat.objective_config import ObjectiveConfig
         from memadv.bat.train import train
-        from memadv.bat.train_config import TrainConfig
         run_dir = Path(self.run_dir)
         p, method, seed = sec32_plan(self.settings)[i]
         s = self.settings
@@ -96,9 +94,9 @@ class Sec32Task:
         sub = subset_dataset(ds, train_ids, test_ids)
         name = run_label(p, method, seed)
         out = RunLayout(run_dir).sec32_train
-        cfg = TrainConfig(**s.train_values(method, seed), name=name)
+        cfg, ocfg = s.configs(method, seed, name)
         t_typ = torch.from_numpy(typ)
-        run = train(cfg, out, ObjectiveConfig(), dataset=sub,
+        run = train(cfg, out, ocfg, dataset=sub,
                     epoch_metrics=cosine_metrics(ds.x_train[t_typ], ds.y_train[t_typ]))
         evaluate_atypical_test(run, ds, np.asarray(sets["test/atypical"], np.int64), cfg)
         return str(run)
@@ -106,39 +104,49 @@ class Sec32Task:
 
 def evaluate_atypical_test(run: Path, ds: Any, ids: np.ndarray, cfg: Any) -> Path:
     """``atypical_test.parquet`` of a finished Section 3.2 run: clean and PGD-20 accuracy of its last
-    weights on all of D'_atyp (``ids``: test ids of the full data set ``ds``), the attacks of its
-    per-epoch evaluation. C2's counterfactual reading compares p = 100% with p = 0% on it: the same
-    test images, with and without the atypical training examples (issue 21: "C2 as a
-    counterfactual"). ``cfg``: the run's TrainConfig (device, evaluation batch, seed of the attack's
-    random start). Written once (atomically); an empty D'_atyp gives rows with n = 0, acc NaN."""
+    weights on all of D'_atyp (subset ``test/atypical``) and on every other test image (subset
+    ``test/outside-atypical``), the attacks of its per-epoch evaluation. C2's counterfactual reading
+    compares p = 100% with p = 0% on D'_atyp: the same test images, with and without the atypical
+    training examples ("C2 as a counterfactual"). C4 is decided on the second set: test
+    images no atypical training example influences above the paper's threshold, keeping the ones ERM
+    gets wrong (D'_typ keeps only images ERM gets >= 80% right, so ERM scores ~100% on it and C4
+    could hardly fail). ``ids``: D'_atyp as test ids of the full data set ``ds``; ``cfg``: the run's
+    TrainConfig (device, evaluation batch, seed of the attack's random start). Written atomically;
+    a file without both subsets (an older run) is rewritten. An empty set gives rows with n = 0,
+    acc NaN."""
     import pandas as pd
 
     from memadv.bat import evaluate as ev
     from memadv.bat.inputs import resolve_device
-    from memadv.bat.runs import FINAL_COLUMNS, TrainingRun
+    from memadv.bat.runs import FINAL_COLUMNS, OUTSIDE_ATYPICAL, TrainingRun
     from memadv.bat.train import epoch_attacks
     from memadv.data.scores import dataset_meta
     from memadv.data.tables import write_table
     tr = TrainingRun(run)
-    if tr.atypical_test_path.is_file():
+    old = tr.atypical_test()
+    if old is not None and {"test/atypical", OUTSIDE_ATYPICAL} <= set(old["subset"]):
         return tr.atypical_test_path
     device = resolve_device(cfg.device)
     model, epoch = tr.load_model(ds)
     specs = epoch_attacks(tr.objective_config())
-    acc = ev.subset_accuracy(model.to(device), ds, {"test/atypical": ids}, specs, batch_size=cfg.eval_batch_size,
+    outside = np.setdiff1d(np.arange(ds.labels("test").shape[0], dtype=np.int64), ids)
+    sets = {"test/atypical": ids, OUTSIDE_ATYPICAL: outside}
+    acc = ev.subset_accuracy(model.to(device), ds, sets, specs, batch_size=cfg.eval_batch_size,
                              device=device, seed=cfg.seed)
-    rows = [{"checkpoint": "last", "epoch": epoch, "subset": "test/atypical", "attack": s.name,
-             "acc": acc["test/atypical/" + s.label], "n": int(acc["test/atypical/n"])} for s in specs]
+    rows = [{"checkpoint": "last", "epoch": epoch, "subset": name, "attack": s.name,
+             "acc": acc[f"{name}/{s.label}"], "n": int(acc[f"{name}/n"])} for name in sets for s in specs]
     write_table(tr.atypical_test_path, pd.DataFrame(rows, columns=FINAL_COLUMNS),
-                {**dataset_meta(ds), "run": tr.name, "what": "last weights on all of D'_atyp"})
+                {**dataset_meta(ds), "run": tr.name, "what": "last weights on all of D'_atyp and on every "
+                                                            "other test image"})
     return tr.atypical_test_path
 
 
 @dataclass
 class PoisoningControlTask:
-    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (half, seed) of C3's
-    poisoning control (:mod:`memadv.analysis.poisoning_control`): PGD-AT on D_typ + the high or low
-    poisoning-score half of D_atyp, scored under the Section 3.1 PGD-AT run of the same seed."""
+    """Picklable, idempotent: ``task(i)`` trains (resumes, or skips) the i-th (arm, seed) of C3's
+    controls (:mod:`memadv.analysis.poisoning_control`): PGD-AT on D_typ + the high or low
+    poisoning-score half of D_atyp, scored under the Section 3.1 PGD-AT run of the same seed, or on
+    D_typ + a class-matched random draw of the training images the estimate left out."""
 
     run_dir: str
     settings: Sec3Settings
@@ -147,10 +155,8 @@ class PoisoningControlTask:
         from memadv.analysis import poisoning_control as pc
         from memadv.analysis.poisoning import poisoning_scores
         from memadv.bat.inputs import resolve_device
-        from memadv.bat.objective_config import ObjectiveConfig
         from memadv.bat.runs import TrainingRun
         from memadv.bat.train import train
-        from memadv.bat.train_config import TrainConfig
         run_dir, s = Path(self.run_dir), self.settings
         half, seed = pc.control_plan(s)[i]
         lay = RunLayout(run_dir)
@@ -158,13 +164,15 @@ class PoisoningControlTask:
         atyp = np.asarray(sets["train/atypical"], np.int64)
         typ = np.asarray(sets["train/typical"], np.int64)
         test_ids = np.asarray(sets["test/typical"], np.int64)
+        if half == pc.RANDOM:
+            return str(self._random_arm(ds, atyp, typ, test_ids, seed))
         # with fewer than 2 atypical examples both halves are empty: the two runs train on D_typ alone
         # and the control reads as no difference (inconclusive), as Section 3.2 runs at p = 0 would
         scorer = TrainingRun(sec31_train_dir(run_dir) / f"pgd-seed{seed}")
         if not scorer.is_finished():
             raise MemadvError(f"C3's poisoning control of seed {seed} needs the finished Section 3.1 PGD-AT run "
                               f"{scorer.folder}; run the pipeline's sec31 stage with that seed first")
-        cfg = TrainConfig(**s.train_values(pc.METHOD, seed), name=pc.control_label(half, seed))
+        cfg, ocfg = s.configs(pc.METHOD, seed, pc.control_label(half, seed))
         device = resolve_device(cfg.device)
         model, epoch = scorer.load_model(ds)
         t_atyp = torch.from_numpy(atyp)
@@ -176,8 +184,36 @@ class PoisoningControlTask:
                           {"half": half, "seed": seed, "scored_by": str(scorer.folder), "scored_epoch": int(epoch),
                            "atypical_ids": atyp.tolist(), "q": [float(v) for v in q], "half_ids": ids.tolist(),
                            "n_train": int(train_ids.size), "n_test_typical": int(test_ids.size)})
-        run = train(cfg, lay.sec32_controls / "train", ObjectiveConfig(), dataset=subset_dataset(ds, train_ids, test_ids))
+        run = train(cfg, lay.sec32_controls / "train", ocfg, dataset=subset_dataset(ds, train_ids, test_ids))
         return str(run)
+
+    def _random_arm(self, ds: Any, atyp: np.ndarray, typ: np.ndarray, test_ids: np.ndarray, seed: int) -> Path:
+        """PGD-AT on D_typ + as many training images of each class as D_atyp has, drawn (seeded by
+        ``seed``) from the images of the full data set that the estimate left out."""
+        from memadv.analysis import poisoning_control as pc
+        from memadv.bat.train import train
+        from memadv.data.dataset import Dataset
+        from memadv.data.registry import load_dataset
+        s, lay = self.settings, RunLayout(self.run_dir)
+        cfg, ocfg = s.configs(pc.METHOD, seed, pc.control_label(pc.RANDOM, seed))
+        full_opts = {k: v for k, v in s.dataset_options.items() if k != "per_class"}
+        full = load_dataset(s.dataset, s.data_root, cache_dir=lay.data_cache, **full_opts)
+        n_full = full.labels("train").shape[0]
+        pool = np.setdiff1d(np.arange(n_full, dtype=np.int64), np.asarray(ds.ids("train"), np.int64))
+        try:
+            drawn = pc.class_matched_draw(ds.labels("train").numpy()[atyp], pool, full.labels("train").numpy()[pool],
+                                          np.random.default_rng([int(seed), 21]))
+        except ValueError as e:
+            raise MemadvError(f"C3's random-addition control: {e}") from None
+        t_typ, t_new, t_test = (torch.from_numpy(a) for a in (typ, drawn, test_ids))
+        sub = Dataset(ds.name, torch.cat([ds.x_train[t_typ], full.x_train[t_new]]),
+                      torch.cat([ds.y_train[t_typ], full.y_train[t_new]]), ds.x_test[t_test].clone(),
+                      ds.y_test[t_test].clone(), ds.num_classes, ds.mean, ds.std, list(ds.class_names))
+        write_json_atomic(lay.sec32_controls / "subsets" / f"{cfg.name}.json",
+                          {"arm": pc.RANDOM, "seed": seed, "n_atypical": int(atyp.size),
+                           "drawn_original_ids": drawn.tolist(), "n_train": int(typ.size + drawn.size),
+                           "n_test_typical": int(test_ids.size)})
+        return train(cfg, lay.sec32_controls / "train", ocfg, dataset=sub)
 
 
 def run_poisoning_control(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *,

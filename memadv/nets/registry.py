@@ -15,6 +15,7 @@ NETS: dict[str, tuple[str, str]] = {
     "cnn": ("memadv.nets.small", "SmallCNN"),
     "trades-cnn": ("memadv.nets.small", "TradesCNN"),
     "wk-cnn": ("memadv.nets.small", "WongKolterCNN"),
+    "wk-cnn-fc1024": ("memadv.nets.small", "WongKolterCNNFC1024"),
     "wk-cnn-wide": ("memadv.nets.small", "WideWongKolterCNN"),
     "resnet18": ("memadv.nets.resnet", "ResNet18"),
     "preact-resnet18": ("memadv.nets.resnet", "PreActResNet18"),

@@ -88,7 +88,7 @@ def _options(kind: str, given: dict[str, Any]) -> dict[str, Any]:
         if opts.get(name) is not None:
             check_range(name, opts[name], 1)
     if kind == "slurm":
-        # > 0: waiting forever for a worker that never arrives is the hang of issue 10, item 12
+        # > 0: without a bound, a worker that never arrives (a job stuck pending) hangs the command forever
         check_range("dask-wait-s", float(opts["wait_timeout_s"]), 0, lo_open=True)
         if not _WALLTIME.match(str(opts["walltime"])):
             raise ConfigError(f"--dask-walltime must be HH:MM:SS or D-HH:MM:SS, got {opts['walltime']!r}")
@@ -163,7 +163,7 @@ def dask_scheduler(kind: str = "threads", **options: Any) -> Iterator[Any]:
         _check_open_files_for_local_cluster()
         # A worker that cannot start (too many open files, no memory) is reported once, by the
         # exception the CLI turns into one line, not by dask's and asyncio's logged tracebacks
-        # (190 lines under ulimit -n 32, issue 18 item 7).
+        # (190 lines under ulimit -n 32).
         asyncio_log = logging.getLogger("asyncio")
         level = asyncio_log.level
         asyncio_log.setLevel(logging.CRITICAL)

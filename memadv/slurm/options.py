@@ -2,7 +2,7 @@
 executor config validates its options with this before anything is submitted).
 
 submitit writes ``additional_parameters`` last, over its own ``#SBATCH`` lines, so an extra item
-naming a setting memadv relies on would silently replace it (issue 18, item 2): ``signal=TERM@30``
+naming a setting memadv relies on would silently replace it: ``signal=TERM@30``
 loses the USR2 that requeues a timed-out task, ``time=`` desynchronises ``--timeout-min`` (and the
 checkpoint bookkeeping built on it), ``cpus-per-task=`` the torch threads of each task. Those settings
 are refused, naming the memadv option that sets them (:data:`OWNED_SBATCH`).

@@ -38,7 +38,7 @@ from memadv.slurm.options import parse_sbatch_extra
 # failed: COMPLETED waits for a slow shared file system; PREEMPTED waits for submitit's requeue;
 # UNKNOWN (neither sacct nor squeue knows the job: no accounting, and slurmctld forgot it MinJobAge
 # after its end, so its files had minutes to appear) briefly; NO_ANSWER (neither sacct nor squeue answered: the controller is down
-# or hung) bounds the wait for Slurm to answer again (issue 18, item 5: every wait has a bound).
+# or hung) bounds the wait for Slurm to answer again (every wait has a bound).
 _GRACE_S = {"COMPLETED": 30.0, "PREEMPTED": 300.0, "UNKNOWN": 10.0, "NO_ANSWER": 600.0}
 _DEFAULT_GRACE_S = 3.0
 
@@ -114,8 +114,8 @@ def _job_name(desc: str) -> str:
     return "memadv-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", desc).strip("-") or "tasks")
 
 
-# Variables of the environment sbatch runs in that describe the job memadv may be running inside
-# (issue 18, item 3). sbatch exports its whole environment into the new job by default, so an
+# Variables of the environment sbatch runs in that describe the job memadv may be running inside.
+# sbatch exports its whole environment into the new job by default, so an
 # enclosing job's SLURM_MEM_PER_CPU meets the array's own SLURM_MEM_PER_NODE and every task's srun
 # dies ("SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and SLURM_MEM_PER_NODE are mutually exclusive").
 # submitit's helpers.clean_env() hides the same prefixes but also SLURM_CONF, which names the

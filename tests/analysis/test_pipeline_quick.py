@@ -129,7 +129,7 @@ def test_tables_equal_metrics(quick_run):
     assert (run_dir / "report/sec32/table1.md").read_text().strip() in md
     assert (run_dir / "report/table2.md").read_text().strip() in md
     claims = json.loads((run_dir / "report/claims.json").read_text())["claims"]
-    assert [c["id"] for c in claims][:6] == ["C1", "C2", "C3", "C3-P", "C4", "C5"] and claims[6]["id"] == "C6"
+    assert [c["id"] for c in claims][:7] == ["C1", "C2", "C3", "C3-P", "C3-R", "C4", "C5"] and claims[7]["id"] == "C6"
     # one seed gives no confidence interval: nothing is "supported" or "contradicted" on it
     assert all(c["verdict"] == "inconclusive" or c["verdict"].startswith("not decided") for c in claims)
     m31 = pd.read_parquet(run_dir / "sec31/train/pgd-seed0/metrics.parquet").iloc[-1]

@@ -175,6 +175,28 @@ def test_c3_c4_c5_paired_over_seeds_from_the_full_evaluation():
     assert pc.claim_c3([]).verdict.startswith(v.NOT_DECIDED)
 
 
+def test_c4_is_decided_on_the_test_images_outside_d_atyp_where_erm_has_headroom():
+    """ERM is ~100% on D'_typ whatever p is (its 80% rule picks the easy images), so C4 is decided on
+    every test image outside D'_atyp (atypical_test.parquet): there a 3-point drop shows and
+    contradicts C4, and the D'_typ reading is shown beside it, not deciding."""
+    from memadv.bat.runs import OUTSIDE_ATYPICAL
+
+    def erm(p, s, wide):
+        r = _run32(p, "erm", s, 99.9 + 0.01 * s, 0, 0.5)           # D'_typ: flat at ~100%
+        r.atypical_test = pd.DataFrame([{"checkpoint": "last", "epoch": 2, "subset": OUTSIDE_ATYPICAL,
+                                         "attack": "clean", "acc": wide / 100, "n": 9000}])
+        return r
+    runs = [x for s, base in enumerate((84.0, 83.0, 85.5)) for x in (erm(0, s, base), erm(100, s, base - 3 + 0.1 * s))]
+    c4 = pc.claim_c4(runs)
+    assert c4.verdict == v.CONTRADICTED
+    assert c4.effects[0]["estimate"] == pytest.approx(-2.9) and "outside D'_atyp" in c4.effects[0]["what"]
+    assert "the paper's set, not deciding" in c4.numbers and "ERM D'_typ clean" in c4.numbers
+    # without those rows (runs made before them) D'_typ decides, as before: flat, so supported
+    for r in runs:
+        r.atypical_test = None
+    assert pc.claim_c4(runs).verdict == v.SUPPORTED and "D'_typ" in pc.claim_c4(runs).effects[0]["what"]
+
+
 def _table_run(method, seed, group, last_clean, last_adv, best_adv_epoch_clean=None):
     m = pd.DataFrame({"epoch": [1, 2, 3], "test/all/clean": [0.5, best_adv_epoch_clean or 0.5, 0.0],
                       "test/all/adv": [0.1, 0.9, 0.0]})   # epoch 2: best PGD-20 on the test set

@@ -14,7 +14,7 @@ SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]  # digits, (fashion-
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("name", ["mlp", "cnn", "trades-cnn", "wk-cnn", "wk-cnn-wide"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "trades-cnn", "wk-cnn", "wk-cnn-fc1024", "wk-cnn-wide"])
 def test_small_nets_follow_the_contract(name, shape):
     torch.manual_seed(0)
     net = build_net(name, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0])
@@ -36,11 +36,15 @@ def test_trades_cnn_matches_the_reference_layout_on_28x28():
 
 def test_wong_kolter_cnn_matches_the_reference_size_on_28x28():
     """fast_adversarial's mnist_net: 16 and 32 channels, a 32x7x7 map, 100 hidden units, 166,406
-    parameters; the wide variant has 8x the channels."""
-    net, wide = (build_net(n, 10, (1, 28, 28), (0.5,), (0.25,)) for n in ("wk-cnn", "wk-cnn-wide"))
+    parameters; the wide variant has 8x the channels, the study's net 1,024 hidden units."""
+    net, wide, fc1024 = (build_net(n, 10, (1, 28, 28), (0.5,), (0.25,))
+                         for n in ("wk-cnn", "wk-cnn-wide", "wk-cnn-fc1024"))
     assert sum(p.numel() for p in net.parameters()) == 166_406
     fc = [m for m in wide.body if isinstance(m, torch.nn.Linear)][0]
     assert fc.in_features == 256 * 7 * 7 and fc.out_features == 100
+    fc = [m for m in fc1024.body if isinstance(m, torch.nn.Linear)][0]
+    assert fc.in_features == 32 * 7 * 7 and fc.out_features == 1024 and fc1024.head.in_features == 1024
+    assert sum(p.numel() for p in fc1024.parameters()) == 1_625_402
 
 
 def test_packed_mlp_equals_vmap_packing_in_value_and_gradient():
