@@ -138,11 +138,28 @@ class RunLayout:
     def ablation_jobs(self) -> Path:
         return self.root / "ablation" / "jobs"
 
+    @property
+    def lr_grid(self) -> Path:
+        """The Table 2 methods' learning-rate grid (pipeline --lr-grid): train/, jobs/, choice.json."""
+        return self.root / "lrgrid"
+
+    @property
+    def lr_grid_train(self) -> Path:
+        return self.lr_grid / "train"
+
+    @property
+    def lr_grid_jobs(self) -> Path:
+        return self.lr_grid / "jobs"
+
+    @property
+    def lr_choice(self) -> Path:
+        return self.lr_grid / "choice.json"
+
     def training_dirs(self) -> dict[str, Path]:
         """Pipeline stage -> the folder holding its training runs."""
         return {"sec31": self.sec31_train, "sec32": self.sec32_train,
-                "sec32 controls": self.sec32_controls / "train", "bat table": self.table_train,
-                "ablation": self.ablation_train}
+                "sec32 controls": self.sec32_controls / "train", "lr grid": self.lr_grid_train,
+                "bat table": self.table_train, "ablation": self.ablation_train}
 
     # ---- report and pipeline bookkeeping
     @property

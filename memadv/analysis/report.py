@@ -95,6 +95,25 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
     return out
 
 
+def lr_choice_lines(run_dir: Path) -> list[str]:
+    """One bullet per Table 2 run kind with its learning rate chosen by the pipeline's --lr-grid
+    (``RUN/lrgrid/choice.json``, :mod:`memadv.experiments.lr_grid`); none without a grid."""
+    try:
+        data = json.loads(RunLayout(run_dir).lr_choice.read_text())
+    except (OSError, ValueError):
+        return []
+    out = [f"* Learning rate of each Table 2 method, chosen on the validation slice from {data.get('grid')} "
+           f"({data.get('rule')}):"]
+    for c in data.get("choices", []):
+        r = dict(c.get("run", {}))
+        rest = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items() if k != "method")
+        run = f"{r.get('method')}" + (f" ({rest})" if rest else "")
+        vals = ", ".join(f"lr {k}: {100 * v:.1f}%" if isinstance(v, float) and v == v else f"lr {k}: n/a"
+                         for k, v in c.get("val_adv", {}).items())
+        out.append(f"  * {run}: **lr {c.get('lr'):g}** (validation PGD-20 at the last epoch: {vals})")
+    return out
+
+
 def settings_section(run_dir: Path) -> str:
     lines = []
     spec = RunLayout(run_dir).spec
@@ -131,6 +150,7 @@ def settings_section(run_dir: Path) -> str:
                     f"{cpu}, torch {tv}, {th} torch thread(s), device {dev}" for cpu, tv, th, dev in sorted(envs, key=str))
                     + ". Their std over seeds is run-to-run variation on these machines (another CPU or thread "
                     "count changes float summation order and so the training trajectory).")
+    lines += lr_choice_lines(run_dir)
     abl = RunLayout(run_dir).ablation_train
     if abl.is_dir():
         cells = set()

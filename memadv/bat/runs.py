@@ -33,6 +33,7 @@ CHECKPOINT_VERSION = 1
 FINAL_COLUMNS = ["checkpoint", "epoch", "subset", "attack", "acc", "n"]
 # atypical_test.parquet's second subset: every test image outside D'_atyp (C4 is decided on it: it has headroom)
 OUTSIDE_ATYPICAL = "test/outside-atypical"
+DEFAULT_LR = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "lr")
 CHECKPOINTS = tuple(selection.CHECKPOINT_FILES.items())  # last, best_adv, best_clean, best_val_adv, best_val_clean
 
 
@@ -63,6 +64,8 @@ def run_name(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None) -> 
             v = getattr(objective_cfg, name)
             if (cfg.method == "bat" and name in ("alpha", "beta")) or v != getattr(defaults, name):
                 parts.append(f"{name.replace('_', '')}{_fmt(v)}")
+    if cfg.lr != DEFAULT_LR:  # another learning rate is another run (a grid's runs sit side by side)
+        parts.append(f"lr{_fmt(cfg.lr)}")
     if cfg.val_fraction > 0:  # a run with a validation slice trains on other data
         parts.append(f"val{_fmt(cfg.val_fraction)}")
     parts.append(f"seed{cfg.seed}")

@@ -7,8 +7,11 @@ Stages, in order::
     score figures memorization histogram, example grids, pairs (report/scores/)
     sec31         ERM + PGD-AT on the whole training set (sec31/train/), Figs. 1, 9 (report/sec31/)
     sec32         ERM + PGD-AT on D_typ + p% D_atyp (sec32/train/), Figs. 2, 15, 21, Table 1, Fig. 3
-    sec32 controls  C3's poisoning control: PGD-AT on D_typ + the high / low poisoning half of D_atyp
-                  (sec32/controls/train/; --poisoning-control false skips it)
+    sec32 controls  C3's controls: PGD-AT on D_typ + the high / low poisoning half of D_atyp, and (with
+                  --per-class) on D_typ + as many unused images (sec32/controls/train/; --poisoning-control
+                  false skips it)
+    lr grid       with --lr-grid only: every Table 2 method at each lr, first seed, chosen on the
+                  validation slice (lrgrid/train/, lrgrid/choice.json)
     bat table     PGD-AT, TRADES, MART, GAIRAT, BAT (alpha 1 and 2, beta 0.2) (train/), Table 2/4, Fig. 4
     ablation      BAT alpha x beta grid (ablation/train/, sharing the table's runs), Fig. 5 (report/ablation/)
     report        report/report.md and report/report.html (always rewritten: it is cheap)
@@ -90,6 +93,12 @@ class PipelineConfig:
     final_attacks: list[str] | None = option(None, "final attacks of the BAT table runs (Table 4); AutoAttack "
                                              "takes ~2 min per checkpoint on the embedded sets on two CPU cores",
                                              per_dataset=FINAL_ATTACKS_TABLE)
+    lr_grid: list[float] = option([], "learning rates every Table 2 method tries at the first seed on the validation "
+                                  "slice (needs --val-fraction > 0 and --ablation false); each method's table runs "
+                                  "then use the one with the highest validation PGD-20 accuracy at the last epoch "
+                                  "(memadv.experiments.lr_grid); empty = every method at --lr's default",
+                                  unit="SGD learning rate",
+                                  source="paper Sec. 5.1 (0.1); TRADES train_trades_mnist.py (0.01)")
     ablation_alpha: list[float] = option([0.0, 1.0, 2.0, 3.0], "ablation grid: BAT alpha values",
                                          source="paper Sec. 5.2: 0 1 2 3")
     ablation_beta: list[float] = option([0.0, 0.1, 0.2, 0.3], "ablation grid: BAT beta values",
@@ -117,6 +126,15 @@ class PipelineConfig:
         self.train_seeds = sorted({int(s) for s in self.train_seeds})
         for a in self.ablation_alpha + self.ablation_beta:
             check_range("ablation_alpha/beta", a, 0)
+        for lr in self.lr_grid:
+            check_range("lr_grid", lr, 0, lo_open=True)
+        self.lr_grid = list(dict.fromkeys(float(x) for x in self.lr_grid))  # listed order kept: it breaks ties
+        if self.lr_grid and not self.val_fraction > 0:
+            raise ConfigError("--lr-grid chooses each method's learning rate on the validation slice: set "
+                              "--val-fraction (e.g. 0.1), or leave --lr-grid out")
+        if self.lr_grid and self.ablation:
+            raise ConfigError("--lr-grid with the ablation grid would mix learning rates in Fig. 5 (its runs share "
+                              "the table's): add --ablation false, or leave --lr-grid out")
         if self.quick:
             for k, v in QUICK_TRAIN.items():
                 if getattr(self, k) in (None, ALL_FINAL_ATTACKS):
@@ -143,7 +161,24 @@ class PipelineConfig:
                             device=self.train_device, ps=list(self.sec32_p))
 
     def table_runs(self, cfg: EstimateConfig, run_dir: Path) -> list[dict[str, Any]]:
-        return [self._train_values(cfg, run_dir, {**r, "seed": s}) for s in self.train_seeds for r in TABLE_RUNS]
+        """Every Table 2 run; with --lr-grid, at its method's chosen lr once the grid has run."""
+        lrs = self.chosen_lrs(run_dir)
+        return [self._train_values(cfg, run_dir, {**r, "seed": s, **({"lr": lrs[i]} if lrs else {})})
+                for s in self.train_seeds for i, r in enumerate(TABLE_RUNS)]
+
+    def lr_grid_runs(self, cfg: EstimateConfig, run_dir: Path) -> list[list[dict[str, Any]]]:
+        """Per Table 2 run (TABLE_RUNS order), its grid runs: the first seed at every lr of --lr-grid."""
+        seed = self.train_seeds[0]
+        return [[self._train_values(cfg, run_dir, {**r, "seed": seed, "lr": lr}) for lr in self.lr_grid]
+                for r in TABLE_RUNS]
+
+    def chosen_lrs(self, run_dir: Path) -> list[float] | None:
+        """Each TABLE_RUNS entry's chosen lr (``RUN/lrgrid/choice.json``); None without a grid or choice."""
+        from memadv.experiments import lr_grid
+        choices = lr_grid.read_choice(Path(run_dir), self.lr_grid) if self.lr_grid else None
+        if not choices or len(choices) != len(TABLE_RUNS):
+            return None
+        return [float(c["lr"]) for c in choices]
 
     def ablation_runs(self, cfg: EstimateConfig, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(runs to train in ablation/train, table runs to link there): every (alpha, beta) of the grid
@@ -278,11 +313,25 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     def run_controls(run_dir: Path) -> None:
         sec3.run_poisoning_control(run_dir, settings, executor, progress=progress)
 
+    def run_lr_grid(run_dir: Path) -> None:
+        from memadv.experiments import lr_grid
+        from memadv.experiments.sweep import TrainTask
+        from memadv.executors import run_tasks
+        per_method, lay = pcfg.lr_grid_runs(cfg, run_dir), RunLayout(run_dir)
+        runs = [r for rs in per_method for r in rs]
+        run_tasks(TrainTask(runs=runs, out_dir=str(lay.lr_grid_train), overrides={}), list(range(len(runs))),
+                  executor, lay.lr_grid_jobs, desc="lr grid training", progress=progress)
+        lr_grid.write_choice(run_dir, TABLE_RUNS, pcfg.lr_grid,
+                             [[lay.lr_grid_train / n for n in run_names(rs)] for rs in per_method])
+
     def run_table(run_dir: Path) -> None:
         from memadv.analysis import bat_tables
         from memadv.experiments.sweep import TrainTask
         from memadv.executors import run_tasks
         runs, lay = pcfg.table_runs(cfg, run_dir), RunLayout(run_dir)
+        if pcfg.chosen_lrs(run_dir):  # the first seed's run at the chosen lr is a grid run: link, do not retrain
+            grid = {n for rs in pcfg.lr_grid_runs(cfg, run_dir) for n in run_names(rs)}
+            _link_runs(lay.lr_grid_train, lay.table_train, [n for n in run_names(runs) if n in grid])
         task = TrainTask(runs=runs, out_dir=str(lay.table_train), overrides={})
         run_tasks(task, list(range(len(runs))), executor, lay.table_jobs,
                   desc="bat table training", progress=progress)
@@ -315,7 +364,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     finals = lambda jobs: (lambda d: [TrainingRun(j).final_path for j in jobs(d)])  # noqa: E731
     atypical_tests = lambda d: [TrainingRun(j).atypical_test_path for j in sec32_jobs(d)]  # noqa: E731
     # options added after runs were made stamp only when set, so those runs stay up to date
-    later = {"train_net": None, "train_eps": None, "val_fraction": 0.0, "eval_every": 1}
+    later = {"train_net": None, "train_eps": None, "val_fraction": 0.0, "eval_every": 1, "lr_grid": []}
     train_stamp = {k: v for k, v in dataclasses.asdict(pcfg).items()
                    if k not in ("train_device", "quick", "sec32_p") and not k.startswith("ablation")
                    and not (k in later and v == later[k])}
@@ -344,10 +393,18 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         out.append(Stage("sec32 controls", outputs=finals(control_jobs),
                          inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_controls,
                          stamp={"settings": settings.stamp()}, jobs=control_jobs))
+    if pcfg.lr_grid:
+        grid_jobs = lambda d: [RunLayout(d).lr_grid_train / n  # noqa: E731
+                               for rs in pcfg.lr_grid_runs(cfg, d) for n in run_names(rs)]
+        out.append(Stage("lr grid", outputs=lambda d: finals(grid_jobs)(d) + [RunLayout(d).lr_choice],
+                         inputs=splits, run=run_lr_grid, stamp={"train": train_stamp, "runs": TABLE_RUNS},
+                         jobs=grid_jobs))
+    choice = (lambda d: [RunLayout(d).lr_choice]) if pcfg.lr_grid else (lambda d: [])  # noqa: E731
     out += [
         Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + [RunLayout(d).report / "table2.csv",
                                                                        RunLayout(d).report / "fig4_curves.png"],
-              inputs=splits, run=run_table, stamp={"train": train_stamp, "runs": TABLE_RUNS}, jobs=table_jobs),
+              inputs=lambda d: splits(d) + choice(d), run=run_table, stamp={"train": train_stamp, "runs": TABLE_RUNS},
+              jobs=table_jobs),
     ]
     if pcfg.ablation:
         out.append(Stage("ablation", outputs=lambda d: finals(abl_jobs)(d) + [RunLayout(d).report_ablation /
