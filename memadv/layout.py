@@ -10,10 +10,12 @@ files (``config.json``, ``metrics.parquet``, checkpoints) are :mod:`memadv.bat.r
     RUN/splits/splits.parquet, splits/summary.md               split files (memadv.data.splits)
     RUN/sec31/train/<run>/, sec31/jobs/                        Section 3.1 training runs
     RUN/sec32/train/<run>/, sec32/subsets/, sec32/jobs/        Section 3.2 training runs
-    RUN/sec32/controls/{train/<run>/,subsets/,jobs/}            C3's poisoning control runs
+    RUN/sec32/controls/{train/<run>/,subsets/,jobs/}            C3's control runs
+    RUN/lrgrid/{train/<run>/,jobs/,choice.json}                 the Table 2 methods' lr grid (--lr-grid)
     RUN/train/<run>/, train/.sweep/bat-table/                  the BAT table runs (Tables 2, 4)
     RUN/ablation/train/<run>/, ablation/jobs/                  the ablation grid (Fig. 5)
     RUN/report/{scores,sec31,sec32,ablation}/, report/report.{md,html}, report/claims.json
+                                 (the figure/table stems other steps look for: REPORT_STEMS)
     RUN/pipeline/plan.json, pipeline/timing.json, pipeline/<stage>.json
 """
 
@@ -23,6 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memadv.errors import SchemaError
+
+# The report files that later steps look for (the pipeline's up-to-date check, `memadv status`, the
+# report), spelled once: the figure and table functions of memadv.analysis write ``<stem>.png`` /
+# ``.pdf`` / ``.csv`` / ``.md`` under these stems into the folder they are given.
+MEM_HISTOGRAM = "mem_histogram"   # Fig. 7
+FIG1 = "fig1_pgd_atypical"        # Figs. 1, 12-14
+SEC31_TABLE = "sec31"             # Section 3.1's last-epoch table
+FIG2 = "fig2_pgd_typical"         # Figs. 2, 18-20
+FIG21 = "fig21_cosine"            # Fig. 21
+TABLE1 = "table1"
+FIG3 = "fig3_poisoning"           # Fig. 3
+TABLE2 = "table2"
+TABLE4 = "table4"
+FIG4 = "fig4_curves"              # Fig. 4
+FIG5 = "fig5_ablation"            # Fig. 5
+REPORT_STEMS = (MEM_HISTOGRAM, FIG1, SEC31_TABLE, FIG2, FIG21, TABLE1, FIG3, TABLE2, TABLE4, FIG4, FIG5)
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,15 @@ class RunLayout:
     @property
     def timing(self) -> Path:
         return self.pipeline / "timing.json"
+
+    def stage_reports(self) -> dict[str, list[Path]]:
+        """Pipeline stage -> the report files it writes that mark it done."""
+        return {"score figures": [self.report_scores / f"{MEM_HISTOGRAM}.png"],
+                "sec31": [self.report_sec31 / f"{FIG1}.png", self.report_sec31 / f"{SEC31_TABLE}.csv"],
+                "sec32": [self.report_sec32 / f"{FIG2}.png", self.report_sec32 / f"{FIG21}.png",
+                          self.report_sec32 / f"{TABLE1}.csv", self.report_sec32 / f"{FIG3}.png"],
+                "bat table": [self.report / f"{TABLE2}.csv", self.report / f"{FIG4}.png"],
+                "ablation": [self.report_ablation / f"{FIG5}.png"]}
 
     def stage_stamp(self, stage: str) -> Path:
         """The settings a pipeline stage last ran with."""

@@ -189,3 +189,29 @@ def test_no_comment_cites_a_tracker_number_instead_of_the_reason():
 def test_the_tracker_reference_check_can_fail():
     assert _tracker_refs("# bounded wait (issue 18, item 5)\n'''the issue-11 measurement'''\nissues = 3") == \
         ["issue 18", "issue-11"]
+
+
+def _report_file_literals(path: Path) -> list[str]:
+    """String constants of ``path`` that spell a report file the pipeline looks for: a stem of
+    ``layout.REPORT_STEMS`` with an extension, or a figure's stem alone (a table's bare stem, like
+    "sec31", is also a stage's name)."""
+    from memadv.layout import REPORT_STEMS
+    alone = [s for s in REPORT_STEMS if s.startswith(("fig", "mem_"))]
+    names = re.compile(r"(?:.*/)?(?:(?:%s)\.\w+|%s)" % ("|".join(map(re.escape, REPORT_STEMS)),
+                                                      "|".join(map(re.escape, alone))))
+    return [n.value for n in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and names.fullmatch(n.value)]
+
+
+def test_report_file_names_are_spelled_only_by_the_layout():
+    """A figure renamed in its writer but not in the pipeline's up-to-date check would re-run its
+    stage forever: both take the stem from memadv.layout."""
+    found = {m: lits for m, p in MODULES.items() if m != "memadv.layout" and (lits := _report_file_literals(p))}
+    assert found == {}
+
+
+def test_the_report_file_check_can_fail(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text('"""Draws fig4_curves.png."""\na = out / "fig4_curves.png"\nb = "table2.md"\nc = "table22.csv"\n'
+                 'd = "fig5_ablation"\ne = "sec31"\n')
+    assert sorted(_report_file_literals(p)) == ["fig4_curves.png", "fig5_ablation", "table2.md"]

@@ -24,6 +24,7 @@ from memadv.analysis.bat_tables import SELECT, Run, find_runs, report_dir, selec
 from memadv.bat.selection import PROTOCOL
 from memadv.analysis.outputs import markdown_section, pyplot, save_figure, write_csv, write_markdown
 from memadv.errors import MemadvError
+from memadv.layout import FIG5
 
 # options that may vary inside one grid
 _GRID_KEYS = ("alpha", "beta")
@@ -106,7 +107,7 @@ def fig5(df: pd.DataFrame, out: Path) -> list[Path]:
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle("Fig. 5: BAT α × β (* = PGD-AT)" if (df["source"] == "pgd").any() else "Fig. 5: BAT α × β")
     fig.tight_layout()
-    paths = save_figure(fig, out / "fig5_ablation")
+    paths = save_figure(fig, out / FIG5)
     plt.close(fig)
     return paths
 

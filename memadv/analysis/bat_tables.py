@@ -43,6 +43,7 @@ from memadv.bat import selection
 from memadv.bat.runs import TrainingRun, find_training_runs
 from memadv.bat.train_config import METHODS
 from memadv.errors import MemadvError
+from memadv.layout import FIG4, TABLE2, TABLE4
 
 SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
 TABLE4_ATTACKS = (("clean", "Clean Acc."), ("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("aa", "AA."))
@@ -259,7 +260,7 @@ def fig4(runs: list[Run], out: Path) -> list[Path]:
     axes[1].legend(fontsize=8, loc="best")
     fig.suptitle("Fig. 4: overall test accuracy during training")
     fig.tight_layout()
-    paths = save_figure(fig, out / "fig4_curves")
+    paths = save_figure(fig, out / FIG4)
     plt.close(fig)
     return paths
 
@@ -301,16 +302,16 @@ def bat_figures(run_dir: Path, out: Path | None = None, select_name: str = "own"
             f"config.json (another CPU or thread count changes float summation and the training trajectory); "
             f"the report's claims give paired differences with 95% CIs. Runs: {', '.join(sorted({r.path.name for r in runs}))}."
             f"\n\n{selection_notes(runs, t2)}")
-    paths += [write_markdown(out / "table2.md", to_markdown(t2, cols2, "Table 2: clean and adversarial accuracy",
+    paths += [write_markdown(out / f"{TABLE2}.md", to_markdown(t2, cols2, "Table 2: clean and adversarial accuracy",
                                                             note)),
-              write_csv(out / "table2.csv", t2)]
+              write_csv(out / f"{TABLE2}.csv", t2)]
     if any(r.final is not None for r in runs):
         t4 = table4(runs, select)
         cols4 = [name for _, name in TABLE4_ATTACKS]
-        paths += [write_markdown(out / "table4.md", to_markdown(
+        paths += [write_markdown(out / f"{TABLE4}.md", to_markdown(
             t4, cols4, "Table 4: accuracy under attacks",
             "Test accuracy (%) on all test examples; – = not evaluated (see --final-attacks). "
             + attack_note(runs) + f"\n\n{selection_notes(runs, t4)}")),
-            write_csv(out / "table4.csv", t4)]
+            write_csv(out / f"{TABLE4}.csv", t4)]
     paths += fig4(runs, out)
     return paths

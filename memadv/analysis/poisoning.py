@@ -28,7 +28,7 @@ from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.runs import TrainingRun
 from memadv.bat.selection import CHECKPOINT_FILES
 from memadv.errors import MemadvError
-from memadv.layout import RunLayout
+from memadv.layout import FIG3, RunLayout
 
 THRESHOLD = 0.8
 
@@ -131,7 +131,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
                 axes[r, 1 + k].set_title(f"typical '{names[target]}'", fontsize=7)
     fig.suptitle(f"Fig. 3: poisoning atypical examples (PGD-AT, {ck_name} epoch {epoch}; {note})", fontsize=8)
     fig.tight_layout()
-    paths += save_figure(fig, out / "fig3_poisoning", {"figure": "fig3_poisoning", "checkpoint": ck_name,
+    paths += save_figure(fig, out / FIG3, {"figure": FIG3, "checkpoint": ck_name,
                                                        "n_above": n_above, "n_atypical": int(len(table)),
                                                        "rows": int(len(shown))})
     pyplot().close(fig)

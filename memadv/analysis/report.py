@@ -30,7 +30,7 @@ from memadv.analysis.poisoning_control import load_controls
 from memadv.bat.runs import find_training_runs
 from memadv.data.atomic import write_json_atomic, write_text_atomic
 from memadv.data.tables import markdown_table
-from memadv.layout import RunLayout
+from memadv.layout import SEC31_TABLE, TABLE1, TABLE2, TABLE4, RunLayout
 from memadv.paper_thresholds import MEM_ATYPICAL, MEM_TYPICAL
 
 FIGURE_ORDER = ("scores", "sec31", "sec32", ".", "ablation")
@@ -78,8 +78,8 @@ def gather(run_dir: Path, seeds: list[int] | None = None) -> dict[str, Any]:
                      claim_c5(runs32, out["reading"]),
                      *claim_c6(table_runs, bat_tables.method_label)]
     out["tables"] = [(name, _read_text(p)) for name, p in (
-        ("Section 3.1", lay.report_sec31 / "sec31.md"), ("Table 1", lay.report_sec32 / "table1.md"),
-        ("Table 2", rep / "table2.md"), ("Table 4", rep / "table4.md"),
+        ("Section 3.1", lay.report_sec31 / f"{SEC31_TABLE}.md"), ("Table 1", lay.report_sec32 / f"{TABLE1}.md"),
+        ("Table 2", rep / f"{TABLE2}.md"), ("Table 4", rep / f"{TABLE4}.md"),
         ("Ablation", lay.report_ablation / "ablation.md"))
         if p.is_file()]
     figs = []

@@ -24,7 +24,7 @@ from memadv.data.registry import load_dataset, options_from_meta
 from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of
 from memadv.data.splits import SplitConfig, read_splits
 from memadv.errors import ConfigError, DatasetError, MemadvError, SchemaError
-from memadv.layout import RunLayout
+from memadv.layout import MEM_HISTOGRAM, RunLayout
 from memadv.paper_thresholds import INFL_ATYPICAL, MEM_ATYPICAL
 
 MEM_TARGETS = (0.0, 0.5, 1.0)
@@ -94,7 +94,7 @@ def histogram(scores: Scores, run_dir: Path, out_dir: Path, bins: int) -> list[P
     ax.legend(fontsize=8)
     ax.set_title(f"Memorization values of {mem.size} training examples (Fig. 7)\n"
                  f"{_subtitle(scores, run_name(run_dir))}", fontsize=9)
-    return _save(fig, out_dir, "mem_histogram")
+    return _save(fig, out_dir, MEM_HISTOGRAM)
 
 
 def _pick_class(scores: Scores, ds: Dataset, wanted: str | None) -> int:

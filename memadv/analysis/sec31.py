@@ -32,7 +32,7 @@ import pandas as pd
 from memadv.analysis.outputs import frame_markdown, pyplot, save_figure, write_csv, write_markdown
 from memadv.bat.runs import TrainingRun
 from memadv.errors import MemadvError
-from memadv.layout import RunLayout
+from memadv.layout import FIG1, SEC31_TABLE, RunLayout
 
 SEC31_METHODS = ("erm", "pgd")  # the two training methods of Sections 3.1-3.2 (all methods: bat.train_config.METHODS)
 METHOD_LABELS = {"erm": "ERM", "pgd": "PGD-AT"}
@@ -230,7 +230,7 @@ def sec31_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     series = [("train atypical (D_atyp)", "train"), ("test atypical (D'_atyp)", "test")]
-    for m, stem, fig_name in (("pgd", "fig1_pgd_atypical", "Fig. 1 / 12"), ("erm", "fig9_erm_atypical", "Fig. 9")):
+    for m, stem, fig_name in (("pgd", FIG1, "Fig. 1 / 12"), ("erm", "fig9_erm_atypical", "Fig. 9")):
         if m not in runs:
             continue
         df = runs[m]
@@ -243,7 +243,7 @@ def sec31_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
     note = ("Accuracy (%) at the last epoch on D_atyp (train) and D'_atyp (test), clean and PGD-20, mean over "
             f"the seeds; early / late: mean over the first / last {int(EARLY_FRACTION * 100)}% of the epochs.")
     md = frame_markdown(table, "Section 3.1: accuracy on the atypical sets", note)
-    paths += [write_markdown(out / "sec31.md", md), write_csv(out / "sec31.csv", table)]
+    paths += [write_markdown(out / f"{SEC31_TABLE}.md", md), write_csv(out / f"{SEC31_TABLE}.csv", table)]
     return paths
 
 

@@ -49,7 +49,7 @@ from memadv.bat.runs import TrainingRun
 from memadv.data.atomic import write_json_atomic
 from memadv.data.dataset import Dataset
 from memadv.errors import MemadvError
-from memadv.layout import RunLayout
+from memadv.layout import FIG2, FIG21, TABLE1, RunLayout
 
 # The paper's Table 1 (CIFAR-100, PGD-AT), "Cosine Distance" at 0 / 20 / 100 % atypical examples.
 PAPER_TABLE1 = {"ResNet18": {0: 0.66, 20: 0.62, 100: 0.59}, "WRN28": {0: 0.64, 20: 0.61, 100: 0.57}}
@@ -262,7 +262,7 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
     n_seeds = max(r.seed for r in runs)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for m, stem, fig_name in (("pgd", "fig2_pgd_typical", "Fig. 2 / 18"), ("erm", "fig15_erm_typical", "Fig. 15")):
+    for m, stem, fig_name in (("pgd", FIG2, "Fig. 2 / 18"), ("erm", "fig15_erm_typical", "Fig. 15")):
         mine = [r for r in runs if r.method == m]
         if not mine:
             continue
@@ -290,7 +290,7 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle("Fig. 21: class-wise cosine measure of typical training examples' representations", fontsize=10)
     fig.tight_layout()
-    paths += save_figure(fig, out / "fig21_cosine", {"figure": "fig21_cosine", "reading": reading["reading"]})
+    paths += save_figure(fig, out / FIG21, {"figure": FIG21, "reading": reading["reading"]})
     plt.close(fig)
     shown = t1.copy()
     note = (f"Last epoch, mean over the seeds (sd: their standard deviation, the run-to-run variation on this "
@@ -300,7 +300,7 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
             f"**{reading['reading']}** reading on this run (decided by {reading['decided_by']}).")
     md = frame_markdown(shown, "Table 1: class-wise cosine measure of typical examples (last epoch)", note,
                         fmt="{:.3f}")
-    paths += [write_markdown(out / "table1.md", md), write_csv(out / "table1.csv", shown)]
+    paths += [write_markdown(out / f"{TABLE1}.md", md), write_csv(out / f"{TABLE1}.csv", shown)]
     write_json_atomic(out / "cosine_reading.json", reading)
     paths.append(out / "cosine_reading.json")
     return paths

@@ -7,11 +7,8 @@ Stages, in order::
     score figures memorization histogram, example grids, pairs (report/scores/)
     sec31         ERM + PGD-AT on the whole training set (sec31/train/), Figs. 1, 9 (report/sec31/)
     sec32         ERM + PGD-AT on D_typ + p% D_atyp (sec32/train/), Figs. 2, 15, 21, Table 1, Fig. 3
-    sec32 controls  C3's controls: PGD-AT on D_typ + the high / low poisoning half of D_atyp, and (with
-                  --per-class) on D_typ + as many unused images (sec32/controls/train/; --poisoning-control
-                  false skips it)
-    lr grid       with --lr-grid only: every Table 2 method at each lr, first seed, chosen on the
-                  validation slice (lrgrid/train/, lrgrid/choice.json)
+    sec32 controls  C3's controls (sec32/controls/train/; memadv.analysis.poisoning_control)
+    lr grid       --lr-grid: each Table 2 method's lr, chosen on the validation slice (lrgrid/)
     bat table     PGD-AT, TRADES, MART, GAIRAT, BAT (alpha 1 and 2, beta 0.2) (train/), Table 2/4, Fig. 4
     ablation      BAT alpha x beta grid (ablation/train/, sharing the table's runs), Fig. 5 (report/ablation/)
     report        report/report.md and report/report.html (always rewritten: it is cheap)
@@ -377,14 +374,12 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
         Stage("splits", outputs=splits, inputs=scores, run=run_splits,
               # stamped only when set: a run made before the option keeps its splits (and all after them)
               stamp={"error_control": pcfg.error_control} if pcfg.error_control != "none" else None),
-        Stage("score figures", outputs=lambda d: [RunLayout(d).report_scores / "mem_histogram.png"], inputs=scores,
+        Stage("score figures", outputs=lambda d: RunLayout(d).stage_reports()["score figures"], inputs=scores,
               run=run_score_figures),
-        Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + [RunLayout(d).report_sec31 / n for n in
-                                                                   ("fig1_pgd_atypical.png", "sec31.csv")],
+        Stage("sec31", outputs=lambda d: finals(sec31_jobs)(d) + RunLayout(d).stage_reports()["sec31"],
               inputs=splits, run=run_sec31, stamp={"settings": settings.stamp()}, jobs=sec31_jobs),
         Stage("sec32", outputs=lambda d: finals(sec32_jobs)(d) + atypical_tests(d)
-              + [RunLayout(d).report_sec32 / n for n in ("fig2_pgd_typical.png", "fig21_cosine.png",
-                                                         "table1.csv", "fig3_poisoning.png")],
+              + RunLayout(d).stage_reports()["sec32"],
               inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_sec32,
               stamp={"settings": settings.stamp()}, jobs=sec32_jobs),
     ]
@@ -401,14 +396,12 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
                          jobs=grid_jobs))
     choice = (lambda d: [RunLayout(d).lr_choice]) if pcfg.lr_grid else (lambda d: [])  # noqa: E731
     out += [
-        Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + [RunLayout(d).report / "table2.csv",
-                                                                       RunLayout(d).report / "fig4_curves.png"],
+        Stage("bat table", outputs=lambda d: finals(table_jobs)(d) + RunLayout(d).stage_reports()["bat table"],
               inputs=lambda d: splits(d) + choice(d), run=run_table, stamp={"train": train_stamp, "runs": TABLE_RUNS},
               jobs=table_jobs),
     ]
     if pcfg.ablation:
-        out.append(Stage("ablation", outputs=lambda d: finals(abl_jobs)(d) + [RunLayout(d).report_ablation /
-                                                                               "fig5_ablation.png"],
+        out.append(Stage("ablation", outputs=lambda d: finals(abl_jobs)(d) + RunLayout(d).stage_reports()["ablation"],
                          inputs=lambda d: splits(d) + finals(table_jobs)(d), run=run_ablation,
                          stamp={"train": ablation_stamp}, jobs=abl_jobs))
     out.append(Stage("report", outputs=lambda d: [RunLayout(d).report_html], inputs=lambda d: [],

@@ -156,7 +156,7 @@ def run_status(run_dir: Path, decided: bool = True) -> dict[str, Any]:
     status = {"estimate": estimate_status(rd) if lay.spec.exists() else None,
               "splits": lay.split_file.exists(),
               "decided": decided_status(rd) if decided else None,
-              "score_figures": (lay.report_scores / "mem_histogram.png").exists(),
+              "score_figures": all(p.exists() for p in lay.stage_reports()["score figures"]),
               "training": training_status(rd),
               "report": lay.report_html.exists()}
     plan = json.loads(lay.plan.read_text()) if lay.plan.is_file() else None
