@@ -7,7 +7,7 @@ from pathlib import Path
 
 from memadv.cli.common import (add_config_arguments, add_config_file, add_dask, add_progress, check_config_file,
                                config_from_args, dask_factory)
-from memadv.data.atomic import claimed_output
+from memadv.data.atomic import marked_output
 from memadv.data.splits import SplitConfig
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.until_decided import DecideConfig
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     def run_look(c: EstimateConfig):  # type: ignore[no-untyped-def]
         return estimate(c, args.out, executor, progress=args.progress, aggregation_scheduler=scheduler)
-    with claimed_output(args.out, "run"):  # refuses a file or a folder that is not a memadv run
+    with marked_output(args.out, "run"):  # refuses a file or a folder that is not a memadv run
         if decide.until_decided is None:
             scores = run_look(cfg)
         else:

@@ -13,7 +13,7 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from memadv.data.atomic import claimed_output
+from memadv.data.atomic import marked_output
 from memadv.layout import require_run_dir
 
 # kind -> (module, one-line description)
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     require_run_dir(args.run)
     out = getattr(args, "out", None)
-    with claimed_output(out, "figures") if out is not None else contextlib.nullcontext():
+    with marked_output(out, "figures") if out is not None else contextlib.nullcontext():
         paths = args.module.make_figures(args.run, args)
     for path in paths:
         print(path)

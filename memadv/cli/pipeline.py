@@ -7,7 +7,7 @@ from pathlib import Path
 
 from memadv.cli.common import (add_config_arguments, add_config_file, add_progress, check_config_file,
                                config_from_args)
-from memadv.data.atomic import claimed_output
+from memadv.data.atomic import marked_output
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
 
@@ -41,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(EstimateConfig, args, "estimate")
     executor = config_from_args(ExecutorConfig, args, "executor")
     pcfg = config_from_args(PipelineConfig, args, "pipeline")
-    with claimed_output(args.out, "run"):  # refuses a file or a folder that is not a memadv run
+    with marked_output(args.out, "run"):  # refuses a file or a folder that is not a memadv run
         run_pipeline(cfg, args.out, executor, progress=args.progress, pcfg=pcfg)
     return 0

@@ -11,7 +11,7 @@ from memadv.bat.train import train
 from memadv.bat.train_config import METHODS, TrainConfig
 from memadv.cli.common import check_config_file
 from memadv.config import add_config_arguments, build_config
-from memadv.data.atomic import claimed_output
+from memadv.data.atomic import marked_output
 from memadv.errors import ConfigError
 from memadv.executors import ExecutorConfig, resolve_executor
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     ocfg = build_config(ObjectiveConfig, given, args.config, section="objective")
     ecfg = build_config(ExecutorConfig, given, args.config, section="executor")
     out = args.out if args.out is not None else Path("runs") / cfg.dataset / "train"
-    with claimed_output(out, "train"):  # refuses a file or a folder that memadv did not make
+    with marked_output(out, "train"):  # refuses a file or a folder that memadv did not make
         if resolve_executor(ecfg, 1).executor == "inprocess":  # auto: one run trains in this process
             run_dir = train(cfg, out, ocfg)
         else:  # one task on a local worker or a Slurm array of one
@@ -83,7 +83,7 @@ def _run_sweep(args: argparse.Namespace, given: dict) -> int:
     overrides = {k: given[k] for k in ("device", "data_root") if k in given}
     progress = given.get("progress", True)
     out = args.out
-    with claimed_output(out, "train") if out is not None else contextlib.nullcontext():
+    with marked_output(out, "train") if out is not None else contextlib.nullcontext():
         for run_dir in run_sweep(args.sweep, ecfg, out, overrides, progress=progress):
             print(run_dir)
     return 0

@@ -1,5 +1,5 @@
 """Atomic file writes: write to a temporary file beside the target, then ``os.replace``; and the one
-rule for what a command may write into or replace (``claim_output``, ``atomic_dir``).
+rule for what a command may write into or replace (``mark_output``, ``atomic_dir``).
 
 A reader (or a re-run after a kill) sees either no file or a complete one, never a half-written
 file that looks finished. No command deletes or replaces what it did not create: every output
@@ -122,7 +122,7 @@ def _write_marker(folder: Path, kind: str) -> None:
     write_json_atomic(folder / OUTPUT_MARKER, {"kind": kind, "by": "memadv"})
 
 
-def claim_output(path: str | Path, kind: str) -> Path:
+def mark_output(path: str | Path, kind: str) -> Path:
     """Create (or re-use) the output folder ``path`` of ``kind`` and mark it; returns ``path``.
 
     The one gate of every command that writes into a folder (see ``check_output`` for what is
@@ -136,13 +136,13 @@ def claim_output(path: str | Path, kind: str) -> Path:
 
 
 @contextlib.contextmanager
-def claimed_output(path: str | Path, kind: str) -> Iterator[Path]:
-    """``claim_output`` for the duration of a command: when the command fails and the folder was
+def marked_output(path: str | Path, kind: str) -> Iterator[Path]:
+    """``mark_output`` for the duration of a command: when the command fails and the folder was
     created here and holds nothing but the marker, it is removed again (a refused command leaves
     no folder behind that looks like output)."""
     path = Path(path)
     created = [p for p in (path, *path.parents) if not p.exists()]  # folders this call will make
-    claim_output(path, kind)
+    mark_output(path, kind)
     try:
         yield path
     except BaseException:

@@ -36,7 +36,7 @@ from memadv.data.fz_raw import FZ_SOURCE, read_raw
 from memadv.data.npz import load_npz
 from memadv.data.registry import DATASETS
 from memadv.data.scores import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
-from memadv.data.atomic import atomic_dir, check_output, claim_output
+from memadv.data.atomic import atomic_dir, check_output, mark_output
 from memadv.data.tables import write_table
 from memadv.errors import FingerprintMismatchError, OutputRefusedError, SchemaError, UnknownChoiceError
 
@@ -341,7 +341,7 @@ def import_fz(path: str | Path, out: str | Path, dataset_name: str, dataset: Dat
         scores, files = read_raw(path, dataset_name, dataset), None
     else:
         scores, files = read_fz(path, dataset_name, dataset)
-    claim_output(out, "run")  # only after the file was read: a refused import leaves nothing behind
+    mark_output(out, "run")  # only after the file was read: a refused import leaves nothing behind
     with atomic_dir(target, "scores") as tmp:
         if files is not None:
             write_table(tmp / "filenames.parquet", files, scores.meta)

@@ -99,7 +99,7 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     damaged = {s: p for s, p in problems.items() if p not in (None, "missing")}
     states = task_states(jobs_folder(run_dir))
     todo = [s for s in range(n) if problems[s] is not None]
-    # running: the executor says so, or a live process holds the shard's claim (the in-process and
+    # running: the executor says so, or a live process holds the shard's lock (the in-process and
     # local executors record no per-task state while a task runs)
     locked = {s for s in todo if is_locked(run_dir, s)}
     running = [s for s in todo if states.get(s) == "running" or s in locked]
@@ -117,7 +117,7 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
         f"damaged ({problem}); `memadv aggregate {run_dir}` rebuilds them")
     # Epochs done of the shards in training (their checkpoints' progress files): {shard: {"done", "total"}}
     in_training = {s: p for s in todo if (p := read_progress(run_dir, s)) is not None}
-    # ... of which no live process holds the claim: killed or stopped, resuming at the next run
+    # ... of which no live process holds the lock: killed or stopped, resuming at the next run
     interrupted = sorted(s for s in in_training if s not in locked)
     return {"epochs": in_training, "interrupted": interrupted, "run": str(run_dir), "dataset": spec["dataset"], "models": spec["config"]["models"],
             "shards": n, "done": len(done), "running": running, "failed": failed, "damaged": damaged,

@@ -134,12 +134,12 @@ def dataset_for(cfg: EstimateConfig, spec: dict[str, Any] | None = None, run_dir
 
 
 class ShardTask:
-    """Do shard s: claim it, train its models (resuming from its checkpoint), write its file, mark it
-    done (the file's existence), remove its checkpoint and claim.
+    """Do shard s: lock it, train its models (resuming from its checkpoint), write its file, mark it
+    done (the file's existence), remove its checkpoint and lock.
 
     ``runtime`` is :meth:`EstimateConfig.runtime` of the command line that runs the task (device,
     data_root, packing, channels_last); the estimate itself comes from spec.json. Another live
-    process's claim on the shard is waited for (:func:`memadv.estimate.shard_locks.locked`).
+    process's lock on the shard is waited for (:func:`memadv.estimate.shard_locks.locked`).
     """
 
     def __init__(self, run_dir: str | Path, threads: int | None = None, runtime: dict[str, Any] | None = None):
@@ -152,8 +152,8 @@ class ShardTask:
         out = shard_path(run_dir, shard)
         if shard_problem(run_dir, shard) is None:
             return str(out)
-        with locked(run_dir, shard, lambda: shard_problem(run_dir, shard) is None) as claim:
-            if claim is not None:  # None: another process wrote the shard while this one waited
+        with locked(run_dir, shard, lambda: shard_problem(run_dir, shard) is None) as lock:
+            if lock is not None:  # None: another process wrote the shard while this one waited
                 self._train(run_dir, shard, out)
         return str(out)
 

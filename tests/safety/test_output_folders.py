@@ -7,7 +7,7 @@ import os
 import pytest
 
 from memadv.cli.main import main
-from memadv.data.atomic import OUTPUT_MARKER, atomic_dir, check_output, claim_output
+from memadv.data.atomic import OUTPUT_MARKER, atomic_dir, check_output, mark_output
 from memadv.errors import OutputRefusedError
 
 from cli_refusal import assert_one_line_refusal
@@ -90,7 +90,7 @@ def test_export_fz_replaces_its_own_export(small_run, capsys, tmp_path):
 def test_helper_rules(tmp_path):
     assert check_output(tmp_path / "new", "splits") is False
     (tmp_path / "empty").mkdir()
-    assert claim_output(tmp_path / "empty", "splits") == tmp_path / "empty"
+    assert mark_output(tmp_path / "empty", "splits") == tmp_path / "empty"
     assert check_output(tmp_path / "empty", "splits") is True
     with pytest.raises(OutputRefusedError, match="'splits' folder.*not a 'scores' folder"):
         check_output(tmp_path / "empty", "scores")
