@@ -27,7 +27,7 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 pipeline: venv
 	$(VENV)/bin/memadv pipeline --dataset digits --executor local --workers $(WORKERS) --out $(RUN)
 
-# The Fashion-MNIST study of the README (about 1.5 h on 2 CPU cores; settings chosen by measurement,
+# The Fashion-MNIST MLP study of the README (the cheaper variant; about 1.5 h on 2 CPU cores; settings chosen by measurement,
 # docs/estimator.md "Fashion-MNIST"): the first 500 training images of each class, all 10,000 test images.
 # The estimate stops when 95% of every split rule is decided or at 1,600 models (looks at 800 and 1,600):
 # at 800 models the error-controlled D_typ is nearly empty (README, "Results on Fashion-MNIST").
@@ -40,7 +40,7 @@ pipeline-fashion-mnist: venv fashion-mnist
 	  --train-seeds 0 1 2 --eval-max 1000 --final-attacks clean fgsm pgd cw \
 	  --executor local --workers $(WORKERS) --out $(FM_RUN)
 
-# The conv-net study of the README ("The conv-net study"; under 2.5 h on 2 CPU cores): a network that
+# The conv-net study of the README (1 h 25 min measured on 2 CPU cores): a network that
 # fits the atypical training examples under adversarial training, which the MLP of pipeline-fashion-mnist
 # does not. The first 100 training images of each class (1,000), all 10,000 test images. Scores from the
 # MLP estimator (as the paper takes Feldman & Zhang's ResNet-50 scores for its ResNet-18 / WRN runs);
