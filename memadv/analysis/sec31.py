@@ -68,10 +68,10 @@ class Sec3Settings:
                 "device": self.device, "final_attacks": list(SEC3_FINAL_ATTACKS), "progress": False,
                 **self.dataset_options}
 
-    def configs(self, method: str, seed: int, name: str) -> tuple[Any, Any]:
-        """(TrainConfig, ObjectiveConfig) of one Section 3 run named ``name``."""
+    def configs(self, method: str, seed: int, name: str, **extra: Any) -> tuple[Any, Any]:
+        """(TrainConfig, ObjectiveConfig) of one Section 3 run named ``name`` (``extra``: more options)."""
         from memadv.bat.train_config import make_configs
-        values = {**self.train_values(method, seed), "name": name}
+        values = {**self.train_values(method, seed), "name": name, **extra}
         if self.eps is not None:
             values["eps"] = self.eps
         return make_configs(values)

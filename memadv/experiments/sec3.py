@@ -9,6 +9,7 @@ which only read the run folders.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,12 @@ class Sec31Task:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        import dataclasses
-
         from memadv.bat.train import train
         splits = RunLayout(self.run_dir).split_file
         if not splits.is_file():
             raise MemadvError(f"{splits} does not exist; run `memadv splits` (or the pipeline) first")
         method, seed = sec31_plan(self.settings)[i]
-        cfg, ocfg = self.settings.configs(method, seed, f"{method}-seed{seed}")
-        cfg = dataclasses.replace(cfg, splits=str(splits))
+        cfg, ocfg = self.settings.configs(method, seed, f"{method}-seed{seed}", splits=str(splits))
         return str(train(cfg, sec31_train_dir(Path(self.run_dir)), ocfg))
 
 
@@ -192,7 +190,6 @@ class PoisoningControlTask:
         ``seed``) from the images of the full data set that the estimate left out."""
         from memadv.analysis import poisoning_control as pc
         from memadv.bat.train import train
-        from memadv.data.dataset import Dataset
         from memadv.data.registry import load_dataset
         s, lay = self.settings, RunLayout(self.run_dir)
         cfg, ocfg = s.configs(pc.METHOD, seed, pc.control_label(pc.RANDOM, seed))
@@ -205,10 +202,10 @@ class PoisoningControlTask:
                                           np.random.default_rng([int(seed), 21]))
         except ValueError as e:
             raise MemadvError(f"C3's random-addition control: {e}") from None
-        t_typ, t_new, t_test = (torch.from_numpy(a) for a in (typ, drawn, test_ids))
-        sub = Dataset(ds.name, torch.cat([ds.x_train[t_typ], full.x_train[t_new]]),
-                      torch.cat([ds.y_train[t_typ], full.y_train[t_new]]), ds.x_test[t_test].clone(),
-                      ds.y_test[t_test].clone(), ds.num_classes, ds.mean, ds.std, list(ds.class_names))
+        t_new = torch.from_numpy(drawn)
+        sub = subset_dataset(ds, typ, test_ids)  # D_typ and D'_typ as every Section 3.2 run sees them
+        sub = dataclasses.replace(sub, x_train=torch.cat([sub.x_train, full.x_train[t_new]]),
+                                  y_train=torch.cat([sub.y_train, full.y_train[t_new]]))
         write_json_atomic(lay.sec32_controls / "subsets" / f"{cfg.name}.json",
                           {"arm": pc.RANDOM, "seed": seed, "n_atypical": int(atyp.size),
                            "drawn_original_ids": drawn.tolist(), "n_train": int(typ.size + drawn.size),
