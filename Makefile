@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make pipeline   - set up the venv and run the main job on the embedded digits data set
-#   make test       - set up the venv, start a single-node Slurm (memadv/slurm/dev-cluster.sh), install
+#   make test       - set up the venv, start a single-node Slurm (memadv/executors/slurm/dev-cluster.sh), install
 #                     Debian's dataset-fashion-mnist if missing, run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -59,7 +59,7 @@ study-fashion-mnist: venv fashion-mnist
 	  --final-attacks clean fgsm pgd --ablation false --executor local --workers $(WORKERS) --out $(STUDY_RUN)
 
 slurm:
-	bash memadv/slurm/dev-cluster.sh start
+	bash memadv/executors/slurm/dev-cluster.sh start
 
 # Fashion-MNIST as Debian packages it (the real-file tests and `--dataset fashion-mnist` read it);
 # installing needs root, like the slurm target.

@@ -30,7 +30,8 @@ import time
 import numpy as np
 
 from memadv.estimate.adjust import adjusted_memorization, nearest_same_class
-from memadv.estimate.aggregate import load_shards, memorization
+from memadv.estimate.aggregate import load_shards
+from memadv.scores.equations import memorization
 from memadv.estimate.shards import config_from_spec, dataset_for
 
 Z = 1.959964

@@ -1,4 +1,4 @@
-"""Influence aggregation (memadv.estimate.aggregate.influence) against a dense two-GEMM evaluation,
+"""Influence aggregation (memadv.estimate.influence.influence) against a dense two-GEMM evaluation,
 measured side by side in one process.
 
 Synthetic subset masks (70% in) and test correctness (per-test-example success rates uniform in
@@ -35,7 +35,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from memadv.estimate.aggregate import BLOCK_BYTES, KeepRule, difference_of_means, influence
+from memadv.estimate.influence import BLOCK_BYTES, KeepRule, influence
+from memadv.scores.equations import difference_of_means
 from memadv.estimate.mask_counts import Int8Counts, int8_counts_available
 
 CROSS = 0.15

@@ -17,7 +17,7 @@ import time
 import torch
 
 from memadv.bat.objective_config import ObjectiveConfig
-from memadv.bat.objectives import build_objective
+from memadv.bat.methods import build_objective
 from memadv.bat.train import train_one_epoch
 from memadv.bat.train_config import TrainConfig
 from memadv.data import load_dataset

@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memadv.data.tables import markdown_table
-from memadv.estimate.aggregate import load_shards, memorization
+from memadv.files.tables import markdown_table
+from memadv.estimate.aggregate import load_shards
+from memadv.scores.equations import memorization
 from memadv.estimate.proxies import PROXIES, aggregate_proxies, agreement, noise_ceiling, proxy_sums
-from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, shard_path
+from memadv.estimate.shards import config_from_spec, dataset_for, read_shard
+from memadv.layout import RunLayout
 
 
 def first_models_proxies(run: Path, spec: dict, p: int) -> dict[str, np.ndarray]:
@@ -36,7 +38,7 @@ def first_models_proxies(run: Path, spec: dict, p: int) -> dict[str, np.ndarray]
         ids = list(cfg.shard_models(s))
         if ids[0] >= p:
             break
-        sh = read_shard(shard_path(run, s), spec=spec, shard=s, proxies=True)
+        sh = read_shard(RunLayout(run).shard(s), spec=spec, shard=s, proxies=True)
         rows = np.asarray(ids) < p
         part = proxy_sums({k: v[rows] for k, v in sh["proxies"].items()}, cfg.epochs)
         sums = part if sums is None else {k: (sums[k][0] + a, sums[k][1] + c) for k, (a, c) in part.items()}

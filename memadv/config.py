@@ -34,7 +34,8 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
-from memadv.errors import ConfigError, OutputRefusedError, UnsafeInputError
+from memadv.errors import ConfigError
+from memadv.safe_values import check_printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,7 +55,7 @@ def option(default: Any, help: str, *, unit: str | None = None, source: str | No
            choices: Sequence[str] | None = None, cli: bool = True,
            per_dataset: Mapping[str, Mapping[str, Any]] | None = None, per_dataset_key: str | None = None,
            minimum: float | None = None, maximum: float | None = None,
-           device: bool | Sequence[str] = False) -> Any:
+           device: bool | Sequence[str] = False, flag: str | None = None, switch: bool = False) -> Any:
     """A config field with its help text, unit, source and valid choices.
 
     ``minimum`` / ``maximum``: the declared range (inclusive), checked by :func:`check_declared` for
@@ -65,10 +66,13 @@ def option(default: Any, help: str, *, unit: str | None = None, source: str | No
     ``per_dataset``: the table (data set -> {field name: value}) that fills the field when it is left
     ``None`` (:func:`fill_per_dataset`); ``--help`` then shows the value for each data set.
     ``per_dataset_key``: the table's name for the field, when it differs (a :func:`forward` field).
+    ``flag``: the command-line spelling when it is not ``--field-name`` (``--class`` for ``class_``).
+    ``switch``: a bool given as a bare flag that sets the opposite of its default (``--allow-partial``,
+    ``--no-images``) instead of ``--field {true,false}``; the TOML key stays the field name.
     """
     meta = {"help": help, "unit": unit, "source": source, "choices": tuple(choices) if choices else None, "cli": cli,
             "per_dataset": per_dataset, "per_dataset_key": per_dataset_key, "minimum": minimum, "maximum": maximum,
-            "device": tuple(device) if not isinstance(device, bool) else device}
+            "device": tuple(device) if not isinstance(device, bool) else device, "flag": flag, "switch": switch}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -162,6 +166,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         if tail:
             parts.append("(" + "; ".join(tail) + ")")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": " ".join(parts).replace("%", "%%")}
+        flag = f.metadata.get("flag") or _flag(f.name)
+        if f.metadata.get("switch"):
+            group.add_argument(flag, action="store_false" if default else "store_true", **kwargs)
+            continue
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]
         if tp is bool:
@@ -169,9 +177,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
             kwargs["metavar"] = "{true,false}"
         else:
             kwargs["type"] = tp
+            if f.metadata.get("flag") and not f.metadata.get("choices"):
+                kwargs["metavar"] = flag.lstrip("-").upper().replace("-", "_")
         if is_list:
             kwargs["nargs"] = "+"
-        group.add_argument(_flag(f.name), **kwargs)
+        group.add_argument(flag, **kwargs)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -369,53 +379,4 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
 
 # --------------------------------------------------------------------------- values that leave memadv
 
-def _control_char(text: str) -> tuple[int, str] | None:
-    """(position, U+XXXX) of the first C0 (U+0000-U+001F, tab and newline included), DEL (U+007F) or C1
-    (U+0080-U+009F) character of ``text``, None if it has none."""
-    for i, ch in enumerate(text):
-        if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            return i, f"U+{ord(ch):04X}"
-    return None
 
-
-def check_printable(what: str, value: Any) -> None:
-    """Refuse control characters in ``value`` (a string, path, or a list/tuple/dict of them).
-
-    The one validator for every value that may reach an sbatch script or a command line (options,
-    TOML strings, paths, job and run names): a newline in ``--partition`` would otherwise become a
-    line of its own in the script. Raises UnsafeInputError naming ``what``.
-    """
-    if isinstance(value, (str, Path)):
-        bad = _control_char(str(value))
-        if bad is not None:
-            raise UnsafeInputError(f"{what} holds control character {bad[1]} at position {bad[0]} ({str(value)!r}); "
-                                   f"values that reach a script or command line must be printable")
-        # A byte that is not UTF-8 reaches Python from argv as a lone surrogate (surrogateescape); it
-        # would fail only later, when a file name or a parquet string is encoded (after training).
-        raw = next((i for i, ch in enumerate(str(value)) if 0xD800 <= ord(ch) <= 0xDFFF), None)
-        if raw is not None:
-            raise UnsafeInputError(f"{what} holds a byte that is not UTF-8 at position {raw} "
-                                   f"({str(value).encode('utf-8', 'backslashreplace').decode()!r}); use UTF-8 text")
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            check_printable(what, item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            check_printable(what, key)
-            check_printable(f"{what}.{key}", item)
-
-
-def check_path_component(what: str, name: str) -> str:
-    """Return ``name`` if it is one safe path component, else raise OutputRefusedError.
-
-    A name (``train --name``, a sweep entry's ``name``) becomes a folder under ``--out``: it must be
-    non-empty, not ``.`` or ``..``, hold no ``/`` or ``\\``, not start with ``-`` (it would read as an
-    option where the name reaches a command line) or ``.`` (hidden; ``.sweep`` is memadv's), be at
-    most 255 bytes and hold no control characters.
-    """
-    check_printable(what, name)
-    if (not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(("-", "."))
-            or len(name.encode()) > 255):
-        raise OutputRefusedError(f"{what} {name!r} is not a single path component (non-empty, no '/' or '\\', "
-                                 f"not '.' or '..', not starting with '-' or '.', at most 255 bytes)")
-    return name

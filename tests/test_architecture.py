@@ -1,6 +1,9 @@
-"""Layering of memadv (docs/architecture.md): no import cycle, also none hidden by a function-level
-import; memadv.bat knows nothing of executors or Slurm; memadv.analysis only reads and draws; no
-module over 520 lines. Imports are read with ``ast`` (top level and inside functions alike)."""
+"""Every rule of docs/architecture.md, checked: no import cycle between modules or between folders
+(also none hidden by a function-level import); the layer rules (memadv.bat knows nothing of
+executors or Slurm, memadv.analysis only reads and draws, ...); no module over 400 lines; no path
+segment of the run folder, no training run's file and no report file spelled outside its owner; one
+method registry; every command takes --config; no fake argparse namespace; no tracker numbers in
+place of reasons. Imports are read with ``ast`` (top level and inside functions alike)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "memadv"
-MAX_LINES = 520
+MAX_LINES = 400
 
 
 def _modules() -> dict[str, Path]:
@@ -127,9 +130,18 @@ def test_cycle_detection_can_fail(monkeypatch):
 
 
 @pytest.mark.parametrize("package,forbidden", [
-    ("memadv.bat", ("memadv.slurm", "memadv.executors", "memadv.experiments", "memadv.analysis", "memadv.cli")),
-    ("memadv.analysis", ("memadv.slurm", "memadv.executors", "memadv.experiments", "memadv.cli")),
-    ("memadv.data", ("memadv.slurm", "memadv.executors", "memadv.experiments", "memadv.analysis", "memadv.bat")),
+    ("memadv.bat", ("memadv.executors", "memadv.experiments", "memadv.analysis", "memadv.cli")),
+    ("memadv.analysis", ("memadv.executors", "memadv.experiments", "memadv.cli")),
+    ("memadv.data", ("memadv.executors", "memadv.experiments", "memadv.analysis", "memadv.bat", "memadv.estimate",
+                     "memadv.scores", "memadv.splits", "memadv.interop", "memadv.cli")),
+    ("memadv.files", ("memadv.data", "memadv.scores", "memadv.splits", "memadv.estimate", "memadv.bat",
+                      "memadv.executors", "memadv.experiments", "memadv.analysis", "memadv.interop", "memadv.cli")),
+    ("memadv.scores", ("memadv.splits", "memadv.estimate", "memadv.bat", "memadv.executors", "memadv.experiments",
+                       "memadv.analysis", "memadv.interop", "memadv.cli")),
+    ("memadv.splits", ("memadv.estimate", "memadv.bat", "memadv.executors", "memadv.experiments", "memadv.analysis",
+                       "memadv.interop", "memadv.cli")),
+    ("memadv.interop", ("memadv.estimate", "memadv.bat", "memadv.executors", "memadv.experiments",
+                        "memadv.analysis", "memadv.cli")),
     ("memadv.executors", ("memadv.bat", "memadv.estimate", "memadv.experiments", "memadv.analysis", "memadv.cli")),
 ])
 def test_layers(package, forbidden):
@@ -138,7 +150,7 @@ def test_layers(package, forbidden):
     assert {m: r for m, r in bad.items() if r} == {}
 
 
-def test_no_module_over_520_lines():
+def test_no_module_over_400_lines():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
 
@@ -215,3 +227,180 @@ def test_the_report_file_check_can_fail(tmp_path):
     p.write_text('"""Draws fig4_curves.png."""\na = out / "fig4_curves.png"\nb = "table2.md"\nc = "table22.csv"\n'
                  'd = "fig5_ablation"\ne = "sec31"\n')
     assert sorted(_report_file_literals(p)) == ["fig4_curves.png", "fig5_ablation", "table2.md"]
+
+
+# ---- folders: no import loop between them (Slurm lives inside memadv.executors, as submitit's slurm/)
+
+def folder_of(module: str) -> str:
+    """``memadv.estimate.shards`` -> ``memadv.estimate``; a top-level module is its own node."""
+    return ".".join(module.split(".")[:2])
+
+
+def folder_cycles(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Pairs of folders (a, b), a < b, each of which imports the other, directly or through others."""
+    edges: dict[str, set[str]] = {}
+    for m, targets in graph.items():
+        for t in targets:
+            a, b = folder_of(m), folder_of(t)
+            if a != b:
+                edges.setdefault(a, set()).add(b)
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    return sorted({tuple(sorted((a, b))) for a in edges for b in reach(a) if a in reach(b) and a != b})
+
+
+def test_no_folder_level_import_loop():
+    assert folder_cycles(GRAPH) == []
+
+
+def test_the_folder_loop_check_can_fail():
+    graph = {**GRAPH, "memadv.files.atomic": GRAPH["memadv.files.atomic"] | {"memadv.estimate.shards"}}
+    assert ("memadv.estimate", "memadv.files") in folder_cycles(graph)
+
+
+def test_slurm_is_a_backend_inside_executors():
+    assert not (ROOT / "slurm").exists()
+    assert (ROOT / "executors" / "slurm" / "submit.py").is_file()
+
+
+# ---- the run folder: every path segment under RUN/ is spelled by memadv.layout alone
+
+def _layout_segments() -> tuple[set[str], set[str]]:
+    """(the names of the run folder's folders and files, the prefixes of its numbered files), read
+    off :class:`memadv.layout.RunLayout` itself."""
+    from memadv import layout
+
+    lay = layout.RunLayout(Path("/R"))
+    paths = [getattr(lay, n) for n, v in vars(layout.RunLayout).items() if isinstance(v, property)]
+    numbered = [lay.shard(7), lay.shard_checkpoint(7), lay.shard_checkpoint(7, "progress.json"),
+                lay.shard_checkpoint(7, "attempt.json"), lay.full_block(7, 3), lay.shard_lock(7)]
+    paths += numbered + [lay.stage_stamp("sec31")] + [p for ps in lay.stage_reports().values() for p in ps]
+    names = {part for p in paths for part in p.relative_to("/R").parts}
+    names |= {getattr(layout, n) for n in dir(layout) if n.endswith("_FILE")}
+    prefixes = {re.match(r"\D*", p.name).group(0) for p in numbered}  # "shard-", "full-"
+    return {n for n in names if "7" not in n}, prefixes
+
+
+SEGMENTS, NUMBERED_PREFIXES = _layout_segments()
+# A data set's own folders under --data-root (torchvision's ImageFolder / Tiny ImageNet layouts) are
+# not the run folder, though one of them is also called "train".
+DATA_ROOT_LAYOUTS = {"memadv.data.imagefolder": {"train"}, "memadv.data.tinyimagenet": {"train"}}
+
+
+def _run_segment_literals(path: Path, allowed: set[str] = frozenset()) -> list[str]:
+    """Run-folder segments that ``path`` joins onto a path itself: ``x / "scores"``,
+    ``x / "estimate/spec.json"``, ``x / f"shard-{i:05d}.parquet"``, ``x.joinpath("splits")``."""
+    found = []
+    for n in ast.walk(ast.parse(path.read_text(), str(path))):
+        operands = []
+        if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div):
+            operands = [n.right]
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "joinpath":
+            operands = list(n.args)
+        for op in operands:
+            if isinstance(op, ast.Constant) and isinstance(op.value, str):
+                if any(part in SEGMENTS - set(allowed) for part in op.value.split("/")):
+                    found.append(op.value)
+            elif isinstance(op, ast.JoinedStr) and op.values and isinstance(op.values[0], ast.Constant):
+                head = str(op.values[0].value)
+                if any(head.startswith(p) for p in NUMBERED_PREFIXES):
+                    found.append(head)
+    return sorted(found)
+
+
+def test_no_module_but_the_layout_spells_a_run_folder_path():
+    """A folder renamed in memadv.layout but spelled again elsewhere would split a run in two places."""
+    found = {m: lits for m, p in MODULES.items()
+             if m != "memadv.layout" and (lits := _run_segment_literals(p, DATA_ROOT_LAYOUTS.get(m, set())))}
+    assert found == {}
+
+
+def test_the_run_folder_check_can_fail(tmp_path):
+    assert {"estimate", "scores", "splits", "mem.parquet", "spec.json", "jobs", "report"} <= SEGMENTS
+    p = tmp_path / "m.py"
+    p.write_text('a = run / "scores" / "mem.parquet"\nb = run / "estimate/spec.json"\n'
+                 'c = run / f"shard-{i:05d}.parquet"\nd = run.joinpath("splits")\ne = "scores are" + x\n')
+    assert _run_segment_literals(p) == ["estimate/spec.json", "mem.parquet", "scores", "shard-", "splits"]
+
+
+# ---- one method registry
+
+def _method_tables(path: Path) -> list[int]:
+    """Lines of literals (dicts by key; tuples, lists, sets by element) naming three or more methods."""
+    from memadv.bat.methods import METHODS
+
+    lines = []
+    for n in ast.walk(ast.parse(path.read_text(), str(path))):
+        items = n.keys if isinstance(n, ast.Dict) else n.elts if isinstance(n, (ast.Tuple, ast.List, ast.Set)) else []
+        if sum(isinstance(k, ast.Constant) and k.value in METHODS for k in items) >= 3:
+            lines.append(n.lineno)
+    return lines
+
+
+def test_one_method_registry():
+    """Objective, label, run-name fields and checkpoint rule of each method live in memadv.bat.methods."""
+    found = {m: lines for m, p in MODULES.items() if m != "memadv.bat.methods" and (lines := _method_tables(p))}
+    assert found == {}
+
+
+def test_the_method_registry_check_can_fail(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text('LABELS = {"pgd": "PGD-AT", "trades": "TRADES", "bat": "BAT"}\nSEC3 = ("erm", "pgd")\n')
+    assert _method_tables(p) == [1]
+
+
+# ---- every command takes --config, and every TOML table is one a command reads
+
+def _commands() -> dict[str, set[str]]:
+    """Every (sub)command of ``memadv`` -> its option strings."""
+    import argparse
+
+    from memadv.cli.main import build_parser
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> dict[str, set[str]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return {prefix: {s for a in parser._actions for s in a.option_strings}}
+        out: dict[str, set[str]] = {}
+        for name, child in subs[0].choices.items():
+            out.update(walk(child, f"{prefix} {name}".strip()))
+        return out
+
+    return walk(build_parser(), "")
+
+
+def test_every_command_takes_a_config_file():
+    commands = _commands()
+    assert {"estimate", "aggregate", "splits", "train", "pipeline", "status", "import-fz", "export-fz",
+            "figures scores", "figures report"} <= set(commands)
+    assert sorted(c for c, opts in commands.items() if "--config" not in opts) == []
+
+
+def test_every_toml_table_is_read_by_a_command():
+    """A table no command reads would be accepted in a file and silently ignored."""
+    from memadv.analysis.figure_configs import figure_tables
+    from memadv.cli.common import toml_tables
+
+    read = set(figure_tables())  # memadv figures KIND reads figures-KIND
+    for m, p in MODULES.items():
+        if m.startswith("memadv.cli."):
+            for call in re.findall(r"check_config_file\([^)]*\)", p.read_text()):
+                read |= set(re.findall(r'"([a-z-]+)"', call))
+    assert set(toml_tables()) - read == set()
+
+
+def test_only_the_executor_paths_spell_an_executor_folders_files():
+    """logs/, jobs.json and outcomes/ of an executor folder come from memadv.executors.paths.ExecutorPaths."""
+    names = re.compile(r"(?:.*/)?(?:logs|outcomes|jobs\.json|task-)")
+    found = {m: lits for m, p in MODULES.items() if m != "memadv.executors.paths" and (lits := [
+        n.value for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Constant)
+        and isinstance(n.value, str) and names.fullmatch(n.value)])}
+    assert found == {}

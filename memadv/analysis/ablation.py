@@ -14,13 +14,13 @@ cell: alpha, beta, clean, adv, n_seeds, source).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from memadv.analysis.bat_tables import SELECT, Run, find_runs, report_dir, select_row
+from memadv.analysis.figure_configs import AblationFiguresConfig, SELECT
+from memadv.analysis.bat_tables import Run, find_runs, report_dir, select_row
 from memadv.bat.selection import PROTOCOL
 from memadv.analysis.outputs import markdown_section, pyplot, save_figure, write_csv, write_markdown
 from memadv.errors import MemadvError
@@ -112,17 +112,9 @@ def fig5(df: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: report/ beside the train/ folder)")
-    parser.add_argument("--select", choices=tuple(k for k in SELECT if k != "own"), default="last",
-                        help="checkpoint whose accuracy each cell shows (default: last, as the paper trains BAT "
-                             "to the last epoch)")
-
-
-def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """``memadv figures ablation TRAIN``: :func:`ablation_figures` with the command line's options."""
-    return ablation_figures(run_dir, args.out, args.select)
+def make_figures(run_dir: Path, cfg: AblationFiguresConfig) -> list[Path]:
+    """``memadv figures ablation TRAIN``: :func:`ablation_figures` with the command's options."""
+    return ablation_figures(run_dir, None if cfg.out is None else Path(cfg.out), cfg.select)
 
 
 def ablation_figures(run_dir: Path, out: Path | None = None, select_name: str = "last") -> list[Path]:
@@ -137,4 +129,4 @@ def ablation_figures(run_dir: Path, out: Path | None = None, select_name: str = 
         + fig5(df, out)
 
 
-__all__ = ["ablation_grid", "ablation_figures", "fig5", "add_arguments", "make_figures"]
+__all__ = ["ablation_grid", "ablation_figures", "fig5", "make_figures"]

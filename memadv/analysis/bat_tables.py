@@ -27,7 +27,6 @@ Numbers are percentages. Outputs (Markdown + CSV, PNG + PDF) go to ``--out`` (de
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,19 +35,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from memadv.analysis.figure_configs import BatFiguresConfig, SELECT
 from memadv.analysis.outputs import markdown_section, pyplot, save_figure, write_csv, write_markdown
 from memadv.analysis.paper_claims import final_accuracy
 from memadv.analysis.table_notes import attack_note, selection_notes
 from memadv.bat import selection
 from memadv.bat.runs import TrainingRun, find_training_runs
-from memadv.bat.train_config import METHODS
+from memadv.bat.methods import METHOD_REGISTRY, METHODS
 from memadv.errors import MemadvError
-from memadv.layout import FIG4, TABLE2, TABLE4
+from memadv.layout import FIG4, TABLE2, TABLE4, locate
 
 SETS = (("all", "All"), ("typical", "Typical"), ("atypical", "Atyp."))
 TABLE4_ATTACKS = (("clean", "Clean Acc."), ("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("aa", "AA."))
 METHOD_ORDER = METHODS  # table rows in the order of the one list of methods
-SELECT = {"own": "own", "last": "last", "best-adv": "best_adv", "best-clean": "best_clean"}
 
 
 # --------------------------------------------------------------------------- runs
@@ -104,9 +103,7 @@ def report_dir(path: str | Path, out: str | Path | None) -> Path:
     path = Path(path).resolve()
     if TrainingRun(path).has_config():  # one run folder: runs/<name>/train/<run>
         path = path.parent
-    if path.name == "train":
-        path = path.parent
-    return path / "report"
+    return locate(path).report
 
 
 def select_row(metrics: pd.DataFrame, checkpoint: str) -> pd.Series | None:
@@ -120,18 +117,9 @@ def has_val(run: Run) -> bool:
 
 
 def method_label(run: Run) -> str:
-    m = run.method
-    if m == "pgd":
-        return "PGD-AT"
-    if m == "trades":
-        return f"TRADES (1/λ = {run.objective('trades_beta', 5.0):g})"
-    if m == "mart":
-        return "MART"
-    if m == "gairat":
-        return "GAIRAT"
-    if m == "bat":
-        return f"BAT (α = {run.objective('alpha', 0):g}, β = {run.objective('beta', 0):g})"
-    return m.upper()
+    """A run's row label: its method's (:data:`memadv.bat.methods.METHOD_REGISTRY`), with the options it shows."""
+    known = METHOD_REGISTRY.get(run.method)
+    return known.table_label(run.objective) if known is not None else run.method.upper()
 
 
 def row_plan(runs: list[Run], select: str = "own") -> list[tuple[str, str, list[Run]]]:
@@ -267,18 +255,10 @@ def fig4(runs: list[Run], out: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- entry point
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: report/ beside the train/ folder)")
-    parser.add_argument("--select", choices=tuple(SELECT), default="own",
-                        help="own (default): each method's checkpoint rule from its paper/reference code "
-                             "(memadv.bat.selection) plus its last epoch; last / best-adv / best-clean: that "
-                             "checkpoint (and the last) for every method but PGD-AT, which keeps the paper's rows")
 
-
-def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """``memadv figures bat TRAIN``: :func:`bat_figures` with the command line's options."""
-    return bat_figures(run_dir, args.out, args.select)
+def make_figures(run_dir: Path, cfg: BatFiguresConfig) -> list[Path]:
+    """``memadv figures bat TRAIN``: :func:`bat_figures` with the command's options."""
+    return bat_figures(run_dir, None if cfg.out is None else Path(cfg.out), cfg.select)
 
 
 def bat_figures(run_dir: Path, out: Path | None = None, select_name: str = "own") -> list[Path]:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memadv.data.atomic import atomic_path, write_text_atomic
-from memadv.data.tables import markdown_table
+from memadv.files.atomic import atomic_path, write_text_atomic
+from memadv.files.tables import markdown_table
 
 
 def pyplot():
@@ -54,7 +54,7 @@ def write_markdown(path: Path, text: str) -> Path:
 
 
 def markdown_section(title: str, header: Sequence[Any], rows: Iterable[Sequence[Any]], note: str = "") -> str:
-    """``### title``, a blank line, the table (:func:`memadv.data.tables.markdown_table`, cells
+    """``### title``, a blank line, the table (:func:`memadv.files.tables.markdown_table`, cells
     escaped) and, if given, a blank line and ``note``; ends with a newline. Raises ValueError for a
     row of another length than ``header``."""
     lines = [f"### {title}", ""] + markdown_table(header, rows)

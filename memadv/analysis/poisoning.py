@@ -45,7 +45,7 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
                      batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(q, t), float (N,) and int64 (N,): Eq. 4's poisoning score of each example of ``images`` (uint8
     (N, C, H, W)) attacked by PGD with ``ocfg``'s eps / step size / steps, and the wrong class attaining it."""
-    from memadv.bat import attacks, objectives
+    from memadv.bat import attacks, losses
     gen = torch.Generator().manual_seed(int(seed))
     qs, ts = [], []
     model.eval()
@@ -55,7 +55,7 @@ def poisoning_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch
         x_adv = attacks.pgd(model, x, y, ocfg.eps, ocfg.step_size, ocfg.steps, random_start=True, generator=gen)
         with torch.no_grad():
             logits = model(x_adv)
-        q = objectives.poisoning_score(logits, y)  # Eq. 4, as BAT's training loss computes it
+        q = losses.poisoning_score(logits, y)  # Eq. 4, as BAT's training loss computes it
         # the wrong class attaining q (first one on a tie, as torch.max picks)
         t = torch.softmax(logits, dim=1).scatter(1, y[:, None], -1.0).argmax(dim=1)
         qs.append(q.cpu().numpy())
@@ -69,7 +69,7 @@ def poisoning_figure(run_dir: Path, out: Path, threshold: float = THRESHOLD, n_s
                      n_neighbours: int = 4) -> list[Path]:
     from memadv.bat.runs import TrainingRun
     from memadv.data.registry import DATASET_OPTION_NAMES, load_dataset
-    from memadv.data.splits import read_split_sets
+    from memadv.splits.files import read_split_sets
     from memadv.bat.evaluate import representations
 
     run_dir = Path(run_dir)

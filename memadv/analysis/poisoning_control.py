@@ -77,7 +77,7 @@ def class_matched_draw(labels: np.ndarray, pool: np.ndarray, pool_labels: np.nda
 
 
 def control_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
-    return [RunLayout(run_dir).sec32_controls / "train" / control_label(h, s) for h, s in control_plan(settings)]
+    return [RunLayout(run_dir).sec32_controls_train / control_label(h, s) for h, s in control_plan(settings)]
 
 
 def poisoning_halves(atypical_ids: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
@@ -103,7 +103,7 @@ class ControlRun:
 def load_controls(run_dir: Path, seeds: list[int] | None = None) -> list[ControlRun]:
     """The finished control runs under ``RUN/sec32/controls/train`` (``seeds``: only those); the run's
     own ``config.json`` says its seed, the folder name its half."""
-    base = RunLayout(run_dir).sec32_controls / "train"
+    base = RunLayout(run_dir).sec32_controls_train
     out = []
     for half in HALVES + (RANDOM,):
         for d in sorted(base.glob(control_label(half, 0)[:-1] + "*")) if base.is_dir() else []:

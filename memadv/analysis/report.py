@@ -10,7 +10,6 @@ from ``metrics.parquet`` files (Section 3.2's cosine measure included).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import re
@@ -23,13 +22,14 @@ import markdown
 import numpy as np
 import pandas as pd
 
+from memadv.analysis.figure_configs import ReportConfig
 from memadv.analysis.paper_claims import (Claim, claim_c1, claim_c2, claim_c3, claim_c3_poisoning, claim_c3_random,
                                           claim_c4, claim_c5,
                                           claim_c6)
 from memadv.analysis.poisoning_control import load_controls
 from memadv.bat.runs import find_training_runs
-from memadv.data.atomic import write_json_atomic, write_text_atomic
-from memadv.data.tables import markdown_table
+from memadv.files.atomic import write_json_atomic, write_text_atomic
+from memadv.files.tables import markdown_table
 from memadv.layout import SEC31_TABLE, TABLE1, TABLE2, TABLE4, RunLayout
 from memadv.paper_thresholds import MEM_ATYPICAL, MEM_TYPICAL
 
@@ -172,7 +172,7 @@ def settings_section(run_dir: Path) -> str:
             + f"; sum {total / 60:.1f} min.")
     sets = RunLayout(run_dir).split_file
     if sets.is_file():
-        from memadv.data.splits import read_splits
+        from memadv.splits.files import read_splits
         _, meta = read_splits(sets)
         paper = meta.get("paper_sizes") or {}
         ctrl = f" (--error-control {meta['error_control']}; the paper's reading of the same scores in brackets)" \
@@ -253,7 +253,7 @@ def render_markdown(g: dict[str, Any]) -> str:
 def markdown_to_html(md: str, images: dict[str, str]) -> str:
     """A self-contained HTML page of the report's Markdown, rendered by Python-Markdown with its
     ``tables`` extension (GitHub-style tables; ``\\|`` in a cell is a literal ``|``, see
-    :func:`memadv.data.tables.markdown_table`); an image ``![alt](path)`` whose path is a key of
+    :func:`memadv.files.tables.markdown_table`); an image ``![alt](path)`` whose path is a key of
     ``images`` (base64 PNG data) is embedded as a data: URI."""
     def embed(m: re.Match[str]) -> str:
         alt, src = m.group(1), m.group(2)
@@ -270,20 +270,21 @@ def markdown_to_html(md: str, images: dict[str, str]) -> str:
 def write_report(run_dir: str | Path, seeds: list[int] | None = None) -> list[Path]:
     """Write report.md, report.html and claims.json under ``RUN/report``; returns their paths."""
     run_dir = Path(run_dir)
-    rep = RunLayout(run_dir).report
+    lay = RunLayout(run_dir)
+    rep = lay.report
     rep.mkdir(parents=True, exist_ok=True)
     g = gather(run_dir, seeds)
     md = render_markdown(g)
     images = {str(p.relative_to(rep)): base64.b64encode(p.read_bytes()).decode() for p in g["figures"]}
-    write_text_atomic(rep / "report.md", md)
-    write_text_atomic(rep / "report.html", markdown_to_html(md, images))
-    write_json_atomic(rep / "claims.json", {"claims": [asdict(c) for c in g["claims"]],
-                                            "cosine_reading": g.get("reading"),
-                                            "figures": [str(p.relative_to(rep)) for p in g["figures"]]})
-    return [rep / "report.md", rep / "report.html", rep / "claims.json"]
+    write_text_atomic(lay.report_md, md)
+    write_text_atomic(lay.report_html, markdown_to_html(md, images))
+    write_json_atomic(lay.claims_json, {"claims": [asdict(c) for c in g["claims"]],
+                                        "cosine_reading": g.get("reading"),
+                                        "figures": [str(p.relative_to(rep)) for p in g["figures"]]})
+    return [lay.report_md, lay.report_html, lay.claims_json]
 
 
-def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+def make_figures(run_dir: Path, cfg: ReportConfig) -> list[Path]:
     return write_report(run_dir)
 
 

@@ -11,42 +11,24 @@ and are checked against the scores' fingerprints; ``--no-images`` makes only the
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from memadv.analysis.figure_configs import ScoreFiguresConfig
 from memadv.analysis.outputs import image_grid, pyplot, save_figure, show_image
 from memadv.data.dataset import Dataset
 from memadv.data.registry import load_dataset, options_from_meta
-from memadv.data.scores import Scores, check_fingerprint, read_scores, scores_dir_of
-from memadv.data.splits import SplitConfig, read_splits
+from memadv.scores.schema import Scores, check_fingerprint, read_scores
+from memadv.splits.rules import SplitConfig
+from memadv.splits.files import read_splits
 from memadv.errors import ConfigError, DatasetError, MemadvError, SchemaError
-from memadv.layout import MEM_HISTOGRAM, RunLayout
+from memadv.layout import MEM_HISTOGRAM, RunLayout, locate
 from memadv.paper_thresholds import INFL_ATYPICAL, MEM_ATYPICAL
 
 MEM_TARGETS = (0.0, 0.5, 1.0)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="folder holding the dataset's files (not needed for digits and synthetic-longtail)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/scores)")
-    parser.add_argument("--class", dest="class_", default=None, metavar="CLASS",
-                        help="class of the example grid (Fig. 6), as a label number or class name "
-                             "(default: the class whose examples come closest to mem 0, 0.5 and 1)")
-    parser.add_argument("--per-level", type=int, default=8,
-                        help="images per memorization level in the example grid (default: 8)")
-    parser.add_argument("--n-pairs", type=int, default=12, help="high-influence pairs to show (default: 12)")
-    parser.add_argument("--min-infl", type=float, default=INFL_ATYPICAL,
-                        help=f"pairs need infl above this (default: {INFL_ATYPICAL}, paper Fig. 8)")
-    parser.add_argument("--min-mem", type=float, default=MEM_ATYPICAL,
-                        help=f"the pair's training example needs mem above this (default: {MEM_ATYPICAL}, paper Fig. 8)")
-    parser.add_argument("--bins", type=int, default=50, help="histogram bins (default: 50)")
-    parser.add_argument("--no-images", action="store_true",
-                        help="only the histogram (for scores of datasets that cannot be loaded here)")
 
 
 def run_name(run_dir: Path) -> str:
@@ -170,11 +152,11 @@ def pair_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, n_pairs
     return _save(fig, out_dir, "high_infl_pairs")
 
 
-def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """``memadv figures scores RUN``: :func:`score_figures` with the command line's options."""
-    return score_figures(run_dir, out=args.out, data_root=args.data_root, class_=args.class_,
-                         per_level=args.per_level, n_pairs=args.n_pairs, min_infl=args.min_infl,
-                         min_mem=args.min_mem, bins=args.bins, images=not args.no_images)
+def make_figures(run_dir: Path, cfg: ScoreFiguresConfig) -> list[Path]:
+    """``memadv figures scores RUN``: :func:`score_figures` with the command's options."""
+    return score_figures(run_dir, out=None if cfg.out is None else Path(cfg.out), data_root=cfg.data_root,
+                         class_=cfg.class_, per_level=cfg.per_level, n_pairs=cfg.n_pairs, min_infl=cfg.min_infl,
+                         min_mem=cfg.min_mem, bins=cfg.bins, images=cfg.images)
 
 
 def score_figures(run_dir: Path, *, out: Path | None = None, data_root: str | Path | None = None,
@@ -200,7 +182,7 @@ def score_figures(run_dir: Path, *, out: Path | None = None, data_root: str | Pa
         root = data_root if data_root is not None else spec.get("data_root")
         ds = load_dataset(scores.meta["dataset"], data_root=root, cache_dir=RunLayout(base).data_cache,
                           **options_from_meta(scores.meta))
-        check_fingerprint(scores.meta, ds, what=str(scores_dir_of(run_dir)))
+        check_fingerprint(scores.meta, ds, what=str(locate(run_dir).scores))
         # score files speak canonical ids; a reduced copy (--per-class) holds them at other positions
         try:
             for col, split in ((scores.mem["idx"], "train"), (scores.infl["train_idx"], "train"),

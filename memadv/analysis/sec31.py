@@ -20,7 +20,6 @@ them, and a figure writer that stores each figure's panel titles in the PNG's me
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +28,14 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from memadv.analysis.figure_configs import Sec31FiguresConfig
 from memadv.analysis.outputs import frame_markdown, pyplot, save_figure, write_csv, write_markdown
+from memadv.bat.methods import method_label
 from memadv.bat.runs import TrainingRun
 from memadv.errors import MemadvError
 from memadv.layout import FIG1, SEC31_TABLE, RunLayout
 
-SEC31_METHODS = ("erm", "pgd")  # the two training methods of Sections 3.1-3.2 (all methods: bat.train_config.METHODS)
-METHOD_LABELS = {"erm": "ERM", "pgd": "PGD-AT"}
+SEC31_METHODS = ("erm", "pgd")  # the two training methods of Sections 3.1-3.2 (all methods: bat.methods.METHODS)
 # attacks of the final evaluation of the Section 3 runs (final.parquet marks a run finished; the
 # Section 3 figures only use the per-epoch metrics, so the costly attacks are left out)
 SEC3_FINAL_ATTACKS = ["clean", "pgd"]
@@ -176,7 +176,7 @@ def sec31_table(runs: dict[str, pd.DataFrame], n_seeds: dict[str, int] | None = 
     rows = []
     for m, df in runs.items():
         last = df.iloc[-1]
-        row: dict[str, Any] = {"method": METHOD_LABELS.get(m, m), "epoch": int(last["epoch"]),
+        row: dict[str, Any] = {"method": method_label(m), "epoch": int(last["epoch"]),
                                "seeds": (n_seeds or {}).get(m, 1)}
         for split in ("train", "test"):
             for kind in ("clean", "adv"):
@@ -236,7 +236,7 @@ def sec31_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
         df = runs[m]
         curves = {"train": df, "test": df}
         paths += curves_figure(curves, lambda kind: "{key}/atypical/" + kind, out / stem,
-                               f"{fig_name}: {METHOD_LABELS[m]} on the whole training set, atypical sets"
+                               f"{fig_name}: {method_label(m)} on the whole training set, atypical sets"
                                + (f" (mean of {n_seeds[m]} seeds)" if n_seeds[m] > 1 else ""),
                                series, {"figure": stem, "method": m, "seeds": n_seeds[m]})
     table = sec31_table(runs, n_seeds)
@@ -249,18 +249,13 @@ def sec31_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
 
 # --------------------------------------------------------------------------- CLI entry point
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/sec31)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="seeds of the runs to average (default: every seed present)")
 
-
-def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """``memadv figures sec31 RUN``: :func:`sec31_figures` with the command line's options."""
+def make_figures(run_dir: Path, cfg: Sec31FiguresConfig) -> list[Path]:
+    """``memadv figures sec31 RUN``: :func:`sec31_figures` with the command's options."""
     run_dir = Path(run_dir)
-    return sec31_figures(run_dir, args.out or RunLayout(run_dir).report_sec31, args.seeds)
+    return sec31_figures(run_dir, Path(cfg.out) if cfg.out else RunLayout(run_dir).report_sec31, cfg.seeds)
 
 
 __all__ = ["Sec3Settings", "load_sec31_seeds", "mean_over_seeds",
            "sec31_table", "sec31_figures", "early_late",
-           "windows", "curves_figure", "add_arguments", "make_figures"]
+           "windows", "curves_figure", "make_figures"]

@@ -33,7 +33,6 @@ Figs. 21-23), ``table1.md/.csv`` (last epoch: both readings and the D'_typ accur
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from memadv.analysis.figure_configs import Sec32FiguresConfig
 from memadv.analysis.outputs import frame_markdown, pyplot, save_figure, write_csv, write_markdown
-from memadv.analysis.sec31 import METHOD_LABELS, SEC31_METHODS, Sec3Settings, curves_figure, mean_over_seeds, read_run
+from memadv.analysis.sec31 import SEC31_METHODS, Sec3Settings, curves_figure, mean_over_seeds, read_run
 from memadv.bat.evaluate import representations
+from memadv.bat.methods import method_label
 from memadv.bat.runs import TrainingRun
-from memadv.data.atomic import write_json_atomic
+from memadv.files.atomic import write_json_atomic
 from memadv.data.dataset import Dataset
 from memadv.errors import MemadvError
 from memadv.layout import FIG2, FIG21, TABLE1, RunLayout
@@ -195,7 +196,7 @@ def table1(runs: list[Sec32Run]) -> pd.DataFrame:
         per.setdefault((r.p, r.method), []).append(r)
     for r in average_runs(runs):
         members = per[(r.p, r.method)]
-        rows.append({"method": METHOD_LABELS.get(r.method, r.method), "p": r.p, "seeds": len(members),
+        rows.append({"method": method_label(r.method), "p": r.p, "seeds": len(members),
                      "epoch": int(r.metrics["epoch"].iloc[-1]),
                      "cos_sim": last_value(r.cosine, "cos_sim"), "1 - cos_sim": last_value(r.cosine, "cos_dist"),
                      "cos_epoch": int(r.cosine["epoch"].iloc[-1]) if len(r.cosine) else -1,
@@ -269,7 +270,7 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
         curves = {f"p{r.p}": r.metrics for r in mine}
         series = [(f"Atypical {r.p}%", f"p{r.p}") for r in mine]
         paths += curves_figure(curves, lambda kind: "test/all/" + kind, out / stem,
-                               f"{fig_name}: {METHOD_LABELS[m]} trained on D_typ + p% of D_atyp; accuracy on D'_typ"
+                               f"{fig_name}: {method_label(m)} trained on D_typ + p% of D_atyp; accuracy on D'_typ"
                                + (f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""),
                                series, {"figure": stem, "method": m, "ps": [r.p for r in mine]})
     t1 = table1(by_seed)
@@ -283,7 +284,7 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
             if len(r.cosine):
                 ax.plot(r.cosine["epoch"], r.cosine[col].to_numpy(dtype=float), label=f"Atypical {r.p}%",
                         marker="." if len(r.cosine) < 40 else None)
-        ax.set_title(METHOD_LABELS[m])
+        ax.set_title(method_label(m))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
@@ -308,21 +309,14 @@ def sec32_figures(run_dir: Path, out: Path, seeds: list[int] | None = None) -> l
 
 # --------------------------------------------------------------------------- CLI entry point
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/report/sec32)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="seeds of the runs to average (default: every seed present)")
-    parser.add_argument("--no-fig3", dest="fig3", action="store_false",
-                        help="skip Fig. 3 (poisoning atypical examples; needs the Section 3.1 PGD-AT run)")
 
-
-def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
+def make_figures(run_dir: Path, cfg: Sec32FiguresConfig) -> list[Path]:
     """``memadv figures sec32 RUN``: :func:`sec32_figures` and, unless ``--no-fig3``, Fig. 3
     (:func:`memadv.analysis.poisoning.poisoning_figure`) with the command line's options."""
     run_dir = Path(run_dir)
-    out = args.out or RunLayout(run_dir).report_sec32
-    paths = sec32_figures(run_dir, out, args.seeds)
-    if args.fig3:
+    out = Path(cfg.out) if cfg.out else RunLayout(run_dir).report_sec32
+    paths = sec32_figures(run_dir, out, cfg.seeds)
+    if cfg.fig3:
         from memadv.analysis import poisoning
         if poisoning.find_pgd_run(run_dir) is not None:
             paths += poisoning.poisoning_figure(run_dir, out)
@@ -330,4 +324,4 @@ def make_figures(run_dir: Path, args: argparse.Namespace) -> list[Path]:
 
 
 __all__ = ["class_cosine", "cosine_metrics", "subset_ids", "subset_dataset", "load_sec32",
-           "table1", "cosine_reading", "sec32_figures", "add_arguments", "make_figures"]
+           "table1", "cosine_reading", "sec32_figures", "make_figures"]

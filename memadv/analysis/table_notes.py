@@ -14,8 +14,9 @@ from typing import Any, Iterable
 import pandas as pd
 
 from memadv.bat import selection
+from memadv.bat.methods import METHOD_REGISTRY, METHODS
+from memadv.layout import RunLayout
 
-METHOD_NAMES = {"erm": "ERM", "pgd": "PGD-AT", "trades": "TRADES", "mart": "MART", "gairat": "GAIRAT", "bat": "BAT"}
 
 
 def _val_size(runs: Iterable[Any]) -> int | None:
@@ -36,9 +37,9 @@ def selection_notes(runs: list[Any], table: pd.DataFrame) -> str:
     if not any(c.startswith("best_val") for c in used):
         lines.append("No run held out a validation slice (`memadv train --val-fraction`), so every *Best* row "
                      "is test-selected (the paper's protocol).")
-    methods = sorted({r.method for r in runs}, key=lambda m: list(METHOD_NAMES).index(m) if m in METHOD_NAMES else 99)
-    rules = [f"{METHOD_NAMES.get(m, m)}: {selection.METHOD_RULES[m].source}" for m in methods
-             if m in selection.METHOD_RULES]
+    methods = sorted({r.method for r in runs}, key=lambda m: METHODS.index(m) if m in METHODS else 99)
+    rules = [f"{METHOD_REGISTRY[m].label}: {METHOD_REGISTRY[m].checkpoint_source}" for m in methods
+             if m in METHOD_REGISTRY]
     lines.append("Checkpoint rule of each method (last epoch always shown too): " + "; ".join(rules) + ".")
     forms = {}
     for r in runs:
@@ -87,7 +88,7 @@ def protocol_section(run_dir: Any) -> str:
     """Markdown for the report: the selection protocol behind every number it shows, per part."""
     from pathlib import Path
 
-    from memadv.data.tables import read_meta
+    from memadv.files.tables import read_meta
     run_dir = Path(run_dir)
     lines = ["* **Section 3.1 (Figs. 2-3, C1-C2) and Section 3.2 (Table 1, C3-C5):** the last epoch of every run, "
              "or every epoch where a figure draws a curve; no checkpoint is selected.",
@@ -99,7 +100,7 @@ def protocol_section(run_dir: Any) -> str:
              "epoch against last epoch on every test image (matched selection); the paper's comparison (BAT's last "
              "epoch against PGD-AT's test-selected best-adversarial epoch) is shown beside it, not deciding.",
              "* **Ablation (Fig. 5):** the last epoch of every run."]
-    split_file = run_dir / "splits" / "splits.parquet"
+    split_file = RunLayout(run_dir).split_file
     if split_file.is_file():
         src = read_meta(split_file).get("source_scores", {})
         which = src.get("test_acc_source", "subset")

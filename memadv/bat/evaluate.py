@@ -1,7 +1,7 @@
 """Accuracy of a model on named index subsets, clean and under attack (clean, FGSM, PGD-20, CW, AA).
 
 The subsets are the paper's: all / typical / atypical examples of the train and test splits
-(``train/all``, ``test/atypical``, ...; keys of :func:`memadv.data.splits.read_split_sets` plus
+(``train/all``, ``test/atypical``, ...; keys of :func:`memadv.splits.files.read_split_sets` plus
 ``<split>/all``). Each example is attacked once, however many subsets hold it: per split, the union
 of the requested indices is evaluated and every subset's accuracy is the mean over its members.
 

@@ -12,6 +12,7 @@ from memadv.bat.train_config import TrainConfig
 from memadv.data.dataset import Dataset
 from memadv.config import parse_device
 from memadv.errors import ConfigError, DatasetError
+from memadv.layout import locate
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -32,7 +33,7 @@ def with_scores_dataset(cfg: TrainConfig) -> TrainConfig:
     import dataclasses
 
     from memadv.data.registry import DATASET_OPTION_NAMES, options_from_meta
-    from memadv.data.scores import read_scores_meta
+    from memadv.scores.schema import read_scores_meta
     meta = read_scores_meta(cfg.scores)
     if meta.get("dataset") not in (None, cfg.dataset):
         raise ConfigError(f"--scores {cfg.scores} were made for dataset {meta['dataset']!r}, not {cfg.dataset!r}")
@@ -54,7 +55,7 @@ def load_mem(scores: str | Path, dataset: Dataset) -> torch.Tensor:
     """Memorization score (float32 (N,)) per training example of ``dataset``, by position (NaN
     where the score file has none); fingerprint checked. Score files speak canonical ids, which a
     reduced copy (``--per-class``) holds at other positions."""
-    from memadv.data.scores import read_scores
+    from memadv.scores.schema import read_scores
     sc = read_scores(scores, dataset, need_infl=False)
     mem = torch.full((dataset.x_train.shape[0],), float("nan"), dtype=torch.float32)
     try:
@@ -69,12 +70,8 @@ def default_splits_path(scores: str | None) -> Path | None:
     """``<run>/splits/splits.parquet`` beside a ``<run>/scores`` folder (or a run folder), if it exists."""
     if scores is None:
         return None
-    p = Path(scores)
-    for run in (p.parent, p) if p.name == "scores" else (p, p.parent):
-        cand = run / "splits" / "splits.parquet"
-        if cand.is_file():
-            return cand
-    return None
+    cand = locate(scores).split_file
+    return cand if cand.is_file() else None
 
 
 def load_subsets(cfg: TrainConfig, dataset: Dataset) -> dict[str, np.ndarray]:
@@ -82,7 +79,7 @@ def load_subsets(cfg: TrainConfig, dataset: Dataset) -> dict[str, np.ndarray]:
     subsets: dict[str, np.ndarray] = {"train/all": np.arange(dataset.x_train.shape[0]),
                                       "test/all": np.arange(dataset.x_test.shape[0])}
     if cfg.splits is not None:
-        from memadv.data.splits import read_split_sets
+        from memadv.splits.files import read_split_sets
         sets = read_split_sets(cfg.splits, dataset)
         for key, ids in sets.items():
             split = key.split("/", 1)[0]

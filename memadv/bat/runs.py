@@ -2,7 +2,7 @@
 resume, the RNG state and checkpoints that make a resumed run identical to an uninterrupted one,
 and the readers of a finished run (see :mod:`memadv.bat.train` for the list of files).
 
-Checkpoints are written atomically (:func:`memadv.data.atomic.atomic_path`) and read to CPU.
+Checkpoints are written atomically (:func:`memadv.files.atomic.atomic_path`) and read to CPU.
 """
 
 from __future__ import annotations
@@ -18,15 +18,18 @@ import pandas as pd
 import torch
 
 from memadv.bat import selection
+from memadv.bat.methods import method
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train_config import MACHINE_FIELDS, TrainConfig
-from memadv.config import check_path_component, config_to_dict
-from memadv.data.atomic import atomic_path
+from memadv.config import config_to_dict
+from memadv.safe_values import check_path_component
+from memadv.files.atomic import atomic_path
 from memadv.data.dataset import Dataset
 from memadv.data.registry import DATASET_OPTION_NAMES
-from memadv.data.tables import read_table
-from memadv.data.weights_only import load_weights_only
+from memadv.files.tables import read_table
+from memadv.files.weights_only import load_weights_only
 from memadv.errors import ConfigError, MemadvError, SchemaError
+from memadv.layout import RunLayout
 from memadv.nets import build_net
 
 CHECKPOINT_VERSION = 1
@@ -39,17 +42,6 @@ CHECKPOINTS = tuple(selection.CHECKPOINT_FILES.items())  # last, best_adv, best_
 
 # --------------------------------------------------------------------------- run identity
 
-# objective options that change what a method trains (its run folder name shows them when set)
-_ATTACK_FIELDS = ("eps", "step_size", "steps")
-RELEVANT_FIELDS: dict[str, tuple[str, ...]] = {
-    "erm": (),
-    "pgd": _ATTACK_FIELDS,
-    "trades": _ATTACK_FIELDS + ("trades_beta",),
-    "mart": _ATTACK_FIELDS + ("mart_beta",),
-    "gairat": _ATTACK_FIELDS + ("gairat_lambda", "gairat_lambda_max", "gairat_schedule", "gairat_weight",
-                                "gairat_burn_in"),
-    "bat": _ATTACK_FIELDS + ("alpha", "beta", "sigma", "tau", "normalize_features"),
-}
 
 
 def run_name(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None) -> str:
@@ -60,7 +52,7 @@ def run_name(cfg: TrainConfig, objective_cfg: ObjectiveConfig | None = None) -> 
     parts = [cfg.method]
     if objective_cfg is not None:
         defaults = type(objective_cfg)()
-        for name in RELEVANT_FIELDS[cfg.method]:
+        for name in method(cfg.method).run_name_fields:
             v = getattr(objective_cfg, name)
             if (cfg.method == "bat" and name in ("alpha", "beta")) or v != getattr(defaults, name):
                 parts.append(f"{name.replace('_', '')}{_fmt(v)}")
@@ -270,7 +262,7 @@ def find_training_runs(path: str | Path) -> list[TrainingRun]:
     path = Path(path)
     if TrainingRun(path).has_config():
         return [TrainingRun(path)]
-    base = path / "train" if (path / "train").is_dir() else path
+    base = RunLayout(path).table_train if RunLayout(path).table_train.is_dir() else path
     if not base.is_dir():
         return []
     return [TrainingRun(p) for p in sorted(base.iterdir())

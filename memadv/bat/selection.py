@@ -37,7 +37,6 @@ Ties go to the earliest epoch (the loop's ``best_*.pt`` is replaced only by a st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from memadv.bat.methods import METHOD_REGISTRY
 from memadv.data.dataset import Dataset
 from memadv.data.validation import validation_ids, write_validation
 
@@ -70,24 +70,6 @@ PROTOCOL: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A method's checkpoints (in table order) and where that choice comes from."""
-
-    checkpoints: tuple[str, ...]
-    source: str
-
-
-METHOD_RULES: dict[str, Rule] = {
-    "erm": Rule(("last",), "no selection (plain training)"),
-    "pgd": Rule(("best_adv", "best_clean", "last"),
-                "paper Tables 2/4 (Best Adv./Best Clean rows); robust_overfitting train_cifar.py l. 441-449"),
-    "trades": Rule(("last",), "TRADES train_trades_cifar10.py: fixed 76 epochs (l. 20), saves every epoch "
-                              "(l. 169-173), no selection"),
-    "mart": Rule(("last",), "MART train_wideresnet.py: saves every epoch (l. 200-204), no selection"),
-    "gairat": Rule(("best_adv", "last"), "GAIRAT.py l. 257, 271-280: bestpoint = highest test PGD-20; README l. 97"),
-    "bat": Rule(("last",), "paper Algorithm 1: trains to the last epoch"),
-}
 OVERRIDES = ("own", "last", "best_adv", "best_clean")
 
 
@@ -99,15 +81,15 @@ def val_counterpart(checkpoint: str) -> str | None:
 def method_checkpoints(method: str, has_val: bool, override: str = "own") -> list[str]:
     """The checkpoints the tables report for ``method``, in row order.
 
-    ``override`` "own" (default) applies :data:`METHOD_RULES`; "last" / "best_adv" / "best_clean"
+    ``override`` "own" (default) applies the method's rule (:data:`memadv.bat.methods.METHOD_REGISTRY`); "last" / "best_adv" / "best_clean"
     replaces the rule of every method but PGD-AT (whose two best rows are the paper's) and keeps
     the last epoch. With ``has_val`` every best checkpoint is followed by its validation-selected
     counterpart. Raises ``KeyError`` for an unknown override (callers check choices first).
     """
     if override not in OVERRIDES:
         raise KeyError(override)
-    rule = METHOD_RULES.get(method, Rule(("last",), "no rule known"))
-    cks = list(rule.checkpoints)
+    known = METHOD_REGISTRY.get(method)
+    cks = list(known.checkpoints) if known is not None else ["last"]
     if override != "own" and method != "pgd":
         cks = [override] if override == "last" else [override, "last"]
     out: list[str] = []

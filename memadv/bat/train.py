@@ -48,17 +48,17 @@ from memadv.bat.attacks import AUTOATTACK_MIN_CLASSES
 from memadv.bat.inputs import (cap_subsets, default_splits_path, load_mem, load_subsets, resolve_device,
                                with_scores_dataset)
 from memadv.bat.objective_config import ObjectiveConfig
-from memadv.bat.objectives import build_objective
+from memadv.bat.methods import build_objective
 from memadv.bat.runs import (CHECKPOINT_VERSION, CHECKPOINTS, FINAL_COLUMNS, RESUME_KEYS, TrainingRun,
                              check_same_config, full_config, load_checkpoint, loop_rng_state, run_name, save_checkpoint,
                              restore_loop_rng, seed_epoch)
 from memadv.bat.train_config import TrainConfig
-from memadv.data.atomic import write_json_atomic
+from memadv.files.atomic import write_json_atomic
 from memadv.data.augment import random_crop_flip
 from memadv.data.dataset import Dataset
 from memadv.data.registry import OWN_DATASETS, defaults_like, load_dataset
-from memadv.data.scores import dataset_meta, scores_data_cache
-from memadv.data.tables import write_table
+from memadv.scores.schema import dataset_meta, scores_data_cache
+from memadv.files.tables import write_table
 from memadv.environment import describe as describe_environment
 from memadv.errors import ConfigError, NonFiniteLossError
 

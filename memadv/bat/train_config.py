@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from memadv.bat.evaluate import ATTACK_NAMES
+from memadv.bat.methods import METHODS
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.config import SEED_MAX, SEED_MIN, build_config, check_range, fill_per_dataset, option
 from memadv.data.registry import DATASETS, OWN_DATA_HELP, OWN_DATASETS, announce_defaults, defaults_name
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
 
-METHODS = ("erm", "pgd", "trades", "mart", "gairat", "bat")
 FINAL_ATTACKS = ATTACK_NAMES  # the final evaluation may run every attack memadv.bat.evaluate knows
 
 # --------------------------------------------------------------------------- per-dataset defaults
@@ -186,7 +186,7 @@ class TrainConfig:
         if self.scores is None or self.dataset not in OWN_DATASETS:
             return self.data_root, options
         from memadv.data.registry import options_from_meta
-        from memadv.data.scores import read_scores_meta
+        from memadv.scores.schema import read_scores_meta
         try:
             meta = read_scores_meta(self.scores)
         except MemadvError:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.cli.common import (add_config_arguments, add_config_file, add_dask, add_progress, check_config_file,
-                               config_from_args, dask_factory)
-from memadv.data.atomic import marked_output
-from memadv.data.splits import SplitConfig
+from memadv.cli.common import add_config_arguments, add_config_file, add_progress, check_config_file, config_from_args
+from memadv.executors.slurm.dask_cluster import DaskConfig
+from memadv.files.atomic import marked_output
+from memadv.splits.rules import SplitConfig
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.until_decided import DecideConfig
 from memadv.executors import ExecutorConfig
@@ -42,26 +42,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
     add_config_file(p)
     add_progress(p)
-    add_dask(p)
+    add_config_arguments(p, DaskConfig)
     add_config_arguments(p, EstimateConfig)
     add_config_arguments(p, DecideConfig)
     add_config_arguments(p, ExecutorConfig)
-    add_config_arguments(p, SplitConfig)  # the question --until-decided answers, as `memadv splits` asks it
+    # the question --until-decided answers, as `memadv splits` asks it
+    add_config_arguments(p, SplitConfig, skip=("allow_partial",))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from memadv.estimate.proxies import agreement_lines
-    from memadv.data.scores import read_scores
+    from memadv.scores.schema import read_scores
     from memadv.estimate.run import estimate
     from memadv.estimate.until_decided import estimate_until_decided
 
-    check_config_file(args.config, ("estimate", "executor", "splits"))
+    check_config_file(args.config, ("estimate", "executor", "splits", "dask"))
     cfg = config_from_args(EstimateConfig, args, "estimate")
     decide = config_from_args(DecideConfig, args, "estimate")
     split_cfg = config_from_args(SplitConfig, args, "splits")
     executor = config_from_args(ExecutorConfig, args, "executor")
-    scheduler = dask_factory(args)  # checked now; the cluster starts after the shards, for aggregation only
+    # checked now; the cluster starts after the shards, for aggregation only
+    scheduler = config_from_args(DaskConfig, args, "dask").scheduler()
 
     def run_look(c: EstimateConfig):  # type: ignore[no-untyped-def]
         return estimate(c, args.out, executor, progress=args.progress, aggregation_scheduler=scheduler)

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from memadv.data.fz_interop import export_fz
-from memadv.data.scores import read_scores
+from memadv.cli.common import add_config_arguments, add_config_file, check_config_file, config_from_args
+from memadv.interop.fz_export import ExportFzConfig, export_fz
+from memadv.scores.schema import read_scores
 from memadv.errors import IncompleteRunError, SchemaError
 from memadv.layout import require_run_dir
 
@@ -23,17 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="run directory holding scores/ (or the scores folder)")
     p.add_argument("--out", type=Path, required=True, help="output .npz file (written atomically)")
-    p.add_argument("--allow-partial", action="store_true",
-                   help="export scores aggregated from an unfinished estimate (refused by default)")
+    add_config_file(p)
+    add_config_arguments(p, ExportFzConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     require_run_dir(args.run)
+    check_config_file(args.config, ("export-fz",))
+    cfg = config_from_args(ExportFzConfig, args, "export-fz")
     if args.out.suffix != ".npz":
         raise SchemaError(f"--out must name a .npz file, got {str(args.out)!r}")
     scores = read_scores(args.run)
-    if scores.meta.get("complete", True) is False and not args.allow_partial:
+    if scores.meta.get("complete", True) is False and not cfg.allow_partial:
         raise IncompleteRunError("scores were aggregated from an unfinished estimate (missing shards); finish it "
                                  "or pass --allow-partial")
     missing = export_fz(scores, args.out)

@@ -1,9 +1,9 @@
 """``memadv figures KIND RUN``: figures and tables of one kind for a run directory.
 
-Each kind is implemented in ``memadv.analysis`` by a module exposing
-``make_figures(run_dir: Path, args) -> list[Path]`` and, if the kind has options, ``add_arguments(parser)``;
-``make_figures`` only maps the parsed options onto the module's typed figure function (``bat_figures``,
-``ablation_figures``, ...), which the pipeline calls directly.
+Each kind is implemented in ``memadv.analysis`` by a module exposing ``make_figures(run_dir: Path, cfg)
+-> list[Path]``; its options are a config of :mod:`memadv.analysis.figure_configs` (command line, or
+TOML table ``[figures-KIND]``), and ``make_figures`` only maps them onto the module's typed figure
+function (``bat_figures``, ``ablation_figures``, ...), which the pipeline calls directly.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from memadv.data.atomic import marked_output
+from memadv.analysis.figure_configs import FIGURE_CONFIGS
+from memadv.cli.common import add_config_arguments, add_config_file, check_config_file, config_from_args
+from memadv.files.atomic import marked_output
 from memadv.layout import require_run_dir
 
 # kind -> (module, one-line description)
@@ -35,16 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     for kind, mod in mods.items():
         kp = kinds.add_parser(kind, help=KINDS[kind][1], description=KINDS[kind][1])
         kp.add_argument("run", type=Path, help="run directory (runs/<name> or a folder inside it, as the kind says)")
-        if hasattr(mod, "add_arguments"):
-            mod.add_arguments(kp)
+        add_config_file(kp)
+        add_config_arguments(kp, FIGURE_CONFIGS[kind])
         kp.set_defaults(func=run, module=mod)
 
 
 def run(args: argparse.Namespace) -> int:
     require_run_dir(args.run)
-    out = getattr(args, "out", None)
-    with marked_output(out, "figures") if out is not None else contextlib.nullcontext():
-        paths = args.module.make_figures(args.run, args)
+    table = f"figures-{args.kind}"
+    check_config_file(args.config, (table,))
+    cfg = config_from_args(FIGURE_CONFIGS[args.kind], args, table)
+    out = getattr(cfg, "out", None)
+    with marked_output(Path(out), "figures") if out is not None else contextlib.nullcontext():
+        paths = args.module.make_figures(args.run, cfg)
     for path in paths:
         print(path)
     return 0

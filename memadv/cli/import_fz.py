@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memadv.data.fz_interop import dataset_choices, import_fz
+from memadv.cli.common import add_config_arguments, add_config_file, check_config_file, config_from_args
 from memadv.data.registry import load_dataset
+from memadv.interop.fz import ImportFzConfig, import_fz
 
 DESCRIPTION = """\
 Import estimates released by Feldman & Zhang (pluskid.github.io/influence-memorization) into memadv's score
@@ -29,18 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import-fz", help="import released Feldman & Zhang estimates (.npz) as memadv scores",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", type=Path, help="released .npz file, or a folder of raw per-model aux_arrays.npz")
-    p.add_argument("--dataset", required=True, choices=dataset_choices(),
-                   help="dataset the file describes (ids are positions in its original order)")
     p.add_argument("--out", type=Path, required=True, help="run directory to create; scores go to OUT/scores/")
-    p.add_argument("--data-root", type=Path, default=None,
-                   help="folder holding the dataset's files; when given, labels and ids are checked against it "
-                        "(and the pairs files, which carry no labels, get labels and fingerprints from it)")
-    p.add_argument("--overwrite", action="store_true", help="replace scores already in OUT/scores/")
+    add_config_file(p)
+    add_config_arguments(p, ImportFzConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_dataset(args.dataset, data_root=args.data_root) if args.data_root is not None else None
-    target = import_fz(args.file, args.out, args.dataset, dataset=dataset, overwrite=args.overwrite)
+    check_config_file(args.config, ("import-fz",))
+    cfg = config_from_args(ImportFzConfig, args, "import-fz")
+    dataset = load_dataset(cfg.dataset, data_root=cfg.data_root) if cfg.data_root is not None else None
+    target = import_fz(args.file, args.out, cfg.dataset, dataset=dataset, overwrite=cfg.overwrite)
     print(f"wrote {target}")
     return 0

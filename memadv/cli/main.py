@@ -10,7 +10,7 @@ import sys
 from typing import NoReturn, Sequence
 
 from memadv import __version__
-from memadv.config import check_printable
+from memadv.safe_values import check_printable
 from memadv.errors import MemadvError
 
 # sub-command -> module in memadv.cli with ``register(subparsers)``.

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from memadv.cli.common import (add_config_arguments, add_config_file, add_progress, check_config_file,
                                config_from_args)
-from memadv.data.atomic import marked_output
+from memadv.files.atomic import marked_output
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from memadv.experiments.pipeline import PipelineConfig
+    from memadv.experiments.pipeline_config import PipelineConfig
 
     p = sub.add_parser("pipeline", help="the whole chain on one dataset: estimate, splits, Sec. 3.1/3.2, BAT, report",
                        description="Run every stage on one dataset with its defaults: estimate (scores), splits, "
@@ -25,17 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory")
     add_config_file(p)
     add_progress(p)
-    p.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                   help="tiny sizes for every stage (48 estimator models, 2 training epochs, small evaluations): "
-                        "a smoke test of the whole chain in well under two minutes")
-    add_config_arguments(p, PipelineConfig, skip=("quick",))
+    add_config_arguments(p, PipelineConfig)
     add_config_arguments(p, EstimateConfig)
     add_config_arguments(p, ExecutorConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from memadv.experiments.pipeline import PipelineConfig, run_pipeline
+    from memadv.experiments.pipeline import run_pipeline
+    from memadv.experiments.pipeline_config import PipelineConfig
 
     check_config_file(args.config, ("pipeline", "estimate", "executor"))
     cfg = config_from_args(EstimateConfig, args, "estimate")

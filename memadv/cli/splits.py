@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from memadv.cli.common import check_config_file
+from memadv.cli.common import add_config_file, check_config_file
 from memadv.config import add_config_arguments, build_config
-from memadv.data.splits import SET_KEYS, SplitConfig, make_splits
+from memadv.splits.rules import SET_KEYS, SplitConfig
+from memadv.splits.files import make_splits
 from memadv.layout import require_run_dir
 
 DESCRIPTION = """\
@@ -31,12 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="run directory holding scores/ (runs/<name>)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/splits)")
-    p.add_argument("--config", type=Path, default=None,
-                   help="TOML file with these options (top-level keys or a [splits] table); command line wins; "
-                        "unknown tables or keys and values of the wrong type are refused")
+    add_config_file(p)
     add_config_arguments(p, SplitConfig)
-    p.add_argument("--allow-partial", dest="allow_partial", action="store_true", default=argparse.SUPPRESS,
-                   help="accept scores aggregated from an unfinished estimate (missing shards); refused by default")
     p.set_defaults(func=run)
 
 
@@ -80,7 +77,7 @@ def _print_report(result, out: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 def print_decided(decided: list[dict]) -> None:
-    """The models-needed table (memadv.data.split_labels.decided_table): also ``memadv status``'s."""
+    """The models-needed table (memadv.splits.labels.decided_table): also ``memadv status``'s."""
     def fmt(v: object) -> str:
         return "-" if v is None else f"{v:,}"
     if not decided:

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from memadv.cli.common import add_config_arguments, add_config_file, check_config_file, config_from_args
+from memadv.experiments.status import StatusConfig
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="progress of a run: every stage, shards / training jobs done, ETA",
@@ -15,9 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "pending, ETA), and the report; for each split rule the share of examples decided "
                                    "now and the models projected to decide 90/95/99% of them (docs/splits.md).")
     p.add_argument("run", type=Path, help="run directory")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    p.add_argument("--no-decided", dest="decided", action="store_false",
-                   help="skip the share decided per split rule and the models projected (reads every score)")
+    add_config_file(p)
+    add_config_arguments(p, StatusConfig)
     p.set_defaults(func=run)
 
 
@@ -33,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from memadv.layout import require_run_dir
 
     require_run_dir(args.run)
+    check_config_file(args.config, ("status",))
+    cfg = config_from_args(StatusConfig, args, "status")
     rd = args.run
-    status = run_status(rd, decided=args.decided)
-    if args.json:
+    status = run_status(rd, decided=cfg.decided)
+    if cfg.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
     est = status["estimate"]

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train import train
-from memadv.bat.train_config import METHODS, TrainConfig
-from memadv.cli.common import check_config_file
+from memadv.bat.methods import METHODS
+from memadv.bat.train_config import TrainConfig
+from memadv.cli.common import add_config_file, check_config_file
 from memadv.config import add_config_arguments, build_config
-from memadv.data.atomic import marked_output
+from memadv.files.atomic import marked_output
 from memadv.errors import ConfigError
+from memadv.layout import RunLayout
 from memadv.executors import ExecutorConfig, resolve_executor
 
 DESCRIPTION = f"""\
@@ -38,9 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=None,
                    help="parent folder of the run folders (default: runs/<dataset>/train)")
-    p.add_argument("--config", type=Path, default=None,
-                   help="TOML file with these options (top-level keys, or tables [train], [objective], "
-                        "[executor]); the command line wins")
+    add_config_file(p)
     p.add_argument("--sweep", type=Path, default=None, metavar="FILE",
                    help="TOML sweep file: run every method x hyper-parameter x seed it lists as a task")
     add_config_arguments(p, TrainConfig)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(TrainConfig, given, args.config, section="train")
     ocfg = build_config(ObjectiveConfig, given, args.config, section="objective")
     ecfg = build_config(ExecutorConfig, given, args.config, section="executor")
-    out = args.out if args.out is not None else Path("runs") / cfg.dataset / "train"
+    out = args.out if args.out is not None else RunLayout(Path("runs") / cfg.dataset).table_train
     with marked_output(out, "train"):  # refuses a file or a folder that memadv did not make
         if resolve_executor(ecfg, 1).executor == "inprocess":  # auto: one run trains in this process
             run_dir = train(cfg, out, ocfg)

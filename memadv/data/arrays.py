@@ -6,7 +6,7 @@ layouts ``NHW`` (grey), ``NHWC`` or ``NCHW`` (C = 1 or 3), given with ``--array-
 a 3-D array is NHW; a 4-D array is NHWC when only its last axis is 1 or 3, NCHW when only its
 second is; when both are (say (N, 3, 32, 3)) the layout must be given. Labels are integers in
 0..K-1, K = len(class_names) or else max training label + 1. An example's id is its row. The file
-is read without unpickling anything (:func:`memadv.data.npz.load_npz`). Refused with a one-line
+is read without unpickling anything (:func:`memadv.files.npz.load_npz`). Refused with a one-line
 DatasetError naming the key: a missing key, NaN or values outside 0..255, float images, a label
 outside the class range, train and test images of different shapes.
 """
@@ -88,7 +88,7 @@ def load_arrays(root: Path, image_size: list[int] | None = None, array_layout: s
     key = files_key("arrays", {"image_size": size, "array_layout": array_layout}, [stat_key(path, path.name)])
 
     def build() -> dict[str, np.ndarray]:
-        from memadv.data.npz import load_npz
+        from memadv.files.npz import load_npz
 
         try:
             z = load_npz(path)

@@ -236,7 +236,7 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from memadv.data.atomic import atomic_path
+    from memadv.files.atomic import atomic_path
 
     try:
         with atomic_path(path) as tmp:
@@ -327,7 +327,7 @@ def write_example_paths(path: str | Path, dataset: Dataset) -> None:
     the metadata) for the split files to join; nothing when ``dataset`` has no paths."""
     import pandas as pd
 
-    from memadv.data.tables import write_table
+    from memadv.files.tables import write_table
 
     if not dataset.paths:
         return
@@ -339,6 +339,6 @@ def write_example_paths(path: str | Path, dataset: Dataset) -> None:
 
 def read_example_paths(path: str | Path) -> Any:
     """The table :func:`write_example_paths` wrote (a pandas DataFrame), None when there is none."""
-    from memadv.data.tables import read_table
+    from memadv.files.tables import read_table
 
     return read_table(path, required=PATH_COLUMNS)[0] if Path(path).is_file() else None

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from memadv.config import check_range
-from memadv.data.tables import read_table, write_table
+from memadv.files.tables import read_table, write_table
 from memadv.errors import ConfigError, SchemaError
 
 VAL_PURPOSE = 7_919  # a constant mixed into the seed so the slice never equals another draw of the same seed

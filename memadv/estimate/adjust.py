@@ -1,6 +1,6 @@
 """Regression adjustment of the memorization estimate (paper Eq. 1): fewer models for the same SE.
 
-Plain estimate (``aggregate.memorization``): mem_i = mean of c_mi over the models with i in their
+Plain estimate (``memadv.scores.equations.memorization``): mem_i = mean of c_mi over the models with i in their
 subset minus the mean over the others, c_mi = 1 when model m is right on training example i.
 
 Much of the noise of c_mi when i is *out* is not noise at all: whether an atypical example is

@@ -28,19 +28,16 @@ from typing import Any
 
 import torch
 
-from memadv.data.atomic import atomic_path, write_json_atomic
-from memadv.data.weights_only import load_weights_only
+from memadv.files.atomic import atomic_path, write_json_atomic
+from memadv.files.weights_only import load_weights_only
+from memadv.layout import RunLayout
 from memadv.job_env import slurm_restart, slurm_task
 from memadv.errors import SchemaError, TimeLimitTooShortError
 
 
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "estimate" / "checkpoints"
-
-
 def read_progress(run_dir: Path, shard: int) -> dict[str, int] | None:
     """``{"done", "total"}`` epochs of a shard in training, or None without a checkpoint."""
-    path = checkpoint_dir(run_dir) / f"shard-{shard:05d}.progress.json"
+    path = RunLayout(run_dir).shard_checkpoint(shard, "progress.json")
     try:
         data = json.loads(path.read_text())
         return {"done": int(data["done"]), "total": int(data["total"])}
@@ -52,10 +49,11 @@ class ShardCheckpoint:
     """The checkpoint of shard ``shard`` of ``run_dir`` (module docstring)."""
 
     def __init__(self, run_dir: str | Path, shard: int):
-        base = checkpoint_dir(Path(run_dir))
-        self.path = base / f"shard-{shard:05d}.pt"
-        self.progress_path = base / f"shard-{shard:05d}.progress.json"
-        self.attempt_path = base / f"shard-{shard:05d}.attempt.json"
+        lay = RunLayout(run_dir)
+        self.run_dir = lay.root
+        self.path = lay.shard_checkpoint(shard, "pt")
+        self.progress_path = lay.shard_checkpoint(shard, "progress.json")
+        self.attempt_path = lay.shard_checkpoint(shard, "attempt.json")
         self.shard = shard
 
     def load(self) -> dict[str, Any] | None:
@@ -76,7 +74,7 @@ class ShardCheckpoint:
 
     def begin_attempt(self) -> None:
         """Record this attempt; refuse a requeued Slurm attempt whose predecessor saved no checkpoint."""
-        done = (read_progress(self.path.parents[2], self.shard) or {"done": 0})["done"]
+        done = (read_progress(self.run_dir, self.shard) or {"done": 0})["done"]
         me = slurm_task()
         try:
             previous = json.loads(self.attempt_path.read_text())

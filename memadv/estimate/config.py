@@ -77,9 +77,12 @@ class EstimateConfig:
                                            per_dataset=DATASET_DEFAULTS)
     subset_ratio: float = option(0.7, "fraction of the training set in each model's subset", source="Feldman & Zhang 2020")
     epochs: int | None = option(None, "training epochs per model", unit="epochs", per_dataset=DATASET_DEFAULTS)
-    lr: float | None = option(None, "initial SGD learning rate; x0.1 at 50% and 75% of the epochs", source="paper App. D",
+    lr: float | None = option(None, "initial SGD learning rate; x0.1 at each of --lr-milestones", source="paper App. D",
                               per_dataset=DATASET_DEFAULTS)
     batch_size: int | None = option(None, "mini-batch size per model", unit="examples", per_dataset=DATASET_DEFAULTS)
+    lr_milestones: list[float] = option([0.5, 0.75], "the learning rate is multiplied by 0.1 at each of these "
+                                        "fractions of the epochs", unit="fraction of --epochs",
+                                        source="the paper's 80/120 of 160 epochs (App. D; He et al. 2016's CIFAR schedule)")
     momentum: float = option(0.9, "SGD momentum", source="paper App. D")
     weight_decay: float = option(5e-4, "SGD weight decay", source="paper App. D")
     augment: bool | None = option(None, "random crop (pad 4) + horizontal flip", per_dataset=DATASET_DEFAULTS)
@@ -127,6 +130,8 @@ class EstimateConfig:
         check_range("epochs", self.epochs, 1)
         check_range("lr", self.lr, 0.0, lo_open=True)
         check_range("batch_size", self.batch_size, 1)
+        for f in self.lr_milestones:
+            check_range("lr_milestones", f, 0.0, 1.0, lo_open=True, hi_open=True)
         check_range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_range("cross_class_threshold", self.cross_class_threshold, 0.0, 1.0)
@@ -174,4 +179,7 @@ class EstimateConfig:
     # only adds shards (a last shard that held fewer models than models_per_shard is trained again).
     IDENTITY = ("dataset", "classes", "per_class", "test_per_class", "image_size", "image_column", "label_column",
                 "array_layout", "net", "models_per_shard",
-                "subset_ratio", "epochs", "lr", "batch_size", "momentum", "weight_decay", "augment", "seed", "bf16")
+                "subset_ratio", "epochs", "lr", "lr_milestones", "batch_size", "momentum", "weight_decay", "augment",
+                "seed", "bf16")
+    # IDENTITY fields added after estimates existed: the value every older spec (which lacks the key) used
+    SPEC_DEFAULTS = {"lr_milestones": [0.5, 0.75]}

@@ -29,25 +29,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memadv.data.erm_accuracy import FULL_FILE
-from memadv.data.scores import TEST_ACC_COLUMNS, dataset_meta
-from memadv.data.tables import read_table, write_table
+from memadv.scores.schema import TEST_ACC_COLUMNS, dataset_meta
+from memadv.files.tables import read_table, write_table
+from memadv.layout import RunLayout
 
 FULL_ID_BASE = 1_000_000_000  # far above any subset model id (a run has at most a few thousand)
 BLOCK_COLUMNS = ["model_id", "test_acc", "test_correct"]
 
 
-def full_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "estimate" / "full"
-
-
 def blocks(n_models: int, per_block: int) -> list[tuple[int, int]]:
     """(start, stop) model indices of each block of at most ``per_block`` full-data models."""
     return [(s, min(s + per_block, n_models)) for s in range(0, n_models, per_block)]
-
-
-def block_path(run_dir: Path, block: int, size: int) -> Path:
-    return full_dir(run_dir) / f"full-{block:05d}-n{size}.parquet"
 
 
 def train_full_models(cfg: Any, dataset: Any, indices: range) -> np.ndarray:
@@ -76,7 +68,7 @@ class FullModelsTask:
         spec = read_spec(run_dir)
         cfg = config_from_spec(spec, self.runtime)
         start, stop = blocks(self.n_models, cfg.models_per_shard)[block]
-        out = block_path(run_dir, block, stop - start)
+        out = RunLayout(run_dir).full_block(block, stop - start)
         if out.exists():
             return str(out)
         if self.threads:
@@ -102,16 +94,16 @@ def run_full_models(run_dir: str | Path, n_models: int, executor: Any, *, progre
     run_dir = Path(run_dir)
     cfg = config_from_spec(read_spec(run_dir), runtime)
     layout = blocks(n_models, cfg.models_per_shard)
-    todo = [b for b, (s, e) in enumerate(layout) if not block_path(run_dir, b, e - s).exists()]
+    todo = [b for b, (s, e) in enumerate(layout) if not RunLayout(run_dir).full_block(b, e - s).exists()]
     executor = resolve_executor(executor, len(todo), cpu_tasks=cfg.on_cpu)
     threads = task_threads(executor)
-    run_tasks(FullModelsTask(run_dir, n_models, threads=threads, runtime=runtime), todo, executor, full_dir(run_dir) / "jobs",
+    run_tasks(FullModelsTask(run_dir, n_models, threads=threads, runtime=runtime), todo, executor, RunLayout(run_dir).full_jobs,
               desc="full-data models", progress=progress)
-    correct = np.concatenate([read_block(block_path(run_dir, b, e - s), read_spec(run_dir)["n_test"])
+    correct = np.concatenate([read_block(RunLayout(run_dir).full_block(b, e - s), read_spec(run_dir)["n_test"])
                               for b, (s, e) in enumerate(layout)])
     dataset = dataset_for(cfg, run_dir=run_dir)
     meta = {**dataset_meta(dataset), "source": "memadv full-data ERM models", "n_full_models": int(correct.shape[0])}
-    return write_full_test_acc(run_dir / "scores", correct, dataset.y_test.numpy(), meta, test_ids=dataset.test_ids)
+    return write_full_test_acc(RunLayout(run_dir).test_acc_full, correct, dataset.y_test.numpy(), meta, test_ids=dataset.test_ids)
 
 
 def read_block(path: Path, n_test: int) -> np.ndarray:
@@ -124,15 +116,14 @@ def full_test_accuracy(test_correct: np.ndarray, y_test: np.ndarray) -> pd.DataF
     """One row per test example: ``idx, label, p_correct`` (share of the K models right), ``n_models``.
 
     ``test_correct``: (K, n_test) bool; ``y_test``: (n_test,) int labels."""
-    from memadv.estimate.aggregate import test_accuracy
+    from memadv.scores.equations import test_accuracy
     return test_accuracy(test_correct, y_test)[TEST_ACC_COLUMNS]
 
 
-def write_full_test_acc(scores_dir: Path, test_correct: np.ndarray, y_test: np.ndarray,
+def write_full_test_acc(path: Path, test_correct: np.ndarray, y_test: np.ndarray,
                         meta: dict[str, Any], test_ids: np.ndarray | None = None) -> Path:
-    """Write ``test_acc_full.parquet``; ``test_ids`` (the original ids of a reduced copy's test
+    """Write the full-data models' test accuracy to ``path`` (``RunLayout.test_acc_full``); ``test_ids`` (the original ids of a reduced copy's test
     examples, ``Dataset.test_ids``) turn positions into canonical ids, as in every score file."""
-    path = Path(scores_dir) / FULL_FILE
     df = full_test_accuracy(test_correct, y_test)
     if test_ids is not None:
         df["idx"] = np.asarray(test_ids)[df["idx"].to_numpy(np.int64)]

@@ -35,7 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from memadv.estimate.shards import read_shard, shard_path
+from memadv.estimate.shards import read_shard
+from memadv.layout import RunLayout
 
 PROXIES = ("cum_loss", "forgetting", "first_learned", "learning_speed", "heldout_loss")
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -66,7 +67,7 @@ def aggregate_proxies(run_dir: Path, spec: dict[str, Any], shards: Sequence[int]
     total = {k: (np.zeros(n), np.zeros(n, np.int64)) for k in PROXIES}
     without = []
     for s in shards:
-        sh = read_shard(shard_path(run_dir, s), spec=spec, shard=s, proxies=True)
+        sh = read_shard(RunLayout(run_dir).shard(s), spec=spec, shard=s, proxies=True)
         if sh["proxies"] is None:
             without.append(s)
             continue

@@ -10,14 +10,14 @@ from typing import Any, Callable, ContextManager
 import numpy as np
 
 from memadv.data.own_images import write_example_paths
-from memadv.data.scores import Scores, scores_problem
+from memadv.scores.schema import Scores, scores_problem
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.checkpoints import read_progress
 from memadv.estimate.shard_locks import is_locked
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.full_models import run_full_models
-from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_path, shard_problem,
-                                    spec_path, write_or_check_spec)
+from memadv.estimate.shards import (ShardTask, dataset_for, read_shard, read_spec, shard_problem,
+                                    write_or_check_spec)
 from memadv.executors import (ExecutorConfig, TooManyTasksError, max_tasks, resolve_executor, run_tasks, task_states,
                               task_threads)
 from memadv.layout import RunLayout
@@ -43,7 +43,7 @@ def estimate(cfg: EstimateConfig, run_dir: str | Path, executor: ExecutorConfig 
     run_dir = Path(run_dir)
     dataset = dataset_for(cfg, run_dir=run_dir)  # fails before anything is written if the data is missing or malformed
     limit = max_tasks(executor)
-    if not spec_path(run_dir).exists():  # before the spec: a new run may still pick another --models-per-shard
+    if not RunLayout(run_dir).spec.exists():  # before the spec: a new run may still pick another --models-per-shard
         _refuse_too_many_shards(cfg, cfg.n_shards, limit)
     spec = write_or_check_spec(run_dir, cfg, dataset)
     if dataset.content:  # a user's own data set: decoded once, into the run folder, for every later task
@@ -106,7 +106,7 @@ def estimate_status(run_dir: str | Path) -> dict[str, Any]:
     failed = [s for s in todo if states.get(s) == "failed" and s not in damaged]
     eta = None  # none for a run nothing is working on (killed, stopped): it would never arrive
     if done and todo and (running or any(states.get(s) == "other" for s in todo)):  # other: queued on Slurm
-        per_shard = float(np.median([read_shard(shard_path(run_dir, s), spec["n_train"], spec["n_test"])["seconds"].sum()
+        per_shard = float(np.median([read_shard(RunLayout(run_dir).shard(s), spec["n_train"], spec["n_test"])["seconds"].sum()
                                      for s in done[-5:]]))
         parallel = max(1, len(running))
         eta = per_shard * len(todo) / parallel

@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 
 from memadv import __version__
-from memadv.data.atomic import write_json_atomic
+from memadv.files.atomic import write_json_atomic
 from memadv.data.dataset import Dataset
 from memadv.data.registry import load_dataset
-from memadv.data.scores import dataset_meta
-from memadv.data.tables import read_table, write_table
+from memadv.scores.schema import dataset_meta
+from memadv.files.tables import read_table, write_table
 from memadv.estimate.checkpoints import ShardCheckpoint
 from memadv.estimate.shard_locks import locked
 from memadv.estimate.config import EstimateConfig
@@ -42,14 +42,6 @@ SHARD_COLUMNS = ["model_id", "seed", "train_acc", "test_acc", "subset_train_acc"
                  "mask", "train_correct", "test_correct"]
 
 
-def spec_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "estimate" / "spec.json"
-
-
-def shard_path(run_dir: Path, shard: int) -> Path:
-    return Path(run_dir) / "estimate" / "shards" / f"shard-{shard:05d}.parquet"
-
-
 def make_spec(cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any]:
     return {"config": asdict(cfg), "n_shards": cfg.n_shards, **dataset_meta(dataset), "code_version": __version__}
 
@@ -57,12 +49,13 @@ def make_spec(cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any]:
 def check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) -> dict[str, Any] | None:
     """The run's spec if it has one and ``cfg`` defines the same estimate on ``dataset``; None for a
     run without a spec. Writes nothing. Raises ConfigError naming the fields that differ."""
-    if not spec_path(run_dir).exists():
+    if not RunLayout(run_dir).spec.exists():
         return None
     spec = make_spec(cfg, dataset)
     old = read_spec(run_dir)
-    diff = [f"{k} ({old['config'].get(k)!r} there, {spec['config'].get(k)!r} now)" for k in EstimateConfig.IDENTITY
-            if old["config"].get(k) != spec["config"].get(k)]
+    was = estimate_identity(old["config"])
+    diff = [f"{k} ({was[k]!r} there, {spec['config'].get(k)!r} now)" for k in EstimateConfig.IDENTITY
+            if was[k] != spec["config"].get(k)]
     if old.get("fingerprint_train") != spec["fingerprint_train"]:
         diff.append("dataset fingerprint")
     if cfg.models < old["config"]["models"]:  # growing is fine (EstimateConfig.IDENTITY), shrinking drops shards
@@ -87,15 +80,15 @@ def write_or_check_spec(run_dir: Path, cfg: EstimateConfig, dataset: Dataset) ->
             old = {**old, "config": {**old["config"], **{k: v for k, v in spec["config"].items()
                                                          if k not in EstimateConfig.IDENTITY}},
                    "n_shards": spec["n_shards"]}  # --models raised: more shards
-            write_json_atomic(spec_path(run_dir), old)
+            write_json_atomic(RunLayout(run_dir).spec, old)
         return old
     spec = make_spec(cfg, dataset)
-    write_json_atomic(spec_path(run_dir), spec)
+    write_json_atomic(RunLayout(run_dir).spec, spec)
     return spec
 
 
 def read_spec(run_dir: Path) -> dict[str, Any]:
-    path = spec_path(run_dir)
+    path = RunLayout(run_dir).spec
     if Path(run_dir).exists():
         require_run_dir(Path(run_dir))  # a file: say so, rather than suggest an estimate into it
     if not path.exists():
@@ -149,7 +142,7 @@ class ShardTask:
 
     def __call__(self, shard: int) -> str:
         run_dir = Path(self.run_dir)
-        out = shard_path(run_dir, shard)
+        out = RunLayout(run_dir).shard(shard)
         if shard_problem(run_dir, shard) is None:
             return str(out)
         with locked(run_dir, shard, lambda: shard_problem(run_dir, shard) is None) as lock:
@@ -185,7 +178,7 @@ class ShardTask:
             rows.update(proxy_columns(result.proxies, result.train_loss, masks))
         meta = {"shard": shard, "fingerprint_train": spec["fingerprint_train"],
                 "fingerprint_test": spec["fingerprint_test"], "n_train": spec["n_train"], "n_test": spec["n_test"],
-                "estimate": spec_identity(spec)}
+                "estimate": estimate_identity(spec["config"])}
         write_table(out, pd.DataFrame(rows)[SHARD_COLUMNS + [c for c in PROXY_COLUMNS if c in rows]],
                     {**meta, "proxies_epochs": cfg.epochs if result.proxies is not None else None})
         ckpt.remove()
@@ -197,7 +190,7 @@ def shard_problem(run_dir: Path, shard: int, spec: dict[str, Any] | None = None)
     one-line error of a truncated, unreadable or foreign file (such a file is retrained by
     ``memadv estimate``, whose write replaces it). The whole file is read: a size or footer check
     alone would pass a file cut inside a row group's data."""
-    path = shard_path(run_dir, shard)
+    path = RunLayout(run_dir).shard(shard)
     if not path.exists():
         return "missing"
     try:
@@ -213,9 +206,10 @@ def finished_shards(run_dir: Path, n_shards: int, spec: dict[str, Any] | None = 
     return [s for s in range(n_shards) if shard_problem(run_dir, s, spec) is None]
 
 
-def spec_identity(spec: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a run's spec that define its estimate (EstimateConfig.IDENTITY)."""
-    return {k: spec["config"].get(k) for k in EstimateConfig.IDENTITY}
+def estimate_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a spec's (or a shard's) config that define its estimate (EstimateConfig.IDENTITY);
+    a field older files lack has the value they were made with (EstimateConfig.SPEC_DEFAULTS)."""
+    return {k: config.get(k, EstimateConfig.SPEC_DEFAULTS.get(k)) for k in EstimateConfig.IDENTITY}
 
 
 def read_shard(path: Path, n_train: int | None = None, n_test: int | None = None, *,
@@ -235,11 +229,12 @@ def read_shard(path: Path, n_train: int | None = None, n_test: int | None = None
         problems = [f"{k} {meta.get(k)!r} != {spec.get(k)!r}" for k in ("fingerprint_train", "fingerprint_test",
                                                                           "n_train", "n_test")
                     if meta.get(k) != spec.get(k)]
-        ident, want = meta.get("estimate"), spec_identity(spec)
+        ident, want = meta.get("estimate"), estimate_identity(spec["config"])
         if not isinstance(ident, dict):
             problems.append("no estimate fields in its metadata")
         else:
-            problems += [f"{k} {ident.get(k)!r} != {want[k]!r}" for k in want if ident.get(k) != want[k]]
+            ident = estimate_identity(ident)
+            problems += [f"{k} {ident[k]!r} != {want[k]!r}" for k in want if ident[k] != want[k]]
         if shard is not None:
             if meta.get("shard") != shard:
                 problems.append(f"shard number {meta.get('shard')!r} != {shard}")
@@ -248,7 +243,7 @@ def read_shard(path: Path, n_train: int | None = None, n_test: int | None = None
                 problems.append(f"model ids {df['model_id'].tolist()[:4]}... are not those of shard {shard} "
                                 f"({expected[:4]}...)")
         if problems:
-            raise SchemaError(f"{path} does not belong to the estimate of {spec_path(Path(path).parents[2])}: "
+            raise SchemaError(f"{path} does not belong to the estimate of {RunLayout(Path(path).parents[2]).spec}: "
                               + "; ".join(problems[:3]) + "; re-run `memadv estimate` to retrain it")
     if n_train is None or n_test is None:
         n_train, n_test = int(meta["n_train"]), int(meta["n_test"])

@@ -4,17 +4,19 @@ The recipe, top to bottom: for each model m, build the net with ``torch.manual_s
 m)``; every epoch, each model draws its own permutation of its own subset from its own generator
 ("order" seed of m) and, per batch, its own crop/flip numbers from the same generator
 (:func:`memadv.data.augment.draw_crop_flip`, in the order a plain loop would draw them); SGD
-(momentum, weight decay) with the learning rate x0.1 at 50% and 75% of the epochs (the paper's
-80/120-of-160 schedule). So model m depends only on (run seed, m), however it is trained.
+(momentum, weight decay) with the learning rate x0.1 at each of ``cfg.lr_milestones`` (fractions of
+the epochs; default 50% and 75%, the paper's 80/120-of-160 schedule). So model m depends only on
+(run seed, m), however it is trained.
 
-Two ways to train a shard's K models, with the same results up to float summation order:
+One loop (:func:`_train_group`) trains a *group* of k models with one optimizer; a shard's K models
+are one group or K, with the same results up to float summation order:
 
-* **packed**: one module holds all K (:func:`memadv.nets.packed.pack`); batch b of the epoch is,
-  for every model, its own next ``batch_size`` examples (all subsets have the same size, so the K
-  models step together); loss = sum over models of each model's mean cross-entropy, so each model
-  gets exactly its own gradient, and SGD is elementwise, so one optimizer over the stacked
-  parameters equals K separate ones;
-* **one-by-one**: a plain ``nn.Module`` loop per model.
+* **packed**: one group of all K in one module (:func:`memadv.nets.packed.pack`); batch b of the
+  epoch is, for every model, its own next ``batch_size`` examples (all subsets have the same size,
+  so the K models step together); loss = sum over models of each model's mean cross-entropy, so
+  each model gets exactly its own gradient, and SGD is elementwise, so one optimizer over the
+  stacked parameters equals K separate ones;
+* **one-by-one**: K groups of one plain ``nn.Module`` each, trained one after the other.
 
 ``packing="auto"`` picks the faster one for the net and device, as measured by
 ``bench/packed_vs_single.py`` (table :data:`ONE_BY_ONE_ON_CPU`, numbers in docs/benchmarks.md).
@@ -84,9 +86,148 @@ class TrainedModels:
         return self.models if not isinstance(self.models, list) else pack(self.models)
 
 
+def train_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int],
+                 dtype: torch.dtype = torch.float32, masks: np.ndarray | None = None,
+                 checkpoint: ShardCheckpoint | None = None) -> TrainedModels:
+    """Train models ``model_ids`` of the estimate ``cfg`` on ``dataset`` (see module docstring).
+
+    ``masks`` ((K, n_train) bool, equal row sums) overrides the sampled subsets (the full-data models
+    of :mod:`memadv.estimate.full_models`). Returns their subset masks (K, n_train), correctness on
+    train (K, n_train) and test (K, n_test), mean loss of the last epoch (K,) and the models
+    (``.packed``: as one packed module).
+    With ``checkpoint`` (:class:`memadv.estimate.checkpoints.ShardCheckpoint`), training resumes from
+    its last saved epoch and saves one at every epoch boundary (after epoch e of the group in
+    training: all K models packed, or model j one by one), with results bit-identical to training
+    without interruption. Raises NonFiniteLossError when a loss becomes NaN or infinite.
+    """
+    device = torch.device(cfg.device)
+    model_ids = list(model_ids)
+    n = dataset.x_train.shape[0]
+    if masks is None:
+        masks = np.stack([subset_mask(cfg.seed, m, n, cfg.subset_ratio) for m in model_ids])
+    subsets = torch.from_numpy(np.stack([np.flatnonzero(row) for row in masks]))  # (K, n_in), equal sizes
+    gens = [torch.Generator().manual_seed(model_seed(cfg.seed, m, "order")) for m in model_ids]
+    nets = build_models(cfg, dataset, model_ids)
+    # The whole training set on the device as uint8 (CIFAR: 150 MB): no host copy per step.
+    x_dev, y_dev = dataset.x_train.to(device), dataset.y_train.to(device)
+    packed = packing_for(cfg) == "packed"
+    fmt = torch.channels_last if cfg.channels_last and not packed else torch.contiguous_format
+    groups = [_Group(list(range(len(nets))), pack(nets), True, fmt)] if packed else \
+        [_Group([j], net, False, fmt) for j, net in enumerate(nets)]
+    log = ProxyLog(len(model_ids), n, device) if cfg.proxies else None
+    final_loss, log = _train_groups(cfg, groups, gens, subsets, x_dev, y_dev, model_ids, device, dtype, checkpoint, log)
+    trained: nn.Module | list[nn.Module] = groups[0].module if packed else [g.module for g in groups]
+    train_correct, train_loss = predict(trained, dataset.x_train, dataset.y_train, device, dtype, loss=log is not None)
+    return TrainedModels(
+        model_ids=model_ids, masks=masks, train_correct=train_correct,
+        test_correct=predict_correct(trained, dataset.x_test, dataset.y_test, device, dtype),
+        final_loss=final_loss, models=trained, proxies=None if log is None else log.arrays(),
+        train_loss=train_loss if log is not None else None)
+
+
+@dataclass
+class _Group:
+    """Models trained together by one optimizer: positions ``members`` of the shard, as one packed
+    module (``packed``: all K, :func:`memadv.nets.packed.pack`) or one plain net (one by one;
+    ``fmt``: its memory format, channels-last or not)."""
+    members: list[int]
+    module: nn.Module
+    packed: bool
+    fmt: torch.memory_format
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.members[0], self.members[-1] + 1)
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        """(k, B, C, H, W) -> (k, B, classes)."""
+        if self.packed:
+            return self.module(xb)
+        return self.module(xb[0].contiguous(memory_format=self.fmt)).unsqueeze(0)
+
+
+def _train_groups(cfg: EstimateConfig, groups: list[_Group], gens: list[torch.Generator], subsets: torch.Tensor,
+                  x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int], device: torch.device,
+                  dtype: torch.dtype, ckpt: ShardCheckpoint | None, log: ProxyLog | None
+                  ) -> tuple[np.ndarray, ProxyLog | None]:
+    """Train every group in turn; returns each model's mean loss in its last epoch (K,) and the log.
+
+    The checkpoint (one schema for both packings) holds the finished groups' states (``groups``), the
+    group in training (``group``, ``model``, ``optimizer``, next ``epoch``), every model's last-epoch
+    loss (``final``), every random stream and the proxy log."""
+    final = np.zeros(len(model_ids))
+    state = _upgrade(ckpt.load()) if ckpt is not None else None
+    at_group, at_epoch = (int(state["group"]), int(state["epoch"])) if state is not None else (0, 0)
+    if state is not None:
+        if "final" in state:
+            final[:] = state["final"].numpy()
+        _restore_generators(gens, state, device)
+        if log is not None and "proxies" not in state:
+            log = None  # written without proxies: the epochs before it were not logged
+        elif log is not None:
+            log.load_state_dict(state["proxies"])
+    total = len(groups) * cfg.epochs
+    for g, group in enumerate(groups):
+        group.module.to(device=device, dtype=dtype, memory_format=group.fmt)
+        opt = _sgd(group.module.parameters(), cfg, device)
+        first = 0
+        if state is not None and g < at_group:
+            group.module.load_state_dict(state["groups"][g])
+            first = cfg.epochs
+        elif state is not None and g == at_group:
+            group.module.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            first = at_epoch
+        for epoch in range(first, cfg.epochs):
+            final[group.rows] = _train_epoch(cfg, group, opt, epoch, gens, subsets, x_dev, y_dev, model_ids, device,
+                                             dtype, log)
+            done = g * cfg.epochs + epoch + 1
+            if ckpt is not None and done < total:
+                ckpt.save({"groups": [h.module.state_dict() for h in groups[:g]], "group": g,
+                           "model": group.module.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                           "final": torch.from_numpy(final.copy()), **_generator_state(gens, device),
+                           **({} if log is None else {"proxies": log.state_dict()})}, done, total)
+        group.module.to(memory_format=torch.contiguous_format)
+    return final, log
+
+
+def _train_epoch(cfg: EstimateConfig, group: _Group, opt: torch.optim.SGD, epoch: int, gens: list[torch.Generator],
+                 subsets: torch.Tensor, x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int],
+                 device: torch.device, dtype: torch.dtype, log: ProxyLog | None) -> np.ndarray:
+    """One epoch of ``group``: each model its own permutation and augmentation, its own mean
+    cross-entropy; returns each model's mean loss over the epoch (k,)."""
+    for param_group in opt.param_groups:
+        param_group["lr"] = lr_at(epoch, cfg)
+    group.module.train()
+    k = len(group.members)
+    draws = [draw_epoch(gens[j], subsets[j], cfg.batch_size, cfg.augment) for j in group.members]
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+    n_batches = 0
+    for ids, shifts, flips in _batches(draws, cfg.batch_size, device):
+        xb = apply_crop_flip(x_dev[ids], shifts, flips, CROP_PAD)  # (k, B, C, H, W) uint8
+        xb = xb.to(dtype).div_(255.0)
+        yb = y_dev[ids]
+        with _autocast(cfg, device):
+            logits = group(xb)  # (k, B, classes)
+        per_example = F.cross_entropy(logits.to(dtype).flatten(0, 1), yb.flatten(), reduction="none").view(k, -1)
+        per_model = per_example.mean(1)
+        opt.zero_grad(set_to_none=True)
+        per_model.sum().backward()
+        opt.step()
+        loss_sum += per_model.detach()
+        n_batches += 1
+        if log is not None:
+            # max(-1).indices: argmax's first-maximum rule, cheaper (1.5 vs 2.4 ms, (100, 64, 10), 1 thread)
+            log.record(group.rows, ids, per_example.detach(), logits.detach().max(-1).indices == yb)
+    _check_finite(loss_sum, epoch, [model_ids[j] for j in group.members], cfg)
+    if log is not None:
+        log.end_epoch(epoch, group.rows)
+    return (loss_sum / max(n_batches, 1)).cpu().numpy()
+
+
 def lr_at(epoch: int, cfg: EstimateConfig) -> float:
-    """Step schedule: x0.1 at 50% and at 75% of the epochs."""
-    return cfg.lr * (0.1 ** sum(epoch >= int(cfg.epochs * f) for f in (0.5, 0.75)))
+    """Step schedule: x0.1 at each of ``cfg.lr_milestones`` (fractions of the epochs)."""
+    return cfg.lr * (0.1 ** sum(epoch >= int(cfg.epochs * f) for f in cfg.lr_milestones))
 
 
 def build_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int]) -> list[torch.nn.Module]:
@@ -180,127 +321,15 @@ def _restore_generators(gens: Sequence[torch.Generator], state: dict[str, Any], 
     set_rng_state(state["rng"], device)
 
 
-def _resume_log(log: ProxyLog | None, state: dict[str, Any] | None) -> ProxyLog | None:
-    """The proxy log after resuming from ``state``: None (no proxies for this shard) when the
-    checkpoint was written without one, since the epochs before it were not logged."""
-    if log is None or state is None:
-        return log
-    if "proxies" not in state:
-        return None
-    log.load_state_dict(state["proxies"])
-    return log
-
-
-def _log_state(log: ProxyLog | None) -> dict[str, Any]:
-    return {} if log is None else {"proxies": log.state_dict()}
-
-
-def _train_packed(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.Generator], subsets: torch.Tensor,
-                  x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int], device: torch.device,
-                  dtype: torch.dtype, ckpt: ShardCheckpoint | None = None, log: ProxyLog | None = None
-                  ) -> tuple[nn.Module, np.ndarray, ProxyLog | None]:
-    packed = pack(nets).to(device=device, dtype=dtype)
-    opt = _sgd(packed.parameters(), cfg, device)
-    k = len(nets)
-    loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-    first = 0
-    state = ckpt.load() if ckpt is not None else None
-    if state is not None:  # resume after epoch state["epoch"] - 1: everything that epoch left behind
-        packed.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        _restore_generators(gens, state, device)
-        first = int(state["epoch"])
-    log = _resume_log(log, state)
-    for epoch in range(first, cfg.epochs):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(epoch, cfg)
-        packed.train()
-        draws = [draw_epoch(g, subsets[j], cfg.batch_size, cfg.augment) for j, g in enumerate(gens)]
-        loss_sum.zero_()
-        n_batches = 0
-        for ids, shifts, flips in _batches(draws, cfg.batch_size, device):
-            xb = apply_crop_flip(x_dev[ids], shifts, flips, CROP_PAD)  # (K, B, C, H, W) uint8
-            xb = xb.to(dtype).div_(255.0)
-            yb = y_dev[ids]
-            with _autocast(cfg, device):
-                logits = packed(xb)  # (K, B, classes)
-            per_example = F.cross_entropy(logits.to(dtype).flatten(0, 1), yb.flatten(), reduction="none").view(k, -1)
-            per_model = per_example.mean(1)
-            opt.zero_grad(set_to_none=True)
-            per_model.sum().backward()
-            opt.step()
-            loss_sum += per_model.detach()
-            n_batches += 1
-            if log is not None:
-                # max(-1).indices: argmax's first-maximum rule, cheaper (1.5 vs 2.4 ms, (100, 64, 10), 1 thread)
-                log.record(slice(None), ids, per_example, logits.detach().max(-1).indices == yb)
-        _check_finite(loss_sum, epoch, model_ids, cfg)
-        if log is not None:
-            log.end_epoch(epoch, slice(None))
-        if ckpt is not None and epoch + 1 < cfg.epochs:
-            ckpt.save({"model": packed.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                       **_generator_state(gens, device), **_log_state(log)}, epoch + 1, cfg.epochs)
-    return packed, (loss_sum / max(n_batches, 1)).cpu().numpy(), log
-
-
-def _train_one_by_one(cfg: EstimateConfig, nets: list[nn.Module], gens: list[torch.Generator],
-                      subsets: torch.Tensor, x_dev: torch.Tensor, y_dev: torch.Tensor, model_ids: list[int],
-                      device: torch.device, dtype: torch.dtype, ckpt: ShardCheckpoint | None = None,
-                      log: ProxyLog | None = None) -> tuple[list[nn.Module], np.ndarray, ProxyLog | None]:
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    final = np.zeros(len(nets))
-    state = ckpt.load() if ckpt is not None else None
-    at_model, at_epoch = (int(state["model_index"]), int(state["epoch"])) if state is not None else (0, 0)
-    if state is not None:  # nets before at_model are trained; net at_model resumes at epoch at_epoch
-        final[:] = state["final"].numpy()
-        for j in range(at_model + 1):
-            nets[j].to(device=device, dtype=dtype, memory_format=fmt if j == at_model else torch.contiguous_format)
-            nets[j].load_state_dict(state["models"][j])
-        _restore_generators(gens, state, device)
-    log = _resume_log(log, state)
-    for j, net in enumerate(nets):
-        if j < at_model:
-            continue
-        net.to(device=device, dtype=dtype, memory_format=fmt)
-        opt = _sgd(net.parameters(), cfg, device)
-        first = at_epoch if j == at_model else 0
-        if first:
-            opt.load_state_dict(state["optimizer"])
-        loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
-        for epoch in range(first, cfg.epochs):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(epoch, cfg)
-            net.train()
-            loss_sum.zero_()
-            n_batches = 0
-            for ids, shifts, flips in _batches([draw_epoch(gens[j], subsets[j], cfg.batch_size, cfg.augment)],
-                                               cfg.batch_size, device):
-                xb = apply_crop_flip(x_dev[ids[0]], shifts, flips, CROP_PAD)
-                xb = xb.to(dtype).div_(255.0).contiguous(memory_format=fmt)
-                with _autocast(cfg, device):
-                    logits = net(xb)
-                loss = F.cross_entropy(logits.to(dtype), y_dev[ids[0]])
-                if log is not None:  # a separate no-grad loss: the training loss stays the op it was
-                    yb = y_dev[ids[0]]
-                    per_example = F.cross_entropy(logits.detach().to(dtype), yb, reduction="none")
-                    log.record(slice(j, j + 1), ids, per_example.view(1, -1),
-                               (logits.detach().max(-1).indices == yb).view(1, -1))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach()
-                n_batches += 1
-            _check_finite(loss_sum, epoch, [model_ids[j]], cfg)
-            if log is not None:
-                log.end_epoch(epoch, slice(j, j + 1))
-            final[j] = float(loss_sum.item()) / max(n_batches, 1)
-            done, total = j * cfg.epochs + epoch + 1, len(nets) * cfg.epochs
-            if ckpt is not None and done < total:
-                ckpt.save({"models": [n.state_dict() for n in nets[:j + 1]], "optimizer": opt.state_dict(),
-                           "model_index": j, "epoch": epoch + 1, "final": torch.from_numpy(final.copy()),
-                           **_generator_state(gens, device), **_log_state(log)}, done, total)
-        net.to(memory_format=torch.contiguous_format)
-    return nets, final, log
+def _upgrade(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A checkpoint of an older memadv in the one schema of :func:`_train_groups`: its packed form
+    (``model`` of all K, no ``group``) or its one-by-one form (``models`` of nets 0..j, ``model_index`` j)."""
+    if state is None or "group" in state:
+        return state
+    if "model_index" in state:
+        j = int(state["model_index"])
+        return {**state, "groups": state["models"][:j], "group": j, "model": state["models"][j]}
+    return {**state, "groups": [], "group": 0}  # its "final" comes from the epochs still to train
 
 
 @torch.no_grad()
@@ -331,41 +360,6 @@ def predict_correct(models: nn.Module | list[nn.Module], x: torch.Tensor, y: tor
                     dtype: torch.dtype, chunk: int = 1024) -> np.ndarray:
     """(K, N) bool: :func:`predict` without the loss."""
     return predict(models, x, y, device, dtype, chunk)[0]
-
-
-def train_models(cfg: EstimateConfig, dataset: Dataset, model_ids: Sequence[int],
-                 dtype: torch.dtype = torch.float32, masks: np.ndarray | None = None,
-                 checkpoint: ShardCheckpoint | None = None) -> TrainedModels:
-    """Train models ``model_ids`` of the estimate ``cfg`` on ``dataset`` (see module docstring).
-
-    ``masks`` ((K, n_train) bool, equal row sums) overrides the sampled subsets (the full-data models
-    of :mod:`memadv.estimate.full_models`). Returns their subset masks (K, n_train), correctness on
-    train (K, n_train) and test (K, n_test), mean loss of the last epoch (K,) and the models
-    (``.packed``: as one packed module).
-    With ``checkpoint`` (:class:`memadv.estimate.checkpoints.ShardCheckpoint`), training resumes from
-    its last saved epoch and saves one at every epoch boundary (packed: after epoch e of all K models;
-    one by one: after epoch e of model j), with results bit-identical to training without interruption.
-    Raises NonFiniteLossError when a loss becomes NaN or infinite.
-    """
-    device = torch.device(cfg.device)
-    model_ids = list(model_ids)
-    n = dataset.x_train.shape[0]
-    if masks is None:
-        masks = np.stack([subset_mask(cfg.seed, m, n, cfg.subset_ratio) for m in model_ids])
-    subsets = torch.from_numpy(np.stack([np.flatnonzero(row) for row in masks]))  # (K, n_in), equal sizes
-    gens = [torch.Generator().manual_seed(model_seed(cfg.seed, m, "order")) for m in model_ids]
-    nets = build_models(cfg, dataset, model_ids)
-    # The whole training set on the device as uint8 (CIFAR: 150 MB): no host copy per step.
-    x_dev, y_dev = dataset.x_train.to(device), dataset.y_train.to(device)
-    train = _train_packed if packing_for(cfg) == "packed" else _train_one_by_one
-    log = ProxyLog(len(model_ids), n, device) if cfg.proxies else None
-    trained, final_loss, log = train(cfg, nets, gens, subsets, x_dev, y_dev, model_ids, device, dtype, checkpoint, log)
-    train_correct, train_loss = predict(trained, dataset.x_train, dataset.y_train, device, dtype, loss=log is not None)
-    return TrainedModels(
-        model_ids=model_ids, masks=masks, train_correct=train_correct,
-        test_correct=predict_correct(trained, dataset.x_test, dataset.y_test, device, dtype),
-        final_loss=final_loss, models=trained, proxies=None if log is None else log.arrays(),
-        train_loss=train_loss if log is not None else None)
 
 
 __all__ = ["TrainedModels", "train_models", "build_models", "lr_at", "packing_for", "predict", "predict_correct",

@@ -4,7 +4,7 @@ Plan (fixed before the first look and kept in ``RUN/estimate/looks.json``): look
 models (rounded up to whole shards), M_0 = ``--models``, the last at ``--max-models``; K looks in all.
 At each look the run trains the missing shards on its executor (on Slurm one job array per wave),
 aggregates, and labels the examples as ``memadv splits --error-control`` does
-(:mod:`memadv.data.split_labels`) with alpha / K per look: a Bonferroni split of alpha over the K
+(:mod:`memadv.splits.labels`) with alpha / K per look: a Bonferroni split of alpha over the K
 planned looks, the simplest alpha-spending plan (Lan & DeMets 1983, Biometrika 70:659); the
 error at the stopping look is at most the sum over the looks, K alpha / K. It stops at the first
 look where every chosen rule has decided at least the share Q of its examples.
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from memadv.config import check_range, option
-from memadv.data.atomic import write_json_atomic
-from memadv.data.erm_accuracy import use_erm_accuracy
-from memadv.data.split_labels import PROJECTION_CONTROL, RULE_NAMES, read_looks
-from memadv.data.splits import SplitConfig, compute_splits
+from memadv.files.atomic import write_json_atomic
+from memadv.splits.erm_accuracy import use_erm_accuracy
+from memadv.splits.labels import PROJECTION_CONTROL, RULE_NAMES, read_looks
+from memadv.splits.rules import SplitConfig, compute_splits
 from memadv.errors import ConfigError, UnknownChoiceError
 from memadv.estimate.config import MAX_MODELS, EstimateConfig
 from memadv.layout import RunLayout

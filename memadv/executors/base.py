@@ -9,9 +9,10 @@ from pathlib import Path
 
 from memadv.config import check_range, option
 from memadv.cpus import usable_cpus
-from memadv.data.atomic import write_text_atomic
+from memadv.files.atomic import write_text_atomic
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
-from memadv.slurm.options import parse_sbatch_extra
+from memadv.executors.paths import ExecutorPaths
+from memadv.executors.slurm.options import parse_sbatch_extra
 
 EXECUTORS = ("auto", "inprocess", "local", "slurm")
 
@@ -118,7 +119,7 @@ def progress_bar(total: int, desc: str, progress: bool):
 
 
 def record_failure(folder: Path, i: int, text: str, failed: dict[int, str], logs: dict[int, str]) -> None:
-    log = folder / "logs" / f"task-{i}.err"
+    log = ExecutorPaths(folder).task_log(i)
     write_text_atomic(log, text)
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     failed[i] = lines[-1] if lines else "failed"

@@ -24,11 +24,11 @@ Executors:
 ``local``
     ``workers`` processes (``spawn`` start method, so CUDA and threads are safe), with a progress bar.
 ``slurm``
-    ONE submitit job array, requeued on time-out or pre-emption (:mod:`memadv.slurm.submit`).
+    ONE submitit job array, requeued on time-out or pre-emption (:mod:`memadv.executors.slurm.submit`).
 
 The executors are kept apart as submitit keeps ``local/`` apart from ``slurm/``: what they share is
 :mod:`memadv.executors.base`, the scheduler-free ones are :mod:`memadv.executors.local`, the Slurm
-one is :mod:`memadv.slurm.submit` (submission, reattachment) and :mod:`memadv.slurm.accounting`
+one is :mod:`memadv.executors.slurm.submit` (submission, reattachment) and :mod:`memadv.executors.slurm.accounting`
 (job states); this module only dispatches, and :func:`task_states` reports each task's phase
 without Slurm's state names.
 """
@@ -40,8 +40,9 @@ from typing import Any, Callable, Sequence
 
 from memadv.errors import ConfigError, UnknownChoiceError
 from memadv.executors.base import EXECUTORS, ExecutorConfig, resolve_executor
+from memadv.executors.paths import ExecutorPaths
 from memadv.executors.local import run_inprocess, run_local, worker_threads
-from memadv.slurm.accounting import job_states, task_phase
+from memadv.executors.slurm.accounting import job_states, task_phase
 
 
 def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfig, folder: str | Path, *,
@@ -61,15 +62,15 @@ def run_tasks(task: Callable[[int], Any], ids: Sequence[int], cfg: ExecutorConfi
     if cfg.executor in ("inprocess", "local"):
         # a failure log says "the last attempt failed" (task_states): a new attempt clears its own old one
         for i in ids:
-            (folder / "logs" / f"task-{i}.err").unlink(missing_ok=True)
+            ExecutorPaths(folder).task_log(i).unlink(missing_ok=True)
     if cfg.executor == "inprocess":
         return run_inprocess(task, ids, folder, desc, progress)
     if cfg.executor == "local":
         return run_local(task, ids, cfg, folder, desc, progress)
     if cfg.executor == "slurm":
-        # imported here: memadv.slurm.submit imports memadv.executors.base, and a Slurm job that
-        # unpickles its task imports memadv.slurm.submit first (a cycle at import time otherwise)
-        from memadv.slurm.submit import run_slurm
+        # imported here: memadv.executors.slurm.submit imports memadv.executors.base, and a Slurm job that
+        # unpickles its task imports memadv.executors.slurm.submit first (a cycle at import time otherwise)
+        from memadv.executors.slurm.submit import run_slurm
 
         return run_slurm(task, ids, cfg, folder, desc, progress)
     raise UnknownChoiceError("executor", cfg.executor, EXECUTORS)
@@ -80,7 +81,7 @@ def max_tasks(cfg: ExecutorConfig) -> int | None:
     when ``scontrol`` does not say), None (no limit) for the other executors."""
     if cfg.executor != "slurm":
         return None
-    from memadv.slurm.submit import max_array_size  # imported here: see run_tasks
+    from memadv.executors.slurm.submit import max_array_size  # imported here: see run_tasks
 
     return max_array_size()
 
@@ -103,10 +104,6 @@ def task_states(folder: str | Path) -> dict[int, str]:
     A failure log stays after a later success, so callers check their task's output first.
     Raises :class:`memadv.errors.MemadvError` if ``folder/jobs.json`` is unreadable."""
     states = {i: task_phase(state) for i, state in job_states(folder).items()}
-    logs = Path(folder) / "logs"
-    if logs.is_dir():
-        for log in logs.glob("task-*.err"):
-            tail = log.name[len("task-"):-len(".err")]
-            if tail.isdigit():
-                states.setdefault(int(tail), "failed")
+    for i in ExecutorPaths(folder).failed_task_ids():
+        states.setdefault(i, "failed")
     return states

@@ -19,7 +19,7 @@ from typing import Any
 
 from memadv.bat.runs import TrainingRun
 from memadv.bat.selection import SELECTION_COLUMN
-from memadv.data.atomic import write_json_atomic
+from memadv.files.atomic import write_json_atomic
 from memadv.layout import RunLayout
 
 CHOICE_COLUMN = SELECTION_COLUMN["best_val_adv"]  # validation PGD-20 accuracy (the metrics column)

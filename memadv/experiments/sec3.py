@@ -19,7 +19,7 @@ import torch
 
 from memadv.analysis.sec31 import Sec3Settings, sec31_plan, sec31_train_dir
 from memadv.analysis.sec32 import cosine_metrics, run_label, sec32_plan, subset_dataset, subset_ids
-from memadv.data.atomic import write_json_atomic
+from memadv.files.atomic import write_json_atomic
 from memadv.errors import MemadvError
 from memadv.layout import RunLayout
 
@@ -58,7 +58,7 @@ def typical_sets(run_dir: Path, settings: Sec3Settings, what: str) -> tuple[Any,
     its cache) and its split file. MemadvError (one line, naming what would help) when D_typ or
     D'_typ is empty, which every run that trains on D_typ and tests on D'_typ needs."""
     from memadv.data.registry import load_dataset
-    from memadv.data.splits import read_split_sets
+    from memadv.splits.files import read_split_sets
     lay, s = RunLayout(run_dir), settings
     ds = load_dataset(s.dataset, s.data_root, cache_dir=lay.data_cache, **s.dataset_options)
     sets = read_split_sets(lay.split_file, ds)
@@ -118,8 +118,8 @@ def evaluate_atypical_test(run: Path, ds: Any, ids: np.ndarray, cfg: Any) -> Pat
     from memadv.bat.inputs import resolve_device
     from memadv.bat.runs import FINAL_COLUMNS, OUTSIDE_ATYPICAL, TrainingRun
     from memadv.bat.train import epoch_attacks
-    from memadv.data.scores import dataset_meta
-    from memadv.data.tables import write_table
+    from memadv.scores.schema import dataset_meta
+    from memadv.files.tables import write_table
     tr = TrainingRun(run)
     old = tr.atypical_test()
     if old is not None and {"test/atypical", OUTSIDE_ATYPICAL} <= set(old["subset"]):
@@ -178,11 +178,11 @@ class PoisoningControlTask:
                                 scorer.objective_config(), seed=seed, device=device, batch_size=cfg.eval_batch_size)
         ids = pc.poisoning_halves(atyp, q)[half]
         train_ids = np.union1d(typ, ids).astype(np.int64)
-        write_json_atomic(lay.sec32_controls / "subsets" / f"{cfg.name}.json",
+        write_json_atomic(lay.sec32_controls_subsets / f"{cfg.name}.json",
                           {"half": half, "seed": seed, "scored_by": str(scorer.folder), "scored_epoch": int(epoch),
                            "atypical_ids": atyp.tolist(), "q": [float(v) for v in q], "half_ids": ids.tolist(),
                            "n_train": int(train_ids.size), "n_test_typical": int(test_ids.size)})
-        run = train(cfg, lay.sec32_controls / "train", ocfg, dataset=subset_dataset(ds, train_ids, test_ids))
+        run = train(cfg, lay.sec32_controls_train, ocfg, dataset=subset_dataset(ds, train_ids, test_ids))
         return str(run)
 
     def _random_arm(self, ds: Any, atyp: np.ndarray, typ: np.ndarray, test_ids: np.ndarray, seed: int) -> Path:
@@ -206,11 +206,11 @@ class PoisoningControlTask:
         sub = subset_dataset(ds, typ, test_ids)  # D_typ and D'_typ as every Section 3.2 run sees them
         sub = dataclasses.replace(sub, x_train=torch.cat([sub.x_train, full.x_train[t_new]]),
                                   y_train=torch.cat([sub.y_train, full.y_train[t_new]]))
-        write_json_atomic(lay.sec32_controls / "subsets" / f"{cfg.name}.json",
+        write_json_atomic(lay.sec32_controls_subsets / f"{cfg.name}.json",
                           {"arm": pc.RANDOM, "seed": seed, "n_atypical": int(atyp.size),
                            "drawn_original_ids": drawn.tolist(), "n_train": int(typ.size + drawn.size),
                            "n_test_typical": int(test_ids.size)})
-        return train(cfg, lay.sec32_controls / "train", ocfg, dataset=sub)
+        return train(cfg, lay.sec32_controls_train, ocfg, dataset=sub)
 
 
 def run_poisoning_control(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *,
@@ -220,7 +220,7 @@ def run_poisoning_control(run_dir: str | Path, settings: Sec3Settings, executor:
     from memadv.executors import ExecutorConfig, run_tasks
     run_dir = Path(run_dir)
     out = run_tasks(PoisoningControlTask(str(run_dir), settings), list(range(len(control_plan(settings)))),
-                    executor or ExecutorConfig(), RunLayout(run_dir).sec32_controls / "jobs",
+                    executor or ExecutorConfig(), RunLayout(run_dir).sec32_controls_jobs,
                     desc="C3 poisoning control training", progress=progress)
     return [Path(p) for p in out]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from memadv.bat.runs import TrainingRun
+from memadv.config import option
 from memadv.errors import MemadvError
 from memadv.estimate.run import estimate_status
 from memadv.layout import RunLayout
@@ -124,14 +125,15 @@ def training_status(run_dir: Path) -> list[dict[str, Any]]:
 
 def decided_status(run_dir: Path) -> dict[str, Any] | None:
     """Per split rule, the share of examples decided now and the models projected to decide 90 / 95 / 99%
-    of them (:func:`memadv.data.split_labels.decided_table`), from the run's current scores, under its
+    of them (:func:`memadv.splits.labels.decided_table`), from the run's current scores, under its
     split settings (``splits.parquet``'s metadata) or the defaults, with ``fdr:0.05`` where they use no
     error control; the plan of ``--until-decided`` when there is one. None without scores; ``error``
     where the scores cannot answer (e.g. imported ones without counts)."""
-    from memadv.data.erm_accuracy import use_erm_accuracy
-    from memadv.data.scores import read_scores
-    from memadv.data.split_labels import PROJECTION_CONTROL, planned_looks, read_looks
-    from memadv.data.splits import SplitConfig, compute_splits, read_splits
+    from memadv.splits.erm_accuracy import use_erm_accuracy
+    from memadv.scores.schema import read_scores
+    from memadv.splits.labels import PROJECTION_CONTROL, planned_looks, read_looks
+    from memadv.splits.rules import SplitConfig, compute_splits
+    from memadv.splits.files import read_splits
 
     lay = RunLayout(run_dir)
     if not lay.mem.exists():
@@ -147,6 +149,15 @@ def decided_status(run_dir: Path) -> dict[str, Any] | None:
         return {"rules": compute_splits(scores, cfg).decided, "looks": read_looks(run_dir)}
     except MemadvError as e:
         return {"error": str(e), "rules": [], "looks": None}
+
+
+@dataclasses.dataclass
+class StatusConfig:
+    """``memadv status``'s options (TOML table ``[status]``)."""
+
+    json: bool = option(False, "print machine-readable JSON", switch=True)
+    decided: bool = option(True, "the share decided per split rule and the models projected (reads every score); "
+                                 "--no-decided skips them", switch=True, flag="--no-decided")
 
 
 def run_status(run_dir: Path, decided: bool = True) -> dict[str, Any]:

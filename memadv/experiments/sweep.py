@@ -42,6 +42,7 @@ from memadv.bat.runs import run_name
 from memadv.bat.train_config import TrainConfig, make_configs
 from memadv.config import _base_type
 from memadv.errors import ConfigError
+from memadv.layout import RunLayout, sweep_jobs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,7 +148,7 @@ def plan_sweep(path: str | Path, out: str | Path | None = None,
     out_dir = out if out is not None else settings.get("out")
     if out_dir is None:
         datasets = {r.get("dataset", "digits") for r in runs}
-        out_dir = Path("runs") / (datasets.pop() if len(datasets) == 1 else "sweep") / "train"
+        out_dir = RunLayout(Path("runs") / (datasets.pop() if len(datasets) == 1 else "sweep")).table_train
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     names: dict[str, int] = {}
     for i, r in enumerate(runs):
@@ -172,7 +173,7 @@ def run_sweep(path: str | Path, executor_cfg: Any, out: str | Path | None = None
     """Run every run of the sweep as a task on ``executor_cfg``'s executor; returns the run folders."""
     from memadv.executors import run_tasks
     task, names = plan_sweep(path, out, overrides)
-    folder = Path(task.out_dir) / ".sweep" / Path(path).stem
+    folder = sweep_jobs(task.out_dir, Path(path).stem)
     results = run_tasks(task, list(range(len(task.runs))), executor_cfg, folder, desc="training runs",
                         progress=progress)
     return [Path(r) for r in results]
@@ -198,7 +199,7 @@ def run_single(cfg: TrainConfig, objective_cfg: ObjectiveConfig, out: str | Path
     ``<out>/.sweep/<run name>/``); returns the run folder. Raises
     :class:`memadv.executors.TasksFailedError` naming the task's log if the run failed."""
     from memadv.executors import run_tasks
-    folder = Path(out) / ".sweep" / run_name(cfg, objective_cfg)
+    folder = sweep_jobs(out, run_name(cfg, objective_cfg))
     [result] = run_tasks(SingleRunTask(cfg, objective_cfg, str(out)), [0], executor_cfg, folder,
                          desc="training run", progress=progress)
     return Path(result)

@@ -12,7 +12,7 @@ import pytest
 from memadv.analysis.ablation import ablation_grid
 from memadv.analysis.bat_tables import find_runs, table2, table4
 from memadv.cli.main import main
-from memadv.data.tables import write_table
+from memadv.files.tables import write_table
 
 SETS = ("all", "typical", "atypical")
 ATTACKS = ("clean", "fgsm", "pgd", "cw", "aa")

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memadv.experiments.pipeline import PipelineConfig, run_pipeline
+from memadv.experiments.pipeline import run_pipeline
+from memadv.experiments.pipeline_config import PipelineConfig
 from memadv.estimate.config import EstimateConfig
 from memadv.executors import ExecutorConfig
 

@@ -11,7 +11,7 @@ from matplotlib.image import imread
 import memadv.analysis.score_figures as sf
 from memadv.cli.main import main
 from memadv.data.dataset import Dataset
-from memadv.data.scores import Scores, dataset_meta, write_scores
+from memadv.scores.schema import Scores, dataset_meta, write_scores
 
 N_TR, N_TE = 40, 12
 
@@ -106,7 +106,7 @@ def test_histogram_only_and_bad_input(tmp_path, monkeypatch, capsys):
 
 def test_imported_pairs_without_labels(tmp_path, monkeypatch):
     """Scores imported from a released pairs file (labels -1, no fingerprints) take labels from the dataset."""
-    from memadv.data.fz_interop import import_fz
+    from memadv.interop.fz import import_fz
 
     ds = toy()
     f = tmp_path / "toy_high_infl_pairs_infl0.15_mem0.25.npz"

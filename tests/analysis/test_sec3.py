@@ -149,7 +149,7 @@ def _table_cells(html_text: str) -> list[list[list[str]]]:
 
 def test_a_cell_holding_a_pipe_stays_one_cell_in_markdown_and_html():
     """Claim C2's deciding numbers hold ``|change| < 5``: the claims table keeps five columns."""
-    from memadv.data.tables import markdown_table
+    from memadv.files.tables import markdown_table
     claims = [report.Claim("C2", "3.1", "statement", "supported", "ok |change| < 5 pp")]
     md = report.claims_markdown(claims)
     assert md.splitlines()[2].count("\\|") == 2

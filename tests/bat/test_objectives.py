@@ -11,10 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from memadv.bat.objective_config import DEFAULT_EPS, ObjectiveConfig
-from memadv.bat.objectives import (
-    OBJECTIVES, bat_discrimination_loss, bat_weights, build_objective,
-    gairat_weights, mart_loss_fn, poisoning_score, trades_loss_fn, weighted_ce,
-)
+from memadv.bat.methods import METHODS, build_objective
+from memadv.bat.losses import bat_discrimination_loss, bat_weights, gairat_weights, mart_loss_fn, poisoning_score, trades_loss_fn, weighted_ce
 from memadv.config import build_config
 from memadv.errors import ConfigError, UnknownChoiceError
 from memadv.nets import build_net
@@ -308,7 +306,7 @@ def test_bat_total_eq8_from_its_parts():
     assert loss.item() == pytest.approx(ce + 0.3 * np.mean(terms), rel=1e-4)
 
 
-@pytest.mark.parametrize("method", sorted(OBJECTIVES))
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_objective_runs_and_respects_modes(method):
     net, x, y, idx, mem = _setup(kind="cnn")
     obj = build_objective(method, ObjectiveConfig(eps=8 / 255, steps=3).resolved(), mem=mem)
@@ -383,7 +381,7 @@ def test_mart_gradient_stays_finite_when_a_natural_probability_underflows():
     """A logit gap over ~100 makes a softmax probability exactly 0 in float32; the KL's p log p term
     must then have a zero, not a NaN, gradient (as xlogy's log(0) * 0 gave: MART's loss became NaN
     in epoch 2 on Fashion-MNIST). The value stays the reference's."""
-    from memadv.bat.objectives import mart_loss_fn
+    from memadv.bat.losses import mart_loss_fn
     logits_nat = torch.tensor([[120.0, 0.0, 0.0], [1.0, 0.0, 0.0]], requires_grad=True)
     logits_adv = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], requires_grad=True)
     y = torch.tensor([0, 1])

@@ -39,7 +39,7 @@ def _fake_run(folder, method="pgd", metrics=True, final=False):
     import pandas as pd
 
     from memadv.bat.runs import FINAL_COLUMNS
-    from memadv.data.tables import write_table
+    from memadv.files.tables import write_table
 
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"train": {"method": method, "seed": 0},

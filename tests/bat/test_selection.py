@@ -12,12 +12,13 @@ import pytest
 import memadv.bat.train as T
 from memadv.analysis.bat_tables import find_runs, table2, table4
 from memadv.bat import selection
+from memadv.bat.methods import METHOD_REGISTRY
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train import train
 from memadv.bat.train_config import TrainConfig
 from memadv.cli.main import main
 from memadv.data.registry import load_dataset
-from memadv.data.tables import write_table
+from memadv.files.tables import write_table
 from memadv.data.validation import read_validation, validation_ids, write_validation
 from memadv.errors import ConfigError
 
@@ -108,8 +109,8 @@ def test_each_method_gets_its_papers_rule():
     assert mc("pgd", True) == ["best_adv", "best_val_adv", "best_clean", "best_val_clean", "last"]
     assert mc("bat", False, "best_adv") == ["best_adv", "last"]
     assert mc("pgd", False, "last") == ["best_adv", "best_clean", "last"]   # PGD-AT keeps the paper's rows
-    for m, rule in selection.METHOD_RULES.items():
-        assert rule.source and "last" in rule.checkpoints
+    for m in METHOD_REGISTRY.values():
+        assert m.checkpoint_source and "last" in m.checkpoints
 
 
 def _run(train_dir: Path, name: str, method: str, rng: np.random.Generator, val: bool, epochs: int = 6) -> Path:

@@ -16,8 +16,8 @@ from memadv.bat.train import train
 from memadv.bat.train_config import TrainConfig
 from memadv.cli.main import main
 from memadv.data import load_dataset
-from memadv.data.scores import MEM_COLUMNS, INFL_COLUMNS, TEST_ACC_COLUMNS, Scores, dataset_meta, write_scores
-from memadv.data.tables import write_table
+from memadv.scores.schema import MEM_COLUMNS, INFL_COLUMNS, TEST_ACC_COLUMNS, Scores, dataset_meta, write_scores
+from memadv.files.tables import write_table
 
 torch.set_num_threads(1)  # tiny MLPs: threads only contend on a shared machine
 

@@ -17,9 +17,9 @@ def resolve_all() -> dict[str, Any]:
     from memadv.bat.objective_config import ObjectiveConfig
     from memadv.bat.train_config import TrainConfig
     from memadv.data import registry
-    from memadv.data.splits import SplitConfig
+    from memadv.splits.rules import SplitConfig
     from memadv.estimate.config import EstimateConfig
-    from memadv.experiments.pipeline import PipelineConfig, run_names
+    from memadv.experiments.pipeline_config import PipelineConfig, run_names
 
     def train(**kw: Any) -> dict[str, Any]:
         cfg = TrainConfig(**kw)

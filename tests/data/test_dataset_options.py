@@ -77,7 +77,7 @@ def test_per_class_travels_from_estimate_to_train(tmp_path: Path, capsys: pytest
     assert (conf["per_class"], conf["test_per_class"], conf["classes"]) == (3, 2, None)
     # the scores' canonical ids land on the reduced copy's positions
     from memadv.bat.inputs import load_mem
-    from memadv.data.scores import read_scores
+    from memadv.scores.schema import read_scores
 
     mem = load_mem(run_dir / "scores", ds).numpy()
     by_id = dict(zip(read_scores(run_dir).mem["idx"], read_scores(run_dir).mem["mem"]))
@@ -130,7 +130,7 @@ def test_full_data_models_of_a_reduced_copy_speak_canonical_ids(tmp_path: Path, 
     code, err = run(["estimate", "--dataset", "fashion-mnist", "--data-root", root, "--per-class", "3",
                      "--test-per-class", "2", *tiny, "--out", run_dir], capsys)
     assert code == 0, err
-    from memadv.data.erm_accuracy import read_full_test_acc
+    from memadv.splits.erm_accuracy import read_full_test_acc
     ds = load_dataset("fashion-mnist", root, per_class=3, test_per_class=2)
     assert sorted(read_full_test_acc(run_dir)["idx"]) == sorted(ds.ids("test"))
     assert ds.ids("test").max() >= len(ds.ids("test"))  # ids are not positions: the mapping is exercised

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memadv.data.error_control import (UNDECIDED, ErrorControl, Rule, bound_p, decide, example_p, models_needed,
+from memadv.splits.error_control import (UNDECIDED, ErrorControl, Rule, bound_p, decide, example_p, models_needed,
                                        norm_isf, reject)
-from memadv.data.significance import newcombe
+from memadv.splits.significance import newcombe
 from memadv.errors import ConfigError, UnknownChoiceError
 
 ALPHA = 0.05

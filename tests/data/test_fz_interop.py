@@ -13,10 +13,11 @@ import torch
 import memadv.cli.import_fz as cli_import
 from memadv.cli.main import main
 from memadv.data.dataset import Dataset, fingerprint_labels
-from memadv.data.fz_interop import EXPORT_MARKER, export_fz, import_fz, read_fz, scores_to_fz
-from memadv.data.scores import Scores, read_scores, write_scores
-from memadv.data.splits import SplitConfig, compute_splits
-from memadv.data.tables import read_table
+from memadv.interop.fz import import_fz, read_fz
+from memadv.interop.fz_export import EXPORT_MARKER, export_fz, scores_to_fz
+from memadv.scores.schema import Scores, read_scores, write_scores
+from memadv.splits.rules import SplitConfig, compute_splits
+from memadv.files.tables import read_table
 from memadv.errors import FingerprintMismatchError, SchemaError
 
 # the project's shared/ folder sits beside the clone (../shared)

@@ -122,7 +122,7 @@ def test_pipeline_and_report_on_own_arrays(tmp_path):
 
 def test_every_training_method_on_own_data(tmp_path):
     """`memadv train` with each method (BAT with scores of an estimate on the same data)."""
-    from memadv.bat.train_config import METHODS
+    from memadv.bat.methods import METHODS
 
     own_images._MEMO.clear()
     data = _write("imagefolder", tmp_path / "data")

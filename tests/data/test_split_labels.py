@@ -9,10 +9,10 @@ import torch
 
 from memadv.cli.main import main
 from memadv.data.dataset import Dataset
-from memadv.data.scores import Scores, dataset_meta, write_scores
-from memadv.data.split_labels import LABEL_COLUMNS
-from memadv.data.splits import SplitConfig, compute_splits
-from memadv.data.tables import read_table
+from memadv.scores.schema import Scores, dataset_meta, write_scores
+from memadv.splits.labels import LABEL_COLUMNS
+from memadv.splits.rules import SplitConfig, compute_splits
+from memadv.files.tables import read_table
 from memadv.errors import ConfigError, SchemaError
 
 N_IN, N_OUT = 1400, 600   # 2,000 models, 70% subsets

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from memadv.cli.main import main
-from memadv.data.atomic import OUTPUT_MARKER
+from memadv.files.atomic import OUTPUT_MARKER
 from memadv.data.dataset import Dataset
-from memadv.data.scores import Scores, dataset_meta, write_scores
-from memadv.data.splits import (SET_KEYS, SplitConfig, compute_splits, read_split_sets, read_splits,
-                                splits_file_of)
-from memadv.data.tables import write_table
+from memadv.scores.schema import Scores, dataset_meta, write_scores
+from memadv.splits.rules import SET_KEYS, SplitConfig, compute_splits
+from memadv.splits.files import read_split_sets, read_splits, splits_file_of
+from memadv.files.tables import write_table
 from memadv.errors import ConfigError, FingerprintMismatchError, IncompleteRunError, SchemaError
 
 TR_LABELS = [0, 0, 0, 0, 1, 1, 1, 1]
@@ -107,7 +107,7 @@ def test_accuracy_rule_and_switch_off():
 
 
 def _wilson(p, n, z):
-    # Wilson (1927) score interval, written out independently of memadv.data.splits.
+    # Wilson (1927) score interval, written out independently of memadv.splits.rules.
     c = (p + z * z / (2 * n)) / (1 + z * z / n)
     h = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return c - h, c + h

@@ -12,9 +12,9 @@ import pytest
 from memadv.cli.main import main
 from memadv.config import build_config
 from memadv.data import load_dataset
-from memadv.data.scores import read_scores
+from memadv.scores.schema import read_scores
 from memadv.estimate.adjust import AdjustConfig, adjusted_memorization, design_centred, nearest_same_class
-from memadv.estimate.aggregate import memorization
+from memadv.scores.equations import memorization
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
 from memadv.estimate.seeds import subset_mask

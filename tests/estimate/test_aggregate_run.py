@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from memadv.cli.main import main
-from memadv.data.atomic import OUTPUT_MARKER
-from memadv.data.scores import read_scores
-from memadv.data.tables import read_table, write_table
+from memadv.files.atomic import OUTPUT_MARKER
+from memadv.scores.schema import read_scores
+from memadv.files.tables import read_table, write_table
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate
-from memadv.estimate.shards import shard_path
 from memadv.errors import SchemaError
+from memadv.layout import RunLayout
 
 TINY = dict(dataset="digits", models=6, models_per_shard=2, epochs=1, batch_size=256)
 
@@ -58,7 +58,7 @@ def test_rederive_with_another_keep_rule(tiny_run, tmp_path, capsys):
 
 def test_shard_of_another_estimate_is_refused(tiny_run, tmp_path):
     run = copy_run(tiny_run, tmp_path / "r")
-    path = shard_path(run, 1)
+    path = RunLayout(run).shard(1)
     df, meta = read_table(path)
     for change, match in ((dict(meta, estimate={**meta["estimate"], "epochs": 2}), "epochs 2 != 1"),
                           (dict(meta, fingerprint_train="0" * 16), "fingerprint_train"),
@@ -79,7 +79,7 @@ def test_score_folder_is_replaced_whole_and_checked(tiny_run, tmp_path, monkeypa
     run = copy_run(tiny_run, tmp_path / "r")
     first = aggregate(run, keep="all")
     (run / "scores" / "notes.txt").write_text("mine")
-    import memadv.data.tables as tables
+    import memadv.files.tables as tables
     real = tables.write_table
     calls = []
 
@@ -88,7 +88,7 @@ def test_score_folder_is_replaced_whole_and_checked(tiny_run, tmp_path, monkeypa
         if len(calls) == 2:
             raise KeyboardInterrupt
         real(path, df, meta)
-    monkeypatch.setattr("memadv.data.scores.write_table", dying)
+    monkeypatch.setattr("memadv.scores.schema.write_table", dying)
     with pytest.raises(KeyboardInterrupt):
         aggregate(run, keep="same-class")
     monkeypatch.undo()

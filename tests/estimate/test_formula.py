@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from memadv.estimate import aggregate as agg
-from memadv.estimate.aggregate import KeepRule, influence, memorization
+from memadv.estimate.influence import KeepRule, influence
+from memadv.scores import equations as agg
+from memadv.scores.equations import memorization
 
 
 def dense_reference(masks, train_correct, test_correct):

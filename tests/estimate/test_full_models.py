@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from memadv.data.scores import read_scores
-from memadv.data.splits import SplitConfig, make_splits, read_split_sets
+from memadv.scores.schema import read_scores
+from memadv.splits.rules import SplitConfig
+from memadv.splits.files import make_splits, read_split_sets
 from memadv.estimate.config import EstimateConfig
-from memadv.data.erm_accuracy import read_full_test_acc, use_erm_accuracy
+from memadv.splits.erm_accuracy import read_full_test_acc, use_erm_accuracy
 from memadv.estimate.full_models import FULL_ID_BASE
 from memadv.estimate.run import estimate
 from memadv.estimate.seeds import model_seed

@@ -18,18 +18,19 @@ import pytest
 import memadv.estimate.checkpoints as checkpoints
 import memadv.estimate.shard_locks as shard_locks
 from memadv.cli.main import main
-from memadv.data.scores import read_scores
-from memadv.data.tables import read_table
+from memadv.scores.schema import read_scores
+from memadv.files.tables import read_table
 from memadv.errors import ConfigError, TimeLimitTooShortError
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.proxy_log import PROXY_COLUMNS
 from memadv.estimate.run import estimate, estimate_status
-from memadv.estimate.shards import ShardTask, dataset_for, shard_path, write_or_check_spec
-from memadv.slurm.dask_cluster import slurm_cli_options
+from memadv.estimate.shards import ShardTask, dataset_for, write_or_check_spec
+from memadv.executors.slurm.dask_cluster import slurm_cli_options
 from logged_estimate import CONFIG
 
 TINY = dict(dataset="digits", models=4, models_per_shard=2, epochs=1, batch_size=256, full_models=0)
 import memadv  # noqa: E402
+from memadv.layout import RunLayout
 
 REPO = Path(memadv.__file__).resolve().parents[1]  # the memadv under test, for the subprocesses
 
@@ -43,7 +44,7 @@ def test_rerun_takes_device_from_the_command_line_not_the_spec(tmp_path):
     started = EstimateConfig(**{**TINY, "full_models": 2}, device="cuda:7")
     write_or_check_spec(run, started, dataset_for(started))  # the first run got as far as its spec
     estimate(EstimateConfig(**{**TINY, "full_models": 2}, device="cpu"), run, progress=False)
-    assert all(shard_path(run, s).exists() for s in range(2))
+    assert all(RunLayout(run).shard(s).exists() for s in range(2))
     assert json.loads((run / "estimate" / "spec.json").read_text())["config"]["device"] == "cpu"  # latest run
 
 
@@ -63,6 +64,29 @@ def test_rerun_refuses_a_change_of_what_defines_the_estimate(tmp_path):
         write_or_check_spec(run, EstimateConfig(**{**TINY, "epochs": 2}), dataset_for(cfg))
 
 
+def test_lr_milestones_define_the_estimate_and_older_specs_had_the_papers():
+    from memadv.estimate.train import lr_at
+
+    cfg = EstimateConfig(**{**TINY, "epochs": 10, "lr": 1.0})
+    assert [lr_at(e, cfg) for e in (4, 5, 6, 7)] == pytest.approx([1.0, 0.1, 0.1, 0.01])  # 50% and 75%
+    early = EstimateConfig(**{**TINY, "epochs": 10, "lr": 1.0, "lr_milestones": [0.3]})
+    assert [lr_at(e, early) for e in (2, 3, 9)] == pytest.approx([1.0, 0.1, 0.1])
+    with pytest.raises(ConfigError, match="lr-milestones"):
+        EstimateConfig(**{**TINY, "lr_milestones": [1.5]})
+
+
+def test_a_spec_written_before_lr_milestones_existed_still_resumes(tmp_path):
+    run = tmp_path / "run"
+    cfg = EstimateConfig(**TINY)
+    write_or_check_spec(run, cfg, dataset_for(cfg))
+    spec = json.loads(RunLayout(run).spec.read_text())
+    del spec["config"]["lr_milestones"]  # as an earlier memadv wrote it
+    RunLayout(run).spec.write_text(json.dumps(spec))
+    write_or_check_spec(run, cfg, dataset_for(cfg))  # the paper's schedule: the same estimate
+    with pytest.raises(ConfigError, match=r"lr_milestones \(\[0.5, 0.75\] there, \[0.4\] now\)"):
+        write_or_check_spec(run, EstimateConfig(**{**TINY, "lr_milestones": [0.4]}), dataset_for(cfg))
+
+
 def test_runtime_fields_are_not_identity_fields():
     assert not set(EstimateConfig.RUNTIME) & set(EstimateConfig.IDENTITY)
     assert "cross_class_threshold" not in EstimateConfig.IDENTITY
@@ -76,12 +100,28 @@ class Interrupted(BaseException):
 
 
 def _shard_frame(run: Path) -> pd.DataFrame:
-    df, _ = read_table(shard_path(run, 0))
+    df, _ = read_table(RunLayout(run).shard(0))
     return df.drop(columns=["seconds"])  # wall time: the only column that may differ
 
 
+def _as_older_checkpoint(ckpt: checkpoints.ShardCheckpoint, packing: str) -> None:
+    """Rewrite a checkpoint in the two schemas memadv wrote before one loop trained both packings:
+    packed (``model`` of all K, no ``group``, no ``final``) and one by one (``models`` of nets 0..j,
+    ``model_index`` j)."""
+    import torch
+
+    state = ckpt.load()
+    groups, group = state.pop("groups"), state.pop("group")
+    if packing == "one-by-one":
+        state["models"], state["model_index"] = [*groups, state.pop("model")], group
+    else:
+        state.pop("final")
+    torch.save(state, ckpt.path)
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["checkpoint", "older-checkpoint"])
 @pytest.mark.parametrize("packing", ["packed", "one-by-one"])
-def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, packing):
+def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, packing, older):
     cfg = EstimateConfig(**{**TINY, "epochs": 4, "models": 2}, packing=packing, augment=True)
     total = cfg.epochs * (1 if packing == "packed" else cfg.models_per_shard)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
@@ -101,12 +141,14 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, 
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", save_then_stop)
     with pytest.raises(Interrupted):
         ShardTask(broken, runtime=cfg.runtime())(0)
-    assert not shard_path(broken, 0).exists()
+    assert not RunLayout(broken).shard(0).exists()
     st = estimate_status(broken)
     assert st["epochs"] == {0: {"done": 2, "total": total}} and st["interrupted"] == [0]  # its claim was released
     assert main(["status", str(broken)]) == 0
     assert f"interrupted, resume at: shard 0 (epoch 2/{total})" in capsys.readouterr().out
     assert torch_load_is_tensors_only(checkpoints.ShardCheckpoint(broken, 0).path)
+    if older:  # a shard interrupted under an earlier memadv resumes as well
+        _as_older_checkpoint(checkpoints.ShardCheckpoint(broken, 0), packing)
 
     saved.clear()
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", lambda self, state, done, total_: (
@@ -115,7 +157,7 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, 
     assert saved[0] == 3, "the re-run started over instead of resuming"
     pd.testing.assert_frame_equal(_shard_frame(broken), _shard_frame(whole))
     assert set(PROXY_COLUMNS) <= set(_shard_frame(whole).columns)  # the proxies resume bit-identical too
-    assert not checkpoints.checkpoint_dir(broken).exists()  # removed by the task once the shard is written
+    assert not RunLayout(broken).checkpoints.exists()  # removed by the task once the shard is written
 
 
 def torch_load_is_tensors_only(path: Path) -> bool:
@@ -158,7 +200,7 @@ def test_local_rerun_after_a_crash_is_not_flagged(tmp_path, monkeypatch):
         ShardTask(run, runtime=cfg.runtime())(0)
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", original)
     ShardTask(run, runtime=cfg.runtime())(0)
-    assert shard_path(run, 0).exists()
+    assert RunLayout(run).shard(0).exists()
 
 
 # ---- item 12: the dask cluster is for aggregation only, with its own options and a time-out
@@ -172,7 +214,7 @@ def test_aggregation_scheduler_is_entered_after_the_shards(tmp_path):
 
     @contextlib.contextmanager
     def scheduler():
-        seen.append(all(shard_path(run, s).exists() for s in range(2)))
+        seen.append(all(RunLayout(run).shard(s).exists() for s in range(2)))
         yield None
 
     estimate(EstimateConfig(**TINY), run, progress=False, aggregation_scheduler=scheduler)

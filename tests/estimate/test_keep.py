@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memadv.data.scores import Scores
-from memadv.data.splits import SplitConfig, compute_splits
-from memadv.estimate import aggregate as agg
-from memadv.estimate.aggregate import (KeepRule, difference_of_means, influence, keep_rule, memorization,
-                                       same_class_pairs)
+from memadv.scores.schema import Scores
+from memadv.splits.rules import SplitConfig, compute_splits
+from memadv.estimate import influence as agg
+from memadv.estimate.influence import KeepRule, influence, keep_rule, same_class_pairs
+from memadv.scores import equations
+from memadv.scores.equations import difference_of_means, memorization
 from memadv.errors import ConfigError, SchemaError, UnknownChoiceError
 
 
@@ -68,7 +69,7 @@ def test_every_rule_equals_dense(rule, block_rows, seed, count_gemm):
 
 
 def test_float64_path_for_many_models(monkeypatch):
-    import memadv.estimate.aggregate as agg
+    import memadv.estimate.influence as agg
     monkeypatch.setattr(agg, "F32_MAX_MODELS", 10)
     masks, test_correct, y_train, y_test = case(3)
     infl, _ = dense(masks, test_correct)
@@ -85,7 +86,7 @@ def test_keep_rule_choices():
     assert keep_rule("threshold", y_tr, y_te, keep_threshold=0.05) == KeepRule("threshold", 0.05, 0.05)
     assert keep_rule("all", y_tr, y_te) == KeepRule("all", 0.0, 0.0)
     assert keep_rule("auto", y_tr, y_te).choice == "same-class"
-    import memadv.estimate.aggregate as agg
+    import memadv.estimate.influence as agg
     big = np.zeros(5000, np.int64)
     assert agg.same_class_pairs(big, big[:4000]) > agg.AUTO_MAX_SAME_CLASS_PAIRS
     assert keep_rule("auto", big, big[:4000]) == KeepRule("threshold", agg.DEFAULT_KEEP_THRESHOLD,
@@ -100,7 +101,7 @@ def scores_for(masks, test_correct, train_correct, y_train, y_test, rule):
     meta = {"n_models": masks.shape[0], "source": "memadv", "se_known": True, "complete": True, **rule.meta()}
     return Scores(mem=memorization(masks, train_correct, y_train),
                   infl=influence(masks, test_correct, y_train, y_test, rule),
-                  test_acc=agg.test_accuracy(test_correct, y_test), meta=meta)
+                  test_acc=equations.test_accuracy(test_correct, y_test), meta=meta)
 
 
 def splits_case(seed):

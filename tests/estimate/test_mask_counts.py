@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memadv.errors import UnknownChoiceError
-from memadv.estimate import aggregate as agg
+from memadv.estimate import influence as agg
 from memadv.estimate.mask_counts import Int8Counts, int8_counts_available
 
 

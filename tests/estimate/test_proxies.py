@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from memadv.cli.main import main
 from memadv.data import load_dataset
-from memadv.data.tables import read_meta, read_table, write_table
+from memadv.files.tables import read_meta, read_table, write_table
 from memadv.estimate import checkpoints
 from memadv.estimate.aggregate import aggregate
 from memadv.estimate.config import EstimateConfig
@@ -25,9 +25,10 @@ from memadv.estimate.proxies import PROXIES, correlation, noise_ceiling
 from memadv.estimate.proxy_log import PROXY_COLUMNS, ProxyLog, proxy_columns, read_proxy_rows
 from memadv.estimate.run import estimate
 from memadv.estimate.seeds import subset_mask
-from memadv.estimate.shards import ShardTask, dataset_for, shard_path, write_or_check_spec
+from memadv.estimate.shards import ShardTask, dataset_for, write_or_check_spec
 from memadv.estimate.train import train_models
 from memadv.errors import SchemaError
+from memadv.layout import RunLayout
 from test_packed import train_one_by_one  # tests/estimate is on sys.path (pytest's rootdir-less import)
 
 TINY = dict(dataset="digits", models=8, models_per_shard=4, epochs=3, batch_size=128, full_models=0)
@@ -169,15 +170,15 @@ def test_old_shards_aggregate_without_proxies(run_pair, tmp_path, capsys):
     on, _ = run_pair
     run = tmp_path / "r"
     shutil.copytree(on, run)
-    path = shard_path(run, 0)
+    path = RunLayout(run).shard(0)
     df, meta = read_table(path)
     write_table(path, df.drop(columns=PROXY_COLUMNS), meta)
     scores = aggregate(run)
     assert scores.meta["proxies"]["shards_without"] == [0]
     assert scores.meta["proxies"]["n_models"] == TINY["models"] - TINY["models_per_shard"]
     for s in range(1, TINY["models"] // TINY["models_per_shard"]):
-        df, meta = read_table(shard_path(run, s))
-        write_table(shard_path(run, s), df.drop(columns=PROXY_COLUMNS), meta)
+        df, meta = read_table(RunLayout(run).shard(s))
+        write_table(RunLayout(run).shard(s), df.drop(columns=PROXY_COLUMNS), meta)
     assert main(["aggregate", str(run)]) == 0
     assert "proxies: none" in capsys.readouterr().out
     assert not (run / "scores" / "proxies.parquet").exists()
@@ -202,5 +203,5 @@ def test_checkpoint_without_proxies_resumes_without_them(tmp_path, monkeypatch):
         ShardTask(tmp_path, runtime=cfg.runtime())(0)
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", original)
     ShardTask(tmp_path, runtime=cfg.runtime())(0)
-    df, meta = read_table(shard_path(tmp_path, 0))
+    df, meta = read_table(RunLayout(tmp_path).shard(0))
     assert not set(PROXY_COLUMNS) & set(df.columns) and meta["proxies_epochs"] is None

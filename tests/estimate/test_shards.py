@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memadv.data.scores import read_scores
+from memadv.scores.schema import read_scores
 from memadv.estimate.aggregate import aggregate, load_shards
 from memadv.estimate.shard_locks import lock_path
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate, estimate_status
 from memadv.estimate.seeds import model_seed, subset_mask
-from memadv.estimate.shards import ShardTask, shard_path, write_or_check_spec, dataset_for
+from memadv.estimate.shards import ShardTask, write_or_check_spec, dataset_for
 from memadv.errors import ConfigError, IncompleteRunError
+from memadv.layout import RunLayout
 
 TINY = dict(dataset="digits", models=6, models_per_shard=2, epochs=1, batch_size=256)
 
@@ -52,7 +53,7 @@ def test_resume_skips_finished_shards_and_ends_equal(tmp_path, capsys):
     run = tmp_path / "killed"
     write_or_check_spec(run, cfg, dataset_for(cfg))
     ShardTask(run)(1)                       # the job was killed after finishing shard 1 only
-    leftover = shard_path(run, 2).parent / ".shard-00002.parquet.123.tmp"
+    leftover = RunLayout(run).shard(2).parent / ".shard-00002.parquet.123.tmp"
     leftover.write_bytes(b"half a file")    # and while writing shard 2: a temp file, never a shard
     with pytest.raises(IncompleteRunError, match="2 of 3 shards unfinished"):
         aggregate(run)
@@ -74,10 +75,10 @@ def test_resume_skips_finished_shards_and_ends_equal(tmp_path, capsys):
         sleeper.wait()
     claim.unlink()
 
-    mtime = os.stat(shard_path(run, 1)).st_mtime_ns
+    mtime = os.stat(RunLayout(run).shard(1)).st_mtime_ns
     capsys.readouterr()
     resumed = estimate(cfg, run, progress=False, scheduler="sync")
-    assert os.stat(shard_path(run, 1)).st_mtime_ns == mtime  # not retrained
+    assert os.stat(RunLayout(run).shard(1)).st_mtime_ns == mtime  # not retrained
     assert f"{run}: 1 of 3 shards already finished, kept; 2 to train" in capsys.readouterr().out
     assert resumed.meta["complete"] is True
     for table in ("mem", "infl", "test_acc"):

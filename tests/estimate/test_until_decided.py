@@ -8,10 +8,10 @@ import json
 import pytest
 
 from memadv.cli.main import main
-from memadv.data.splits import read_splits
-from memadv.estimate.shards import shard_path
+from memadv.splits.files import read_splits
 from memadv.estimate.until_decided import looks_plan
 from memadv.errors import ConfigError
+from memadv.layout import RunLayout
 
 TINY = ["--dataset", "digits", "--models-per-shard", "5", "--epochs", "1", "--batch-size", "256",
         "--full-models", "0", "--no-progress"]
@@ -56,10 +56,10 @@ def test_until_decided_stops_resumes_and_extends(tmp_path, capsys):
     capsys.readouterr()
 
     # --models raised later: only the new shards train, the old files stay as they are
-    before = {s: shard_path(run, s).stat().st_mtime_ns for s in range(2)}
+    before = {s: RunLayout(run).shard(s).stat().st_mtime_ns for s in range(2)}
     assert main(["estimate", *TINY, "--models", "20", "--out", str(run)]) == 0
     assert "2 of 4 shards already finished, kept; 2 to train" in capsys.readouterr().out
-    assert {s: shard_path(run, s).stat().st_mtime_ns for s in range(2)} == before
+    assert {s: RunLayout(run).shard(s).stat().st_mtime_ns for s in range(2)} == before
     assert json.loads((run / "estimate" / "spec.json").read_text())["n_shards"] == 4
     # ... but never lowered
     assert main(["estimate", *TINY, "--models", "10", "--out", str(run)]) == 2
@@ -82,7 +82,8 @@ def test_until_decided_stops_resumes_and_extends(tmp_path, capsys):
 def test_pipeline_error_control_option():
     from memadv.errors import UnknownChoiceError
     from memadv.executors import ExecutorConfig
-    from memadv.experiments.pipeline import PipelineConfig, stages
+    from memadv.experiments.pipeline import stages
+    from memadv.experiments.pipeline_config import PipelineConfig
 
     with pytest.raises(UnknownChoiceError, match="fdr-by"):
         PipelineConfig(error_control="bh")

@@ -13,7 +13,7 @@ from memadv.bat.train_config import TrainConfig
 from memadv.errors import ConfigError
 from memadv.estimate.config import EstimateConfig
 from memadv.experiments import lr_grid
-from memadv.experiments.pipeline import TABLE_RUNS, PipelineConfig, run_names
+from memadv.experiments.pipeline_config import TABLE_RUNS, PipelineConfig, run_names
 from memadv.layout import RunLayout
 
 

@@ -12,8 +12,9 @@ import pytest
 from memadv.cli.main import main
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate, estimate_status
-from memadv.estimate.shards import read_shard, shard_path
+from memadv.estimate.shards import read_shard
 from memadv.executors import ExecutorConfig, TasksFailedError
+from memadv.layout import RunLayout
 
 SMALL = dict(dataset="digits", per_class=5, test_per_class=3, models=4, models_per_shard=2, epochs=1, full_models=0)
 
@@ -32,7 +33,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
 def test_truncated_shard_is_damaged_and_estimate_retrains_it(tmp_path: Path, capsys) -> None:
     cfg = EstimateConfig(**SMALL)
     estimate(cfg, tmp_path, progress=False)
-    path = shard_path(tmp_path, 0)
+    path = RunLayout(tmp_path).shard(0)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     st = estimate_status(tmp_path)
     assert st["done"] == 1 and list(st["damaged"]) == [0] and st["pending"] == 0
@@ -51,7 +52,7 @@ def test_shard_that_failed_with_its_log_on_disk_is_failed(tmp_path: Path, execut
     if executor == "local":
         # a worker process does not see a monkeypatch: a shard whose data cannot be read fails there
         estimate(cfg, tmp_path, progress=False)
-        shard_path(tmp_path, 1).unlink()
+        RunLayout(tmp_path).shard(1).unlink()
         spec_file = tmp_path / "estimate" / "spec.json"
         good = spec_file.read_text()
         spec = json.loads(good)
@@ -81,7 +82,8 @@ def test_shard_that_failed_with_its_log_on_disk_is_failed(tmp_path: Path, execut
 
 
 def _plan_stages(cfg: EstimateConfig):  # type: ignore[no-untyped-def]
-    from memadv.experiments.pipeline import PipelineConfig, stages
+    from memadv.experiments.pipeline import stages
+    from memadv.experiments.pipeline_config import PipelineConfig
 
     pcfg = PipelineConfig(quick=True)
     return pcfg, stages(cfg, ExecutorConfig(), False, pcfg)
@@ -124,7 +126,8 @@ def test_report_stage_is_done_only_when_its_files_exist(tmp_path: Path, capsys) 
 
 def test_refused_pipeline_command_changes_nothing(tmp_path: Path, capsys) -> None:
     from memadv.errors import ConfigError
-    from memadv.experiments.pipeline import PipelineConfig, run_pipeline
+    from memadv.experiments.pipeline import run_pipeline
+    from memadv.experiments.pipeline_config import PipelineConfig
 
     estimate(EstimateConfig(**SMALL), tmp_path, progress=False)
     before = snapshot(tmp_path)

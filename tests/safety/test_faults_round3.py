@@ -3,7 +3,6 @@ files, machine failures (memory, open files) and out-of-range options are one-li
 exit 2 before anything is written; local workers size their threads from the usable CPUs; the
 default executor is the faster one for the estimator's CPU shards."""
 
-import json
 import os
 import resource
 import subprocess
@@ -193,7 +192,7 @@ class _Code:
 
 def test_refused_checkpoint_is_one_short_line_without_colour_codes(tmp_path):
     from memadv.bat.runs import load_checkpoint
-    from memadv.data.weights_only import load_weights_only
+    from memadv.files.weights_only import load_weights_only
     path = tmp_path / "last.pt"
     torch.save({"model": {}, "x": _Code()}, path)
     with pytest.raises(SchemaError) as err:

@@ -1,5 +1,5 @@
 """Issue 10 item 1: no command deletes or replaces what it did not create (one helper,
-``memadv.data.atomic.check_output``); issue 10 item 15: output paths that cannot be written are
+``memadv.files.atomic.check_output``); issue 10 item 15: output paths that cannot be written are
 one-line errors."""
 
 import os
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from memadv.cli.main import main
-from memadv.data.atomic import OUTPUT_MARKER, atomic_dir, check_output, mark_output
+from memadv.files.atomic import OUTPUT_MARKER, atomic_dir, check_output, mark_output
 from memadv.errors import OutputRefusedError
 
 from cli_refusal import assert_one_line_refusal

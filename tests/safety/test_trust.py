@@ -14,10 +14,11 @@ import torch
 
 from memadv.bat.runs import RESUME_KEYS, TrainingRun, load_checkpoint
 from memadv.cli.main import BROKEN_PIPE_EXIT, main
-from memadv.config import check_path_component, check_printable
+from memadv.safe_values import check_path_component, check_printable
 from memadv.errors import MemadvError, OutputRefusedError, UnsafeInputError
+from memadv.executors.paths import ExecutorPaths
 from memadv.executors.base import ExecutorConfig
-from memadv.slurm.submit import sbatch_script
+from memadv.executors.slurm.submit import sbatch_script
 
 from cli_refusal import assert_one_line_refusal as one_line
 
@@ -73,7 +74,7 @@ def test_status_never_opens_a_submitit_result_pickle(tmp_path, capsys, monkeypat
     result.write_bytes(pickle.dumps(("success", _Plant(proof))))
     main(["status", str(run)])
     capsys.readouterr()
-    from memadv.slurm.accounting import job_states
+    from memadv.executors.slurm.accounting import job_states
     job_states(jobs)
     assert not proof.exists()
 
@@ -213,7 +214,7 @@ def test_broken_pipe_exits_quietly(tmp_path):
 def test_imagenet_index_with_object_file_names_is_read_without_unpickling_code(tmp_path, capsys):
     import numpy as np
 
-    from memadv.data.fz_interop import load_npz
+    from memadv.interop.fz import load_npz
     names = np.array(["n01_1.JPEG", "n01_2.JPEG", "n02_1.JPEG"], dtype=object)  # as the release stores them
     good = tmp_path / "imagenet_index.npz"
     np.savez(good, tr_filenames=names, tr_labels=np.array([0, 0, 1]), tt_filenames=np.array(["v.JPEG"], dtype=object),
@@ -248,7 +249,7 @@ def _write_raw(root: Path, masks, train_ok, test_ok) -> None:
 def test_raw_per_model_arrays_give_mem_with_standard_errors(tmp_path):
     import numpy as np
 
-    from memadv.data.scores import read_scores
+    from memadv.scores.schema import read_scores
     rng = np.random.default_rng(0)
     M, n, nt = 12, 5, 3
     masks = rng.random((M, n)) < 0.7
@@ -267,15 +268,15 @@ def test_raw_per_model_arrays_give_mem_with_standard_errors(tmp_path):
 
 
 def test_waiting_for_slurm_jobs_never_opens_their_result_pickles(tmp_path, monkeypatch):
-    """The waiter reads the JSON outcome each job writes (memadv.slurm.submit.outcome_path), never
+    """The waiter reads the JSON outcome each job writes (memadv.executors.paths.ExecutorPaths.outcome), never
     submitit's result pickle, even when a crafted one sits beside it. The jobs are stand-ins (no
     sbatch needed): a real array would leave the same files."""
     from types import SimpleNamespace
 
     from submitit.core.utils import JobPaths
 
-    from memadv.data.atomic import write_json_atomic
-    from memadv.slurm import submit
+    from memadv.files.atomic import write_json_atomic
+    from memadv.executors.slurm import submit
 
     proof = tmp_path / "PWNED"
     jobs = {}
@@ -283,7 +284,7 @@ def test_waiting_for_slurm_jobs_never_opens_their_result_pickles(tmp_path, monke
         paths = JobPaths(tmp_path, job_id=f"77_{i}", task_id=i)
         paths.result_pickle.parent.mkdir(parents=True, exist_ok=True)
         paths.result_pickle.write_bytes(pickle.dumps(("success", _Plant(proof))))
-        write_json_atomic(submit.outcome_path(tmp_path, f"77_{i}"), outcome)
+        write_json_atomic(ExecutorPaths(tmp_path).outcome(f"77_{i}"), outcome)
         # result(): what submitit's Job.result() does, unpickle the result file (the old waiter called it)
         jobs[i] = SimpleNamespace(job_id=f"77_{i}", paths=paths,
                                   result=lambda p=paths: pickle.loads(p.result_pickle.read_bytes())[1])

@@ -1,6 +1,6 @@
 """Fixtures for the executor / Slurm tests.
 
-Slurm tests (marker ``slurm``) need a running cluster: ``bash memadv/slurm/dev-cluster.sh start``.
+Slurm tests (marker ``slurm``) need a running cluster: ``bash memadv/executors/slurm/dev-cluster.sh start``.
 Without one they skip, unless ``MEMADV_REQUIRE_SLURM=1`` (set by CI), where they fail instead.
 """
 
@@ -49,7 +49,7 @@ def slurm_cluster():
     """A usable Slurm cluster; skips (or fails when MEMADV_REQUIRE_SLURM=1) otherwise."""
     problem = _slurm_problem()
     if problem:
-        msg = f"no Slurm cluster ({problem}); start one with: bash memadv/slurm/dev-cluster.sh start"
+        msg = f"no Slurm cluster ({problem}); start one with: bash memadv/executors/slurm/dev-cluster.sh start"
         if os.environ.get("MEMADV_REQUIRE_SLURM") == "1":
             pytest.fail(f"MEMADV_REQUIRE_SLURM=1 but {msg}", pytrace=False)
         pytest.skip(msg)

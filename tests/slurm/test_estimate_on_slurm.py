@@ -8,7 +8,7 @@ import pytest
 from memadv.estimate.config import EstimateConfig
 from memadv.estimate.run import estimate, estimate_status
 from memadv.executors import ExecutorConfig
-from memadv.slurm.accounting import read_jobs
+from memadv.executors.slurm.accounting import read_jobs
 
 pytestmark = pytest.mark.slurm
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
-from memadv.slurm.dask_cluster import MissingDependencyError, dask_scheduler
+from memadv.executors.slurm.dask_cluster import MissingDependencyError, dask_scheduler
 
 
 def _total() -> int:
@@ -59,7 +59,7 @@ def test_local_cluster():
 
 def test_slurm_job_script_text():
     pytest.importorskip("dask_jobqueue")
-    from memadv.slurm.dask_cluster import slurm_job_script
+    from memadv.executors.slurm.dask_cluster import slurm_job_script
 
     text = slurm_job_script(partition="gpu", cores=4, memory="8GB", walltime="00:30:00", job_extra=["qos=high"])
     for line in ["#SBATCH -p gpu", "#SBATCH --cpus-per-task=4", "#SBATCH -t 00:30:00", "#SBATCH --qos=high"]:
@@ -88,7 +88,7 @@ def test_slurm_cluster_times_out_when_no_worker_arrives(slurm_cluster, slurm_tmp
     import time
 
     pytest.importorskip("dask_jobqueue")
-    from memadv.slurm.dask_cluster import DaskWorkerTimeoutError
+    from memadv.executors.slurm.dask_cluster import DaskWorkerTimeoutError
 
     start = time.monotonic()
     with pytest.raises(DaskWorkerTimeoutError, match="--dask-wait-s") as info:

@@ -1,4 +1,4 @@
-"""memadv/slurm/dev-cluster.sh: syntax, bounded waits that fail loudly, and idempotent start."""
+"""memadv/executors/slurm/dev-cluster.sh: syntax, bounded waits that fail loudly, and idempotent start."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from memadv.slurm import DEV_CLUSTER_SCRIPT
+from memadv.executors.slurm import DEV_CLUSTER_SCRIPT
 
 
 def test_script_exists_and_parses():

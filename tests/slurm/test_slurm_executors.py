@@ -12,9 +12,9 @@ import pytest
 from memadv.config import add_config_arguments, build_config
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
 from memadv.executors import ExecutorConfig, TasksFailedError, run_tasks
-from memadv.slurm.accounting import job_states
-from memadv.slurm.options import parse_sbatch_extra
-from memadv.slurm.submit import sbatch_script
+from memadv.executors.slurm.accounting import job_states
+from memadv.executors.slurm.options import parse_sbatch_extra
+from memadv.executors.slurm.submit import sbatch_script
 from memadv_slurm_toys import ToyTask
 
 
@@ -198,7 +198,7 @@ def test_wait_ends_when_slurm_does_not_answer(tmp_path, monkeypatch):
     are shortened from 60 s / 600 s."""
     from types import SimpleNamespace
 
-    from memadv.slurm import accounting, submit
+    from memadv.executors.slurm import accounting, submit
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -221,7 +221,7 @@ def test_wait_ends_when_slurm_does_not_answer(tmp_path, monkeypatch):
 def test_submission_hides_the_enclosing_jobs_variables():
     """Issue 18, item 3 (the real run is tests/slurm/test_slurm_faults.py): which variables sbatch
     does not see; the cluster's configuration and the user's standing SBATCH_* defaults stay."""
-    from memadv.slurm.submit import enclosing_job_variables
+    from memadv.executors.slurm.submit import enclosing_job_variables
 
     env = {"SLURM_CONF": "/etc/slurm/slurm.conf", "SLURM_MEM_PER_CPU": "200", "SLURM_JOB_ID": "5",
            "SRUN_DEBUG": "3", "SLURMD_NODENAME": "vm", "SBATCH_ACCOUNT": "lab", "SBATCH_TIMELIMIT": "5",

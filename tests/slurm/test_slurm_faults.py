@@ -17,8 +17,9 @@ import pytest
 import memadv
 from memadv.cli.main import main
 from memadv.estimate.config import EstimateConfig
-from memadv.estimate.shards import dataset_for, spec_path, write_or_check_spec
+from memadv.estimate.shards import dataset_for, write_or_check_spec
 from memadv.executors import ExecutorConfig, TasksFailedError
+from memadv.layout import RunLayout
 from memadv_slurm_toys import ToyTask
 from test_slurm_real import CFG, Background, _task_job_id, _wait_for
 
@@ -144,4 +145,4 @@ def test_more_shards_than_max_array_size_names_models_per_shard(slurm_cluster, s
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert f"MaxArraySize allows at most {limit}" in err and "--models-per-shard to at least 2" in err, err
-    assert not spec_path(run).exists() and not (run / "estimate" / "jobs").exists()
+    assert not RunLayout(run).spec.exists() and not (run / "estimate" / "jobs").exists()

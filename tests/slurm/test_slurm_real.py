@@ -1,4 +1,4 @@
-"""Executors on a real Slurm cluster (bash memadv/slurm/dev-cluster.sh start): one job array per run,
+"""Executors on a real Slurm cluster (bash memadv/executors/slurm/dev-cluster.sh start): one job array per run,
 failures, cancellation, re-attaching to a running submission, and requeue-and-resume."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from memadv.executors import ExecutorConfig, TasksFailedError, run_tasks
-from memadv.slurm.accounting import job_states, read_jobs
+from memadv.executors.slurm.accounting import job_states, read_jobs
 from memadv_slurm_toys import ToyTask, UnitsTask
 
 pytestmark = pytest.mark.slurm

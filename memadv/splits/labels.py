@@ -1,6 +1,6 @@
 """The split rules as error-controlled labels: which rule, which label, how many models.
 
-Three rules label every example (``labels.parquet`` in the split folder; :mod:`memadv.data.error_control`
+Three rules label every example (``labels.parquet`` in the split folder; :mod:`memadv.splits.error_control`
 holds the procedures and their sources):
 
 * ``train-mem``: every training example is ``typical`` (mem < --mem-typical), ``in between``,
@@ -27,14 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memadv.data.error_control import UNDECIDED, Decision, ErrorControl, Rule, decide, models_needed
-from memadv.data.significance import pair_proportions
-from memadv.data.tables import markdown_table
+from memadv.splits.error_control import UNDECIDED, Decision, ErrorControl, Rule, decide, models_needed
+from memadv.splits.significance import pair_proportions
+from memadv.files.tables import markdown_table
 from memadv.errors import SchemaError
 from memadv.layout import RunLayout
 
 LABEL_COLUMNS = ["split", "rule", "idx", "label", "decision", "estimate", "lo", "hi", "p_value", "paper"]
-LABELS_FILE = "labels.parquet"
 RULE_NAMES = ("train-mem", "test-atypical", "test-typical")
 TRAIN_NAMES = ("typical", "in between", "atypical")
 # The control the projection uses when the splits themselves use none (the pipeline's default; docs/splits.md).

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from memadv.data.significance import norm_cdf
+from memadv.splits.significance import norm_cdf
 
 
 def _median(x: np.ndarray) -> float:

@@ -23,8 +23,8 @@ Options per kind (anything else is a ConfigError):
              ["--qos=high"]), log_directory (None: Slurm's default), wait_timeout_s (300: fail with
              DaskWorkerTimeoutError when no worker joined within this long; must be > 0)
 
-On the command line (``estimate``, ``aggregate``): --dask-partition, --dask-memory, --dask-walltime,
---dask-wait-s (:func:`slurm_cli_options`). ``estimate`` enters the scheduler only around the
+On the command line (``estimate``, ``aggregate``) and in TOML (table ``[dask]``): the fields of
+:class:`DaskConfig` (--dask-cluster, --dask-partition, --dask-memory, --dask-walltime, --dask-wait-s). ``estimate`` enters the scheduler only around the
 aggregation, after the shards, so the worker job never holds a node while shards wait for one.
 """
 
@@ -34,9 +34,11 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import Any, Iterator
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
-from memadv.config import check_range
+from memadv.config import check_range, option
 from memadv.errors import ConfigError, MemadvError, UnknownChoiceError
 
 DASK_KINDS = ("threads", "local", "slurm")
@@ -203,3 +205,31 @@ def slurm_job_script(**options: Any) -> str:
 
 
 __all__ = ["DASK_KINDS", "DaskWorkerTimeoutError", "MissingDependencyError", "slurm_cli_options", "dask_scheduler", "slurm_job_script"]
+
+
+@dataclass
+class DaskConfig:
+    """Where aggregation runs: the ``--dask-*`` options of ``estimate`` and ``aggregate``."""
+
+    dask_cluster: str = option("threads", "where aggregation runs: dask's threads in this process, a local "
+                                          "dask.distributed cluster, or a dask_jobqueue SLURMCluster (started for "
+                                          "the aggregation only, after the shards)", choices=DASK_KINDS)
+    dask_partition: str | None = option(None, "--dask-cluster slurm: partition of the dask worker job "
+                                              "(default: the cluster's default)")
+    dask_memory: str | None = option(None, "--dask-cluster slurm: memory of the dask worker job, e.g. 16GB "
+                                           "(default 4GB)")
+    dask_walltime: str | None = option(None, "--dask-cluster slurm: time limit of the dask worker job, HH:MM:SS "
+                                             "(default 01:00:00)")
+    dask_wait_s: float | None = option(None, "--dask-cluster slurm: fail with a one-line error when no dask worker "
+                                             "has joined within this many seconds (default 300)", unit="seconds")
+
+    def __post_init__(self) -> None:
+        if self.dask_cluster not in DASK_KINDS:
+            raise UnknownChoiceError("dask-cluster", self.dask_cluster, DASK_KINDS)
+        self._options = slurm_cli_options(self.dask_cluster, partition=self.dask_partition, memory=self.dask_memory,
+                                          walltime=self.dask_walltime, wait_timeout_s=self.dask_wait_s)
+
+    def scheduler(self) -> Callable[[], Any]:
+        """A zero-argument callable returning the :func:`dask_scheduler` context (entered only around
+        the aggregation)."""
+        return functools.partial(dask_scheduler, self.dask_cluster, **self._options)

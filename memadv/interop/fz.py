@@ -12,7 +12,7 @@ Released layouts (NumPy ``.npz``; ids are positions in the dataset's original or
 * ``imagenet-index`` (``imagenet_index.npz``): ``tr_filenames``, ``tr_labels``, ``tt_filenames``,
   ``tt_labels``, ``tr_mem``.
 
-Imported scores follow memadv's schema (:mod:`memadv.data.scores`) with ``source="feldman-zhang"``,
+Imported scores follow memadv's schema (:mod:`memadv.scores.schema`) with ``source="feldman-zhang"``,
 ``se_known=False``: standard errors, ``p_in``/``p_out`` and test accuracies are NaN, counts
 (``n_in``, ``n_out``, ``n_models``) are -1 (unknown). Fingerprints are computed from the labels in
 the file; the pairs files carry no labels, so their labels are -1 and their fingerprints are absent
@@ -23,22 +23,23 @@ unless ``--data-root`` supplies the dataset. ImageNet file names go to ``scores/
 from __future__ import annotations
 
 import re
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from memadv.data.atomic import atomic_path
 from memadv.data.dataset import Dataset, fingerprint_labels
-from memadv.data.fz_raw import FZ_SOURCE, read_raw
-from memadv.data.npz import load_npz
+from memadv.interop.fz_raw import FZ_SOURCE, read_raw
+from memadv.files.npz import load_npz
 from memadv.data.registry import DATASETS
-from memadv.data.scores import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
-from memadv.data.atomic import atomic_dir, check_output, mark_output
-from memadv.data.tables import write_table
-from memadv.errors import FingerprintMismatchError, OutputRefusedError, SchemaError, UnknownChoiceError
+from memadv.scores.schema import INFL_COLUMNS, MEM_COLUMNS, TEST_ACC_COLUMNS, Scores, write_scores
+from memadv.files.atomic import atomic_dir, check_output, mark_output
+from memadv.files.tables import write_table
+from memadv.config import option
+from memadv.errors import ConfigError, FingerprintMismatchError, SchemaError, UnknownChoiceError
+from memadv.layout import FZ_FILENAMES_FILE, RunLayout
 
 MATRIX_KEYS = ("tr_mem", "tr_labels", "tt_labels")
 PAIRS_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
@@ -50,28 +51,26 @@ KNOWN_SIZES = {"cifar100": (50000, 10000), "cifar10": (50000, 10000), "imagenet"
 _CLASS_KEY = re.compile(r"^(infl_matrix_class|tr_classidx_|tt_classidx_)(\d+)$")
 
 
-# Key of the .npz files written by export_fz: the marker that lets a later export replace the file.
-EXPORT_MARKER = "memadv_export_fz"
-
-
-def _check_export_target(path: Path) -> None:
-    """Refuse to replace anything but a file an earlier ``export_fz`` wrote (it holds EXPORT_MARKER)."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if not path.is_file():
-        raise OutputRefusedError(f"{str(path)!r} exists and is not a file; choose another --out")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            ours = EXPORT_MARKER in z.files
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError):
-        ours = False
-    if not ours:
-        raise OutputRefusedError(f"{str(path)!r} exists and was not written by memadv export-fz; memadv will not "
-                                 f"replace it (choose another --out)")
-
-
 def dataset_choices() -> tuple[str, ...]:
     return tuple(sorted(set(DATASETS) | set(EXTRA_DATASETS)))
+
+
+@dataclass
+class ImportFzConfig:
+    """``memadv import-fz``'s options (TOML table ``[import-fz]``)."""
+
+    dataset: str | None = option(None, "dataset the file describes (ids are positions in its original order); "
+                                       "required", choices=dataset_choices())
+    data_root: str | None = option(None, "folder holding the dataset's files; when given, labels and ids are checked "
+                                         "against it (and the pairs files, which carry no labels, get labels and "
+                                         "fingerprints from it)")
+    overwrite: bool = option(False, "replace scores already in OUT/scores/", switch=True)
+
+    def __post_init__(self) -> None:
+        if self.dataset is None:
+            raise ConfigError(f"--dataset is required; one of: {', '.join(dataset_choices())}")
+        if self.dataset not in dataset_choices():
+            raise UnknownChoiceError("dataset", self.dataset, dataset_choices())
 
 
 def detect_layout(arrays: dict[str, np.ndarray], name: str = "file") -> str:
@@ -334,17 +333,17 @@ def import_fz(path: str | Path, out: str | Path, dataset_name: str, dataset: Dat
     empty or memadv run folder, SchemaError / UnsafeInputError for a file that cannot be read safely."""
     out = Path(out)
     check_output(out, "run")  # before reading: refuse a file or a foreign folder first
-    target = out / "scores"
-    if (target / "mem.parquet").exists() and not overwrite:
+    target = RunLayout(out).scores
+    if RunLayout(out).mem.exists() and not overwrite:
         raise SchemaError(f"{target} already holds scores; pass --overwrite to replace them")
-    if Path(path).is_dir():  # a folder of per-model aux_arrays.npz (memadv.data.fz_raw)
+    if Path(path).is_dir():  # a folder of per-model aux_arrays.npz (memadv.interop.fz_raw)
         scores, files = read_raw(path, dataset_name, dataset), None
     else:
         scores, files = read_fz(path, dataset_name, dataset)
     mark_output(out, "run")  # only after the file was read: a refused import leaves nothing behind
     with atomic_dir(target, "scores") as tmp:
         if files is not None:
-            write_table(tmp / "filenames.parquet", files, scores.meta)
+            write_table(tmp / FZ_FILENAMES_FILE, files, scores.meta)
         write_scores(tmp, scores)
     return target
 
@@ -352,63 +351,4 @@ def import_fz(path: str | Path, out: str | Path, dataset_name: str, dataset: Dat
 # ---------------------------------------------------------------------------------------------
 # export
 
-def scores_to_fz(scores: Scores) -> tuple[dict[str, np.ndarray], int]:
-    """memadv scores as the arrays of ``cifar100_infl_matrix.npz``; also returns the number of
-    same-class pairs missing from ``infl`` (NaN in the matrices)."""
-    mem = scores.mem.sort_values("idx")
-    ta = scores.test_acc.sort_values("idx")
-    n_tr, n_te = len(mem), len(ta)
-    if n_tr == 0 or not np.array_equal(mem["idx"].to_numpy(np.int64), np.arange(n_tr)):
-        raise SchemaError("export needs one mem row per training example with ids 0..n-1 (the whole training set)")
-    if n_te == 0 or not np.array_equal(ta["idx"].to_numpy(np.int64), np.arange(n_te)):
-        raise SchemaError("export needs one test_acc row per test example with ids 0..n-1 (the whole test set)")
-    tr_labels = mem["label"].to_numpy(np.int64)
-    tt_labels = ta["label"].to_numpy(np.int64)
-    if (tr_labels < 0).any() or (tt_labels < 0).any():
-        raise SchemaError("export needs known labels (these scores have label -1)")
-    classes = int(scores.meta.get("num_classes") or 0)
-    classes = max(classes, int(max(tr_labels.max(), tt_labels.max())) + 1)
-    arrays: dict[str, np.ndarray] = {"tr_mem": mem["mem"].to_numpy(np.float64), "tr_labels": tr_labels,
-                                     "tt_labels": tt_labels}
-    infl = scores.infl
-    infl = infl[infl["train_label"].to_numpy(np.int64) == infl["test_label"].to_numpy(np.int64)]
-    tr_pos = np.zeros(n_tr, np.int64)
-    tt_pos = np.zeros(n_te, np.int64)
-    missing = 0
-    by_class = dict(tuple(infl.groupby("train_label"))) if len(infl) else {}
-    for k in range(classes):
-        tri = np.flatnonzero(tr_labels == k).astype(np.int64)
-        tti = np.flatnonzero(tt_labels == k).astype(np.int64)
-        tr_pos[tri] = np.arange(tri.size)
-        tt_pos[tti] = np.arange(tti.size)
-        mat = np.full((tri.size, tti.size), np.nan)
-        part = by_class.get(k)
-        if part is not None and len(part):
-            r = part["train_idx"].to_numpy(np.int64)
-            c = part["test_idx"].to_numpy(np.int64)
-            if r.max() >= n_tr or c.max() >= n_te:
-                raise SchemaError("infl.parquet names ids outside the training or test set")
-            mat[tr_pos[r], tt_pos[c]] = part["infl"].to_numpy(np.float64)
-        missing += int(np.isnan(mat).sum())
-        arrays[f"infl_matrix_class{k}"] = mat
-        arrays[f"tr_classidx_{k}"] = tri
-        arrays[f"tt_classidx_{k}"] = tti
-    return arrays, missing
 
-
-def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-
-def export_fz(scores: Scores, path: str | Path) -> int:
-    """Write ``scores`` in the ``cifar100_infl_matrix.npz`` layout (atomically); returns missing pairs.
-
-    The file carries an extra key ``EXPORT_MARKER`` so that a later export may replace it; any other
-    existing ``path`` (a folder, a released file, an unrelated file) raises OutputRefusedError.
-    """
-    _check_export_target(Path(path))
-    arrays, missing = scores_to_fz(scores)
-    write_npz(path, {**arrays, EXPORT_MARKER: np.array("memadv export-fz")})
-    return missing

@@ -1,6 +1,6 @@
 """Slurm execution: ONE submitit job array per call, requeue on time-out / pre-emption, reattachment
 to the array tasks of an earlier submission that are still queued or running, and the wait for
-their results (accounting in :mod:`memadv.slurm.accounting`).
+their results (accounting in :mod:`memadv.executors.slurm.accounting`).
 
 ``AutoExecutor(folder, cluster="slurm")`` + ``map_array``: one array task per id, at most
 ``array_parallelism`` running at once, each with ``cpus_per_task`` CPUs, ``gpus_per_task`` GPUs,
@@ -26,13 +26,15 @@ from typing import Any, Callable
 
 from submitit.helpers import Checkpointable
 
-from memadv.config import check_printable, check_range
-from memadv.data.atomic import write_json_atomic
+from memadv.config import check_range
+from memadv.safe_values import check_printable
+from memadv.files.atomic import write_json_atomic
 from memadv.errors import MemadvError
 from memadv.executors.base import ExecutorConfig, TasksFailedError, TooManyTasksError, progress_bar
-from memadv.slurm.accounting import (ACTIVE_STATES, live_states, outcome_path, poll_states, read_jobs, read_outcome,
+from memadv.executors.paths import ExecutorPaths
+from memadv.executors.slurm.accounting import (ACTIVE_STATES, live_states, poll_states, read_jobs, read_outcome,
                                      run_command, write_jobs)
-from memadv.slurm.options import parse_sbatch_extra
+from memadv.executors.slurm.options import parse_sbatch_extra
 
 # How long an array task may sit in a finished state without its result file before it counts as
 # failed: COMPLETED waits for a slow shared file system; PREEMPTED waits for submitit's requeue;
@@ -85,7 +87,7 @@ def sbatch_script(cfg: ExecutorConfig, folder: str | Path, n_tasks: int, *, desc
 
 
 class _RequeueableTask(Checkpointable):
-    """Calls the idempotent task and records its outcome as JSON (:func:`outcome_path`).
+    """Calls the idempotent task and records its outcome as JSON (:meth:`ExecutorPaths.outcome`).
 
     memadv never unpickles what a job leaves in the run folder (submitit's result pickle could be
     anyone's file in a shared folder): the waiting process reads this JSON file instead. The task's
@@ -100,7 +102,7 @@ class _RequeueableTask(Checkpointable):
     def __call__(self, i: int) -> Any:
         import submitit
 
-        path = outcome_path(Path(self.folder), submitit.JobEnvironment().job_id)
+        path = ExecutorPaths(Path(self.folder)).outcome(submitit.JobEnvironment().job_id)
         try:
             value = self.task(i)
         except Exception as e:
@@ -159,7 +161,7 @@ def run_slurm(task, ids, cfg, folder, desc, progress) -> list[Any]:
 
     if shutil.which("sbatch") is None:
         raise MemadvError("--executor slurm needs Slurm's sbatch on PATH (for a local test cluster: "
-                          "bash memadv/slurm/dev-cluster.sh start)")
+                          "bash memadv/executors/slurm/dev-cluster.sh start)")
     folder = folder.resolve()
     jobs: dict[int, Any] = {}
     # Re-attach to array tasks of an earlier submission that are still queued or running.
@@ -267,7 +269,7 @@ def _wait_slurm(jobs: dict[int, Any], ids: list[int], folder: Path, desc: str, p
                         gone_seen[i] = gone_seen.get(i, 0) + 1
             for i in sorted(pending):
                 job = jobs[i]
-                outcome = outcome_path(folder, job.job_id)
+                outcome = ExecutorPaths(folder).outcome(job.job_id)
                 if outcome.exists():
                     data = read_outcome(outcome)
                     if data["ok"]:

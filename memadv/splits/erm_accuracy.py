@@ -14,17 +14,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memadv.data.scores import TEST_ACC_COLUMNS, Scores, scores_dir_of
-from memadv.data.tables import read_table
+from memadv.scores.schema import TEST_ACC_COLUMNS, Scores
+from memadv.files.tables import read_table
 from memadv.errors import SchemaError
+from memadv.layout import TEST_ACC_FULL_FILE, locate
 
-FULL_FILE = "test_acc_full.parquet"
 ERM_MODEL_CHOICES = ("full", "subset")
 
 
 def read_full_test_acc(path: str | Path) -> pd.DataFrame | None:
     """``test_acc_full.parquet`` of a run or scores folder, or None when the run has none."""
-    f = scores_dir_of(path) / FULL_FILE
+    f = locate(path).test_acc_full
     if not f.exists():
         return None
     df, _ = read_table(f, required=TEST_ACC_COLUMNS)
@@ -41,13 +41,13 @@ def use_erm_accuracy(scores: Scores, path: str | Path, erm_models: str) -> Score
     if full is None:
         meta["test_acc_source"] = "subset"
         if erm_models == "full":
-            meta["test_acc_warning"] = (f"no {FULL_FILE} in the scores (estimate made without --full-models): the "
+            meta["test_acc_warning"] = (f"no {TEST_ACC_FULL_FILE} in the scores (estimate made without --full-models): the "
                                         f"80% rule uses the {meta.get('n_models', '?')} subset models, which are "
                                         f"weaker than ERM on all of D (paper Sec. 3.2)")
         return Scores(mem=scores.mem, infl=scores.infl, test_acc=scores.test_acc, meta=meta)
     if not scores.test_acc.empty and not np.array_equal(np.sort(full["idx"].to_numpy()),
                                                         np.sort(scores.test_acc["idx"].to_numpy())):
-        raise SchemaError(f"{FULL_FILE} names other test ids than test_acc.parquet; re-run `memadv estimate`")
+        raise SchemaError(f"{TEST_ACC_FULL_FILE} names other test ids than test_acc.parquet; re-run `memadv estimate`")
     meta["test_acc_source"] = "full"
     meta["n_full_models"] = int(full["n_models"].iloc[0]) if len(full) else 0
     if not scores.test_acc.empty:  # the subset models' rate: what infl's two proportions derive from
@@ -58,7 +58,7 @@ def use_erm_accuracy(scores: Scores, path: str | Path, erm_models: str) -> Score
 
 def describe_erm_accuracy(result: Any, meta: dict[str, Any]) -> None:
     """Name the models of the min-test-acc rule in ``result.rules`` and add the fallback warning
-    (``result`` is a :class:`memadv.data.splits.SplitResult`, changed in place)."""
+    (``result`` is a :class:`memadv.splits.rules.SplitResult`, changed in place)."""
     src = meta.get("test_acc_source", "subset")
     what = (f"{meta.get('n_full_models', '?')} full-data ERM models" if src == "full"
             else f"{meta.get('n_models', '?')} {meta.get('spec', {}).get('subset_ratio', 0.7):g}-subset models")

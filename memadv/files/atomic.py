@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from memadv.errors import OutputRefusedError
+from memadv.layout import MEM_FILE, SPLITS_FILE, RunLayout
 
 # The marker file every memadv output folder holds: JSON {"kind": ..., "by": "memadv"}.
 # A dot file, so copying a folder's contents (scores.write_scores) and listings skip it.
@@ -34,8 +35,9 @@ OUTPUT_KINDS: dict[str, str] = {
 }
 # Folders made before markers existed are recognised by the manifest file their command always wrote
 # (a file only memadv writes, not a guess from names of ordinary files); the marker is added on use.
-LEGACY_MANIFESTS: dict[str, tuple[str, ...]] = {"run": ("estimate/spec.json", "pipeline/plan.json"),
-                                                "scores": ("mem.parquet",), "splits": ("splits.parquet",)}
+_RUN = RunLayout(".")  # paths relative to a run folder
+LEGACY_MANIFESTS: dict[str, tuple[str, ...]] = {"run": (str(_RUN.spec), str(_RUN.plan)),
+                                                "scores": (MEM_FILE,), "splits": (SPLITS_FILE,)}
 
 
 def _umask() -> int:

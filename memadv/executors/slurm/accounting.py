@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from memadv.data.atomic import write_text_atomic
+from memadv.files.atomic import write_text_atomic
 from memadv.errors import MemadvError
+from memadv.executors.paths import ExecutorPaths
 
-JOBS_FILE = "jobs.json"
 
 
 # sacct states of an array task that has not finished (it may still write its result).
@@ -37,7 +37,7 @@ def task_phase(state: str) -> str:
 
 def read_jobs(folder: str | Path) -> dict[str, Any] | None:
     """The content of ``folder/jobs.json`` (``{"tasks": {id: slurm job id}, ...}``), or None."""
-    path = Path(folder) / JOBS_FILE
+    path = ExecutorPaths(folder).jobs
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -53,7 +53,7 @@ def job_states(folder: str | Path) -> dict[int, str]:
     """Task id -> Slurm state (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, ...).
 
     Read from ``folder/jobs.json``, one ``sacct`` call and the JSON outcome file each task writes
-    when it ends (:func:`outcome_path`); UNKNOWN where neither knows a task. submitit's result pickles are never opened: a crafted
+    when it ends (:meth:`ExecutorPaths.outcome`); UNKNOWN where neither knows a task. submitit's result pickles are never opened: a crafted
     one in someone else's run folder would run code on a read-only ``memadv status``; whether a task
     finished is read from the files the task itself writes (its shard, its run's final.parquet).
     Returns ``{}`` when the folder holds no Slurm submission.
@@ -67,7 +67,7 @@ def job_states(folder: str | Path) -> dict[int, str]:
     for tid, jid in tasks.items():
         # A task that wrote its JSON outcome has finished, whatever a lagging sacct still says
         # (RUNNING while the job's process exits) or no longer says (accounting purged).
-        outcome = outcome_path(Path(folder), jid)
+        outcome = ExecutorPaths(Path(folder)).outcome(jid)
         if (states[tid] in ACTIVE_STATES or states[tid] == "UNKNOWN") and outcome.exists():
             states[tid] = "COMPLETED" if read_outcome(outcome)["ok"] else "FAILED"
     return states
@@ -158,12 +158,7 @@ def live_states(job_ids: Iterable[str]) -> dict[str, str]:
 def write_jobs(folder: Path, tasks: dict[int, str], desc: str, array_ids: list[str]) -> None:
     data = {"desc": desc, "executor": "slurm", "folder": str(folder), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "array_job_ids": array_ids, "tasks": {str(k): v for k, v in sorted(tasks.items())}}
-    write_text_atomic(folder / JOBS_FILE, json.dumps(data, indent=2) + "\n")
-
-
-def outcome_path(folder: Path, job_id: str) -> Path:
-    """``<folder>/outcomes/<job id>.json``: ``{"ok": true, "value": ...}`` or ``{"ok": false, "error": "..."}``."""
-    return Path(folder) / "outcomes" / f"{job_id}.json"
+    write_text_atomic(ExecutorPaths(folder).jobs, json.dumps(data, indent=2) + "\n")
 
 
 def read_outcome(path: Path) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Every split rule compares a noisy difference of two binomial means (mem, or infl of some pairs)
 with a threshold. This module turns the per-estimate Newcombe-Wilson interval
-(:func:`memadv.data.significance.newcombe`) into one p-value per *example* and rule, and controls the
+(:func:`memadv.splits.significance.newcombe`) into one p-value per *example* and rule, and controls the
 error over all examples at once:
 
 * ``fdr``: Benjamini & Hochberg (1995, JRSS-B 57:289) step-up, valid for independent or positively
@@ -49,7 +49,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri  # scipy comes with scikit-learn, a dependency
 
 from memadv.config import check_range
-from memadv.data.significance import newcombe
+from memadv.splits.significance import newcombe
 from memadv.errors import ConfigError, UnknownChoiceError
 
 CONTROL_METHODS = ("none", "fdr", "fdr-by", "fwer")
@@ -107,7 +107,7 @@ def norm_isf(p: float | np.ndarray) -> np.ndarray:
 
 
 def _wilson_side(p: np.ndarray, n: np.ndarray, z: np.ndarray, upper: bool) -> np.ndarray:
-    """One limit of the Wilson score interval (:func:`memadv.data.significance.wilson`), elementwise in z."""
+    """One limit of the Wilson score interval (:func:`memadv.splits.significance.wilson`), elementwise in z."""
     z2n = z * z / n
     centre = (p + z2n / 2) / (1 + z2n)
     half = z / (1 + z2n) * np.sqrt(p * (1 - p) / n + z2n / (4 * n))

@@ -39,10 +39,11 @@ from typing import Any
 
 import pandas as pd
 
-from memadv.data.atomic import atomic_dir
+from memadv.files.atomic import atomic_dir
 from memadv.data.dataset import Dataset
-from memadv.data.tables import read_meta, read_table, write_table
+from memadv.files.tables import read_meta, read_table, write_table
 from memadv.errors import FingerprintMismatchError, SchemaError
+from memadv.layout import INFL_FILE, MEM_FILE, PROXIES_FILE, TEST_ACC_FILE, locate
 
 MEM_COLUMNS = ["idx", "label", "mem", "mem_se", "p_in", "p_out", "n_in", "n_out"]
 INFL_COLUMNS = ["train_idx", "test_idx", "train_label", "test_label", "infl", "infl_se"]
@@ -50,12 +51,11 @@ TEST_ACC_COLUMNS = ["idx", "label", "p_correct", "n_models"]
 # Columns a table carries when the aggregation computed them: the regression-adjusted mem and its
 # standard error (``memadv aggregate --mem-adjust``, memadv.estimate.adjust); metadata ``mem_adjust``.
 OPTIONAL_COLUMNS = {"mem": ["mem_adj", "mem_adj_se"], "infl": [], "test_acc": []}
-# ``--keep`` choices of ``memadv aggregate`` (memadv.estimate.aggregate.keep_rule).
+# ``--keep`` choices of ``memadv aggregate`` (memadv.estimate.influence.keep_rule).
 KEEP_CHOICES = ("auto", "same-class", "threshold", "all")
-SCORE_FILES = {"mem": ("mem.parquet", MEM_COLUMNS), "infl": ("infl.parquet", INFL_COLUMNS),
-               "test_acc": ("test_acc.parquet", TEST_ACC_COLUMNS)}
-# Written by aggregation when the shards logged proxies; replaced or dropped by every aggregation.
-PROXIES_FILE = "proxies.parquet"
+SCORE_FILES = {"mem": (MEM_FILE, MEM_COLUMNS), "infl": (INFL_FILE, INFL_COLUMNS),
+               "test_acc": (TEST_ACC_FILE, TEST_ACC_COLUMNS)}
+# PROXIES_FILE is written by aggregation when the shards logged proxies; replaced or dropped by every aggregation.
 
 
 @dataclass
@@ -75,18 +75,10 @@ class Scores:
         return bool(self.meta.get("se_known", True))
 
 
-def scores_dir_of(path: str | Path) -> Path:
-    """Accept a run directory or its ``scores/`` folder."""
-    p = Path(path)
-    return p if (p / "mem.parquet").exists() or p.name == "scores" else p / "scores"
-
-
 def scores_data_cache(scores: str | Path | None) -> Path | None:
     """The decode cache (``RunLayout.data_cache``) of the run whose scores are ``scores`` (a run or its
     ``scores/`` folder), where a user's own data set was decoded by the estimate; None without scores."""
-    from memadv.layout import RunLayout
-
-    return None if scores is None else RunLayout(scores_dir_of(scores).parent).data_cache
+    return None if scores is None else locate(scores).data_cache
 
 
 def write_scores(scores_dir: str | Path, scores: Scores) -> None:
@@ -127,21 +119,21 @@ def _no_scores(d: Path) -> SchemaError:
 def read_scores_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of ``mem.parquet`` in a score folder (or run folder), without its rows
     (SchemaError when it is missing)."""
-    d = scores_dir_of(path)
-    if not (d / "mem.parquet").exists():
+    d = locate(path).scores
+    if not (d / MEM_FILE).exists():
         raise _no_scores(d)
-    return read_meta(d / "mem.parquet")
+    return read_meta(d / MEM_FILE)
 
 
 def scores_problem(path: str | Path) -> str | None:
     """Why the score folder (or run folder) ``path`` holds no usable scores — ``"missing"`` when it
     has no mem.parquet, the one-line reason when a score file's footer does not read (0-byte or
     half-written) — or None when every score file present reads. Footers only: cheap for ``status``."""
-    d = scores_dir_of(path)
-    if not (d / "mem.parquet").exists():
+    d = locate(path).scores
+    if not (d / MEM_FILE).exists():
         return "missing"
-    for name in ("mem.parquet", "infl.parquet", "test_acc.parquet"):
-        if name == "mem.parquet" or (d / name).exists():
+    for name in (MEM_FILE, INFL_FILE, TEST_ACC_FILE):
+        if name == MEM_FILE or (d / name).exists():
             try:
                 read_meta(d / name)
             except SchemaError as e:
@@ -156,20 +148,20 @@ def read_scores(path: str | Path, dataset: Dataset | None = None, *, need_infl: 
     (their ``scores_id`` or, for older files, ``n_models`` differ), FingerprintMismatchError for
     scores of another dataset.
     """
-    d = scores_dir_of(path)
-    if not (d / "mem.parquet").exists():
+    d = locate(path).scores
+    if not (d / MEM_FILE).exists():
         raise _no_scores(d)
-    mem, meta = read_table(d / "mem.parquet", required=MEM_COLUMNS)
-    metas = {"mem.parquet": meta}
-    if (d / "test_acc.parquet").exists():
-        test_acc, metas["test_acc.parquet"] = read_table(d / "test_acc.parquet", required=TEST_ACC_COLUMNS)
+    mem, meta = read_table(d / MEM_FILE, required=MEM_COLUMNS)
+    metas = {MEM_FILE: meta}
+    if (d / TEST_ACC_FILE).exists():
+        test_acc, metas[TEST_ACC_FILE] = read_table(d / TEST_ACC_FILE, required=TEST_ACC_COLUMNS)
     else:
         test_acc = pd.DataFrame(columns=TEST_ACC_COLUMNS)
-    if (d / "infl.parquet").exists():
+    if (d / INFL_FILE).exists():
         if need_infl:
-            infl, metas["infl.parquet"] = read_table(d / "infl.parquet", required=INFL_COLUMNS)
+            infl, metas[INFL_FILE] = read_table(d / INFL_FILE, required=INFL_COLUMNS)
         else:
-            infl, metas["infl.parquet"] = pd.DataFrame(columns=INFL_COLUMNS), read_meta(d / "infl.parquet")
+            infl, metas[INFL_FILE] = pd.DataFrame(columns=INFL_COLUMNS), read_meta(d / INFL_FILE)
     else:
         infl = pd.DataFrame(columns=INFL_COLUMNS)
     for key in ("scores_id", "n_models", "fingerprint_train", "fingerprint_test"):

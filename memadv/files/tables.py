@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from memadv.data.atomic import atomic_path
+from memadv.files.atomic import atomic_path
 from memadv.errors import SchemaError
 
 META_KEY = b"memadv"

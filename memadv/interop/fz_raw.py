@@ -10,7 +10,7 @@ Layout of the release (google-research/heldout-influence-estimation, README "Mod
 * ``index_test`` / ``correctness_test``: the same for the test set.
 
 From M such models memadv computes Eq. 1 exactly as its own estimator does
-(:func:`memadv.estimate.aggregate.memorization`: ``mem = p_in - p_out`` with the standard error of a
+(:func:`memadv.scores.equations.memorization`: ``mem = p_in - p_out`` with the standard error of a
 difference of two proportions) and the test accuracy per example; influence is not derived here
 (the released influence matrices are imported from their own files).
 """
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from memadv.data.dataset import Dataset
-from memadv.data.npz import load_npz
-from memadv.data.scores import INFL_COLUMNS, Scores, dataset_meta
+from memadv.files.npz import load_npz
+from memadv.scores.schema import INFL_COLUMNS, Scores, dataset_meta
 from memadv.errors import SchemaError
 
 # ``source`` of every score imported from Feldman & Zhang (released files and raw arrays alike).
@@ -57,7 +57,7 @@ def read_raw(folder: str | Path, dataset_name: str, dataset: Dataset | None = No
     fingerprints are absent. Raises SchemaError when no file is found, a key is missing, ids are not
     a partition of 0..n_train-1 (train + removed) and of 0..n_test-1, or two models disagree in size.
     """
-    from memadv.estimate.aggregate import memorization, test_accuracy
+    from memadv.scores.equations import memorization, test_accuracy
 
     files = raw_files(Path(folder))
     if not files:

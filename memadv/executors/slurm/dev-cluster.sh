@@ -3,9 +3,9 @@
 # tests and for trying sweeps locally.
 #
 # Usage (as root, on Debian 12; no systemd needed):
-#   bash memadv/slurm/dev-cluster.sh [start]   # install if needed, start everything, wait until ready
-#   bash memadv/slurm/dev-cluster.sh stop      # stop the daemons started by `start`
-#   bash memadv/slurm/dev-cluster.sh status    # print daemon and node state
+#   bash memadv/executors/slurm/dev-cluster.sh [start]   # install if needed, start everything, wait until ready
+#   bash memadv/executors/slurm/dev-cluster.sh stop      # stop the daemons started by `start`
+#   bash memadv/executors/slurm/dev-cluster.sh status    # print daemon and node state
 #
 # What `start` does (each step is skipped when already done, so running it twice is fine):
 #   1. installs the Debian packages slurm-wlm munge slurmdbd mariadb-server if any is missing;
@@ -39,6 +39,8 @@ DB_PORT=${MEMADV_SLURM_DB_PORT:-16819}
 WAIT_S=${MEMADV_SLURM_WAIT_S:-90}
 PACKAGES=(slurm-wlm munge slurmdbd mariadb-server)
 NODE=$(hostname -s)
+# The marker of the files this script writes; it keeps the script's first path (memadv/slurm/) so that
+# files written before the script moved into executors/ are still recognised as its own.
 MARKER="# written by memadv/slurm/dev-cluster.sh"
 DB_NAME=slurm_acct_db
 DB_USER=slurm
