@@ -68,7 +68,8 @@ def option(default: Any, help: str, *, unit: str | None = None, source: str | No
     ``per_dataset_key``: the table's name for the field, when it differs (a :func:`forward` field).
     ``flag``: the command-line spelling when it is not ``--field-name`` (``--class`` for ``class_``).
     ``switch``: a bool given as a bare flag that sets the opposite of its default (``--allow-partial``,
-    ``--no-images``) instead of ``--field {true,false}``; the TOML key stays the field name.
+    ``--no-images``) instead of ``--field {true,false}``, with its opposite flag (``--no-allow-partial``,
+    ``--images``) to undo a TOML value; the TOML key stays the field name.
     """
     meta = {"help": help, "unit": unit, "source": source, "choices": tuple(choices) if choices else None, "cli": cli,
             "per_dataset": per_dataset, "per_dataset_key": per_dataset_key, "minimum": minimum, "maximum": maximum,
@@ -159,6 +160,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         table = f.metadata.get("per_dataset")
         if table is not None:
             tail = [per_dataset_help(table, f.metadata.get("per_dataset_key") or f.name)]
+        elif f.metadata.get("switch"):
+            tail = []  # the flag says what it changes; its opposite is listed beside it
         else:
             tail = [] if "(default" in parts[0] else [f"default: {default!r}"]
         if f.metadata.get("source"):
@@ -169,6 +172,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: Se
         flag = f.metadata.get("flag") or _flag(f.name)
         if f.metadata.get("switch"):
             group.add_argument(flag, action="store_false" if default else "store_true", **kwargs)
+            # the opposite flag, so that the command line can undo a --config file's value
+            undo = "--" + flag[len("--no-"):] if flag.startswith("--no-") else "--no-" + flag[2:]
+            group.add_argument(undo, action="store_true" if default else "store_false", dest=f.name,
+                               default=argparse.SUPPRESS, help=f"the default: undoes {flag} (e.g. set in --config)")
             continue
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]

@@ -19,16 +19,16 @@ class ScoreFiguresConfig:
     data_root: str | None = option(None, "folder holding the dataset's files (not needed for digits and "
                                          "synthetic-longtail)")
     out: str | None = option(None, "output folder (default: RUN/report/scores)")
-    class_: str | None = option(None, "class of the example grid (Fig. 6), as a label number or class name "
-                                      "(default: the class whose examples come closest to mem 0, 0.5 and 1)",
-                                flag="--class")
+    grid_class: str | None = option(None, "class of the example grid (Fig. 6), as a label number or class name "
+                                          "(TOML: grid_class = \"3\"; default: the class whose examples come "
+                                          "closest to mem 0, 0.5 and 1)", flag="--class")
     per_level: int = option(8, "images per memorization level in the example grid", unit="images", minimum=1)
     n_pairs: int = option(12, "high-influence pairs to show", unit="pairs", minimum=0)
     min_infl: float = option(INFL_ATYPICAL, "pairs need infl above this", source="paper Fig. 8")
     min_mem: float = option(MEM_ATYPICAL, "the pair's training example needs mem above this", source="paper Fig. 8")
     bins: int = option(50, "histogram bins", minimum=1)
-    images: bool = option(True, "the example grids; --no-images: only the histogram (for scores of datasets that "
-                                "cannot be loaded here)", switch=True, flag="--no-images")
+    images: bool = option(True, "only the histogram, no example grids (for scores of datasets that cannot be "
+                                "loaded here)", switch=True, flag="--no-images")
 
 
 @dataclass
@@ -65,8 +65,8 @@ class Sec32FiguresConfig:
 
     out: str | None = option(None, "output folder (default: RUN/report/sec32)")
     seeds: list[int] | None = option(None, "seeds of the runs to average (default: every seed present)")
-    fig3: bool = option(True, "Fig. 3 (poisoning atypical examples; needs the Section 3.1 PGD-AT run); --no-fig3 "
-                              "skips it", switch=True, flag="--no-fig3")
+    fig3: bool = option(True, "skip Fig. 3 (poisoning atypical examples; needs the Section 3.1 PGD-AT run)",
+                        switch=True, flag="--no-fig3")
 
 
 @dataclass

@@ -155,7 +155,7 @@ def pair_grid(scores: Scores, ds: Dataset, run_dir: Path, out_dir: Path, n_pairs
 def make_figures(run_dir: Path, cfg: ScoreFiguresConfig) -> list[Path]:
     """``memadv figures scores RUN``: :func:`score_figures` with the command's options."""
     return score_figures(run_dir, out=None if cfg.out is None else Path(cfg.out), data_root=cfg.data_root,
-                         class_=cfg.class_, per_level=cfg.per_level, n_pairs=cfg.n_pairs, min_infl=cfg.min_infl,
+                         class_=cfg.grid_class, per_level=cfg.per_level, n_pairs=cfg.n_pairs, min_infl=cfg.min_infl,
                          min_mem=cfg.min_mem, bins=cfg.bins, images=cfg.images)
 
 

@@ -28,7 +28,7 @@ import dataclasses
 
 from memadv.config import SEED_MAX, SEED_MIN, check_range, fill_per_dataset, option
 from memadv.data.registry import DATASETS, OWN_DATA_HELP, announce_defaults, dataset_options, defaults_name
-from memadv.errors import UnknownChoiceError
+from memadv.errors import ConfigError, UnknownChoiceError
 from memadv.nets.registry import NETS
 from memadv.paper_thresholds import INFL_ATYPICAL
 
@@ -132,6 +132,8 @@ class EstimateConfig:
         check_range("batch_size", self.batch_size, 1)
         for f in self.lr_milestones:
             check_range("lr_milestones", f, 0.0, 1.0, lo_open=True, hi_open=True)
+        if any(b <= a for a, b in zip(self.lr_milestones, self.lr_milestones[1:])):
+            raise ConfigError(f"--lr-milestones must be increasing, got {self.lr_milestones}")
         check_range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_range("cross_class_threshold", self.cross_class_threshold, 0.0, 1.0)

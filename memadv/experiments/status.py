@@ -156,8 +156,8 @@ class StatusConfig:
     """``memadv status``'s options (TOML table ``[status]``)."""
 
     json: bool = option(False, "print machine-readable JSON", switch=True)
-    decided: bool = option(True, "the share decided per split rule and the models projected (reads every score); "
-                                 "--no-decided skips them", switch=True, flag="--no-decided")
+    decided: bool = option(True, "skip the share decided per split rule and the models projected (which read every "
+                                 "score)", switch=True, flag="--no-decided")
 
 
 def run_status(run_dir: Path, decided: bool = True) -> dict[str, Any]:

@@ -73,5 +73,7 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
                         raise
                     out[k] = _read_object_member(raw, f"{k}.npy", repr(str(p)))
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise SchemaError(f"{str(p)!r} is not a readable .npz file: {' '.join(str(e).split())}") from None
+        # numpy reads a file that is no zip archive as a pickle and suggests allow_pickle: never ours to say
+        why = "not a zip archive of .npy files" if "pickle" in str(e) else " ".join(str(e).split())
+        raise SchemaError(f"{str(p)!r} is not a readable .npz file: {why}") from None
     return out

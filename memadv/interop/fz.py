@@ -46,8 +46,10 @@ PAIRS_KEYS = ("tr_idx", "tt_idx", "infl", "mem")
 INDEX_KEYS = ("tr_filenames", "tr_labels", "tt_filenames", "tt_labels", "tr_mem")
 # datasets of the release that memadv's registry does not load (import only, no --data-root check)
 EXTRA_DATASETS = ("imagenet",)
-# (n_train, n_test) of the released datasets, to range-check ids of files without labels
-KNOWN_SIZES = {"cifar100": (50000, 10000), "cifar10": (50000, 10000), "imagenet": (1281167, 50000)}
+# (n_train, n_test) of the released datasets and of memadv's fixed-size ones: ids of files without
+# labels are range-checked, and a whole-set file of another size is refused (a wrong --dataset)
+KNOWN_SIZES = {"cifar100": (50000, 10000), "cifar10": (50000, 10000), "imagenet": (1281167, 50000),
+               "fashion-mnist": (60000, 10000), "mnist": (60000, 10000), "digits": (1437, 360)}
 _CLASS_KEY = re.compile(r"^(infl_matrix_class|tr_classidx_|tt_classidx_)(\d+)$")
 
 
@@ -323,6 +325,11 @@ def read_fz(path: str | Path, dataset_name: str, dataset: Dataset | None = None
     if dataset is not None and layout != "high-infl-pairs":
         _compare_labels(scores.mem["label"].to_numpy(np.int64), dataset, "train", p.name)
         _compare_labels(scores.test_acc["label"].to_numpy(np.int64), dataset, "test", p.name)
+    elif layout != "high-infl-pairs" and dataset_name in KNOWN_SIZES:
+        have, want = (len(scores.mem), len(scores.test_acc)), KNOWN_SIZES[dataset_name]
+        if have != want:
+            raise SchemaError(f"{p.name} describes {have[0]:,} training and {have[1]:,} test examples, but "
+                              f"{dataset_name} has {want[0]:,} and {want[1]:,}: is --dataset right?")
     return scores, files
 
 

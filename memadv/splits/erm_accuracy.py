@@ -40,7 +40,8 @@ def use_erm_accuracy(scores: Scores, path: str | Path, erm_models: str) -> Score
     full = read_full_test_acc(path) if erm_models == "full" else None
     if full is None:
         meta["test_acc_source"] = "subset"
-        if erm_models == "full":
+        imported = int(meta.get("n_models", 0) or 0) < 0  # no models at all: the rule's own warning says so
+        if erm_models == "full" and not imported:
             meta["test_acc_warning"] = (f"no {TEST_ACC_FULL_FILE} in the scores (estimate made without --full-models): the "
                                         f"80% rule uses the {meta.get('n_models', '?')} subset models, which are "
                                         f"weaker than ERM on all of D (paper Sec. 3.2)")
@@ -60,8 +61,10 @@ def describe_erm_accuracy(result: Any, meta: dict[str, Any]) -> None:
     """Name the models of the min-test-acc rule in ``result.rules`` and add the fallback warning
     (``result`` is a :class:`memadv.splits.rules.SplitResult`, changed in place)."""
     src = meta.get("test_acc_source", "subset")
+    n_models = meta.get("n_models", "?")
     what = (f"{meta.get('n_full_models', '?')} full-data ERM models" if src == "full"
-            else f"{meta.get('n_models', '?')} {meta.get('spec', {}).get('subset_ratio', 0.7):g}-subset models")
+            else "no models (imported scores)" if isinstance(n_models, int) and n_models < 0
+            else f"{n_models} {meta.get('spec', {}).get('subset_ratio', 0.7):g}-subset models")
     for rule in result.rules:
         if str(rule.get("rule", "")).startswith("remove P(correct)"):
             rule["rule"] = f"{rule['rule']} over {what}"

@@ -73,11 +73,20 @@ def check_all_pairs(meta: dict[str, Any], pairs: str) -> None:
                               f"`memadv aggregate RUN {fix}` or use --error-control none")
 
 
+def _point_estimates(point: np.ndarray, p_in: np.ndarray, p_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(p_in, p_out) with the rows whose proportions are unknown (imported scores: Feldman & Zhang's
+    files carry the estimate only) set to (estimate, 0), so that the paper's reading compares the
+    estimate itself; error control refuses such scores before it reads the proportions."""
+    unknown = np.isnan(p_in) | np.isnan(p_out)
+    return np.where(unknown, point, p_in), np.where(unknown, 0.0, p_out)
+
+
 def train_rule(mem: pd.DataFrame, t_typ: float, t_atyp: float) -> Rule:
     n = len(mem)
     col = {c: mem[c].to_numpy(np.float64) for c in ("p_in", "n_in", "p_out", "n_out")}
+    p_in, p_out = _point_estimates(mem["mem"].to_numpy(np.float64), col["p_in"], col["p_out"])
     return Rule("train-mem", "train", "three-way", mem["idx"].to_numpy(np.int64), mem["label"].to_numpy(np.int64),
-                np.arange(n), col["p_in"], col["n_in"], col["p_out"], col["n_out"], (t_typ, t_atyp), TRAIN_NAMES)
+                np.arange(n), p_in, col["n_in"], p_out, col["n_out"], (t_typ, t_atyp), TRAIN_NAMES)
 
 
 def test_rules(considered: pd.DataFrame, witness: np.ndarray, mem: pd.DataFrame, ta: pd.DataFrame, t_atyp: float,
@@ -87,6 +96,7 @@ def test_rules(considered: pd.DataFrame, witness: np.ndarray, mem: pd.DataFrame,
     c_train = considered["train_idx"].to_numpy(np.int64)
     c_test = considered["test_idx"].to_numpy(np.int64)
     p_in, n_in, p_out, n_out = pair_proportions(c_train, c_test, considered["infl"].to_numpy(np.float64), mem, ta)
+    p_in, p_out = _point_estimates(considered["infl"].to_numpy(np.float64), p_in, p_out)
     te_idx, te_lab = ta["idx"].to_numpy(np.int64), ta["label"].to_numpy(np.int64)
     group = pd.Index(te_idx).get_indexer(c_test)
     args = (te_idx, te_lab, group, p_in, n_in, p_out, n_out)
@@ -148,6 +158,8 @@ def render_labels(labels: pd.DataFrame, decided: list[dict[str, Any]], control: 
         out += markdown_table(["set", "controlled", "paper's reading (estimates)"],
                               [[k, sizes[k], paper_sizes[k]] for k in sizes], align="lrr")
         out.append("")
+    if not decided:  # imported scores: no counts to decide or project with
+        return out
     out += ["## Models needed", "",
             "Share of each rule's examples decided now and the models projected to decide 90% / 95% / 99% of them, "
             "assuming each example's p_in and p_out stay at their current estimates while the counts grow with the "

@@ -320,7 +320,9 @@ def compute_splits(scores: Scores, cfg: SplitConfig, *, project: bool = True) ->
              if ctrl.active else None)
     return SplitResult(rows=rows, sets=sets, per_class=per_class, rules=rule_rows, noise=noise, warnings=warnings,
                        labels=labels_frame(rules, decisions, paper.labels if paper else None), control=str(ctrl),
-                       decided=decided_table(rules, decisions, ctrl, int(meta.get("n_models") or 0), project, cfg.looks),
+                       # no counts (imported scores): nothing can be decided or projected
+                       decided=decided_table(rules, decisions, ctrl, int(meta.get("n_models") or 0), project,
+                                             cfg.looks) if se_known else [],
                        paper_sizes={k: int(v.size) for k, v in paper.sets.items()} if paper else None)
 
 

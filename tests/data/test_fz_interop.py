@@ -13,6 +13,7 @@ import torch
 import memadv.cli.import_fz as cli_import
 from memadv.cli.main import main
 from memadv.data.dataset import Dataset, fingerprint_labels
+import memadv.interop.fz as fz
 from memadv.interop.fz import import_fz, read_fz
 from memadv.interop.fz_export import EXPORT_MARKER, export_fz, scores_to_fz
 from memadv.scores.schema import Scores, read_scores, write_scores
@@ -50,11 +51,19 @@ def toy_dataset(name: str = "cifar100", tr=TR_LABELS, tt=TT_LABELS) -> Dataset:
                    y_test=torch.as_tensor(tt, dtype=torch.int64), num_classes=3, mean=(0.5,) * 3, std=(0.2,) * 3)
 
 
+@pytest.fixture
+def toy_release(monkeypatch):
+    """The toy files below stand for released whole-set files: give their data sets the toy sizes
+    (a file of another size than its --dataset is refused as a wrong --dataset)."""
+    for name, sizes in (("cifar100", (6, 4)), ("cifar10", (6, 4)), ("imagenet", (3, 2))):
+        monkeypatch.setitem(fz.KNOWN_SIZES, name, sizes)
+
+
 def pair_dict(infl: pd.DataFrame) -> dict[tuple[int, int], float]:
     return {(int(a), int(b)): float(v) for a, b, v in zip(infl["train_idx"], infl["test_idx"], infl["infl"])}
 
 
-def test_import_matrix(tmp_path):
+def test_import_matrix(tmp_path, toy_release):
     f = save(tmp_path / "cifar100_infl_matrix.npz", matrix_arrays())
     target = import_fz(f, tmp_path / "run", "cifar100")
     s = read_scores(target)
@@ -72,7 +81,7 @@ def test_import_matrix(tmp_path):
     assert s.test_acc["label"].tolist() == TT_LABELS.tolist()
 
 
-def test_import_export_import_round_trip(tmp_path):
+def test_import_export_import_round_trip(tmp_path, toy_release):
     f = save(tmp_path / "in.npz", matrix_arrays())
     a, _ = read_fz(f, "cifar100")
     out = tmp_path / "exported.npz"
@@ -90,7 +99,7 @@ def test_import_export_import_round_trip(tmp_path):
         {k: b.meta[k] for k in ("fingerprint_train", "fingerprint_test")}
 
 
-def test_cli_export_of_memadv_scores(tmp_path, capsys):
+def test_cli_export_of_memadv_scores(tmp_path, toy_release, capsys):
     ds = toy_dataset("toy")
     mem = pd.DataFrame({"idx": np.arange(6), "label": TR_LABELS, "mem": np.linspace(0, 1, 6), "mem_se": 0.01,
                         "p_in": 1.0, "p_out": 0.5, "n_in": 7, "n_out": 3})
@@ -151,7 +160,7 @@ def test_import_pairs_with_dataset_gets_labels(tmp_path):
         read_fz(save(tmp_path / "q.npz", dict(arrays, tr_idx=np.array([0, 6]))), "cifar100", ds)
 
 
-def test_import_imagenet_index(tmp_path):
+def test_import_imagenet_index(tmp_path, toy_release):
     arrays = {"tr_filenames": np.array(["n01/a.JPEG", "n02/b.JPEG", "n01/c.JPEG"]), "tr_labels": np.array([0, 1, 0]),
               "tt_filenames": np.array([b"val_1.JPEG", b"val_2.JPEG"]), "tt_labels": np.array([1, 0]),
               "tr_mem": np.array([0.1, 0.7, 0.0])}
@@ -185,7 +194,7 @@ def test_cli_refuses_bad_matrix(tmp_path, capsys, mutate, match):
     assert not out.exists()
 
 
-def test_cli_refuses_labels_disagreeing_with_data_root(tmp_path, capsys, monkeypatch):
+def test_cli_refuses_labels_disagreeing_with_data_root(tmp_path, toy_release, capsys, monkeypatch):
     f = save(tmp_path / "m.npz", matrix_arrays())
     wrong = toy_dataset(tr=np.array([0, 1, 0, 1, 2, 1]))
     with pytest.raises(FingerprintMismatchError, match="first: id 5, file 2, dataset 1"):
@@ -204,11 +213,32 @@ def test_cli_refuses_labels_disagreeing_with_data_root(tmp_path, capsys, monkeyp
     assert main(["import-fz", str(f), "--dataset", "cifar100", "--out", str(out), "--overwrite"]) == 0
 
 
+def test_imported_scores_are_labelled_by_their_estimates(tmp_path, toy_release):
+    """Imported files carry estimates without counts: labels.parquet reads the estimate itself (the
+    paper's reading), and no share decided or models projected is claimed."""
+    target = import_fz(save(tmp_path / "cifar100_infl_matrix.npz", matrix_arrays()), tmp_path / "run", "cifar100")
+    res = compute_splits(read_scores(target), SplitConfig(min_test_acc=0.0))
+    train = res.labels[res.labels["rule"] == "train-mem"].sort_values("idx")
+    assert train["estimate"].tolist() == [0.9, 0.0, 0.5, 1.0, 0.16, -0.01]
+    assert train["decision"].tolist() == ["atypical", "typical", "atypical", "atypical", "atypical", "typical"]
+    test = res.labels[res.labels["rule"] == "test-atypical"].sort_values("idx")
+    assert test["decision"].tolist() == ["atypical", "atypical", "atypical", "atypical"]  # infl 0.7, 0.3, 0.2, 0.6
+    assert res.decided == []
+
+
+def test_a_whole_set_file_of_another_size_is_a_wrong_dataset(tmp_path, capsys):
+    f = save(tmp_path / "cifar100_infl_matrix.npz", matrix_arrays())  # 6 training, 4 test examples
+    with pytest.raises(SchemaError, match="6 training and 4 test examples, but cifar100 has 50,000 and 10,000"):
+        read_fz(f, "cifar100")
+    assert main(["import-fz", str(f), "--dataset", "digits", "--out", str(tmp_path / "run")]) == 2
+    assert "is --dataset right?" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_refuses_non_npz_and_unknown_layout(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_text("not a zip")
-    with pytest.raises(SchemaError, match="not a readable"):
-        read_fz(junk, "cifar100")
+    with pytest.raises(SchemaError, match="not a readable .npz file: not a zip archive of .npy files$"):
+        read_fz(junk, "cifar100")  # not numpy's advice to unpickle it
     with pytest.raises(SchemaError, match="no released"):
         read_fz(save(tmp_path / "x.npz", {"foo": np.zeros(3)}), "cifar100")
     with pytest.raises(SchemaError, match="does not exist"):

@@ -73,6 +73,9 @@ def test_lr_milestones_define_the_estimate_and_older_specs_had_the_papers():
     assert [lr_at(e, early) for e in (2, 3, 9)] == pytest.approx([1.0, 0.1, 0.1])
     with pytest.raises(ConfigError, match="lr-milestones"):
         EstimateConfig(**{**TINY, "lr_milestones": [1.5]})
+    for repeated_or_unordered in ([0.5, 0.5], [0.75, 0.5]):  # a repeat would be a silent x0.01
+        with pytest.raises(ConfigError, match="increasing"):
+            EstimateConfig(**{**TINY, "lr_milestones": repeated_or_unordered})
 
 
 def test_a_spec_written_before_lr_milestones_existed_still_resumes(tmp_path):
