@@ -143,6 +143,7 @@ def test_cycle_detection_can_fail(monkeypatch):
     ("memadv.interop", ("memadv.estimate", "memadv.bat", "memadv.executors", "memadv.experiments",
                         "memadv.analysis", "memadv.cli")),
     ("memadv.executors", ("memadv.bat", "memadv.estimate", "memadv.experiments", "memadv.analysis", "memadv.cli")),
+    ("memadv.paper", ("memadv.experiments", "memadv.analysis", "memadv.executors", "memadv.cli")),
 ])
 def test_layers(package, forbidden):
     bad = {m: sorted(r for r in _reach(m) if r.startswith(forbidden))

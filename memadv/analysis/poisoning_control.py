@@ -33,64 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from memadv.analysis.sec31 import Sec3Settings
 from memadv.bat.runs import TrainingRun
 from memadv.layout import RunLayout
-
-HALVES = ("high", "low")
-RANDOM = "random"  # D_typ + class-matched unused training images (C3-R)
-METHOD = "pgd"  # the control is of C3, which is about adversarial training
-
-
-def has_unused_images(settings: Sec3Settings) -> bool:
-    """Whether the estimate left training images out (``--per-class``), so the random arm can draw them."""
-    return settings.dataset_options.get("per_class") is not None
-
-
-def control_plan(settings: Sec3Settings) -> list[tuple[str, int]]:
-    """(arm, seed) of every control run: both halves, and the random arm where there are unused
-    images, for each of the Section 3 seeds."""
-    arms = HALVES + ((RANDOM,) if has_unused_images(settings) else ())
-    return [(arm, int(seed)) for seed in settings.seeds for arm in arms]
-
-
-def control_label(arm: str, seed: int) -> str:
-    return f"{RANDOM}-{METHOD}-seed{seed}" if arm == RANDOM else f"poison-{arm}-{METHOD}-seed{seed}"
-
-
-def class_matched_draw(labels: np.ndarray, pool: np.ndarray, pool_labels: np.ndarray,
-                       rng: np.random.Generator) -> np.ndarray:
-    """Ids drawn from ``pool`` (int64 (P,), labels ``pool_labels``) without replacement, as many of each
-    class as ``labels`` (int (N,)) has; sorted. ValueError naming the class where the pool is short."""
-    labels, pool, pool_labels = (np.asarray(a, np.int64) for a in (labels, pool, pool_labels))
-    out = []
-    for c, need in zip(*np.unique(labels, return_counts=True)):
-        have = pool[pool_labels == c]
-        if have.size < need:
-            raise ValueError(f"class {int(c)} needs {int(need)} unused training images, the data set leaves "
-                             f"{have.size}; use a smaller --per-class")
-        out.append(rng.choice(have, size=int(need), replace=False))
-    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
-
-
-def control_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
-    return [RunLayout(run_dir).sec32_controls_train / control_label(h, s) for h, s in control_plan(settings)]
-
-
-def poisoning_halves(atypical_ids: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
-    """``{"high": ids, "low": ids}``: the atypical training ids (int64 (N,)) split by their poisoning
-    scores ``q`` (float (N,), same order) into two halves of floor(N / 2) ids each, the highest scores
-    in "high" (ties broken by id, so the split is a function of the scores); sorted ids."""
-    ids = np.asarray(atypical_ids, np.int64)
-    q = np.asarray(q, float)
-    if ids.shape != q.shape:
-        raise ValueError(f"poisoning_halves: {ids.size} ids but {q.size} scores")
-    order = np.lexsort((ids, -q))  # by q descending, then id ascending
-    k = ids.size // 2
-    return {"high": np.sort(ids[order[:k]]), "low": np.sort(ids[order[ids.size - k:]])}
+from memadv.paper.sec3 import HALVES, RANDOM, control_label
 
 
 @dataclass
@@ -116,6 +63,4 @@ def load_controls(run_dir: Path, seeds: list[int] | None = None) -> list[Control
     return out
 
 
-__all__ = ["HALVES", "RANDOM", "has_unused_images", "class_matched_draw", "control_plan", "control_label",
-           "control_run_dirs", "poisoning_halves", "ControlRun",
-           "load_controls"]
+__all__ = ["ControlRun", "load_controls"]

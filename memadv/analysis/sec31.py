@@ -13,15 +13,13 @@ Figures (``RUN/report/sec31/``), clean accuracy left, PGD-20 accuracy right, one
   panel is kept for comparison);
 * ``sec31.md`` / ``sec31.csv`` — last-epoch accuracy and the early/late means that claim C2 uses.
 
-This module also holds what the Section 3 experiments share: their settings, the task that runs
-them, and a figure writer that stores each figure's panel titles in the PNG's metadata (key
-``memadv``) so tests can check panels without looking at pixels.
+The runs' settings, plan and names are :mod:`memadv.paper.sec3`'s; this module reads the runs back
+and draws, with a figure writer shared by Section 3.2 that stores each figure's panel titles in the
+PNG's metadata (key ``memadv``) so tests can check panels without looking at pixels.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,72 +32,9 @@ from memadv.bat.methods import method_label
 from memadv.bat.runs import TrainingRun
 from memadv.errors import MemadvError
 from memadv.layout import FIG1, SEC31_TABLE, RunLayout
-
-SEC31_METHODS = ("erm", "pgd")  # the two training methods of Sections 3.1-3.2 (all methods: bat.methods.METHODS)
-# attacks of the final evaluation of the Section 3 runs (final.parquet marks a run finished; the
-# Section 3 figures only use the per-epoch metrics, so the costly attacks are left out)
-SEC3_FINAL_ATTACKS = ["clean", "pgd"]
+from memadv.paper.sec3 import SEC31_METHODS, sec31_train_dir
 
 
-# --------------------------------------------------------------------------- settings and tasks
-
-@dataclass
-class Sec3Settings:
-    """What the Section 3 runs share; ``None`` fields take :mod:`memadv.bat.train`'s per-dataset defaults."""
-
-    dataset: str = "digits"
-    data_root: str | None = None
-    # the estimate's data-set options (classes, per_class, test_per_class): every run loads that data
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    net: str | None = None
-    eps: float | None = None  # attack radius of training and evaluation (unset: the data set's default)
-    epochs: int | None = None
-    eval_every: int = 1
-    seeds: list[int] = field(default_factory=lambda: [0])
-    eval_max: int | None = None
-    final_max: int | None = None
-    device: str = "auto"
-    ps: list[int] = field(default_factory=lambda: [0, 20, 100])
-
-    def train_values(self, method: str, seed: int) -> dict[str, Any]:
-        return {"method": method, "dataset": self.dataset, "data_root": self.data_root, "net": self.net,
-                "epochs": self.epochs, "eval_every": self.eval_every, "seed": seed, "eval_max": self.eval_max,
-                "final_max": self.final_max,
-                "device": self.device, "final_attacks": list(SEC3_FINAL_ATTACKS), "progress": False,
-                **self.dataset_options}
-
-    def configs(self, method: str, seed: int, name: str, **extra: Any) -> tuple[Any, Any]:
-        """(TrainConfig, ObjectiveConfig) of one Section 3 run named ``name`` (``extra``: more options)."""
-        from memadv.bat.train_config import make_configs
-        values = {**self.train_values(method, seed), "name": name, **extra}
-        if self.eps is not None:
-            values["eps"] = self.eps
-        return make_configs(values)
-
-    def stamp(self) -> dict[str, Any]:
-        """The settings that decide results (for the pipeline's up-to-date check)."""
-        d = dataclasses.asdict(self)
-        d.pop("device", None)
-        d["seeds"] = sorted(int(x) for x in d["seeds"])
-        d.pop("data_root", None)
-        if not d["dataset_options"]:
-            d.pop("dataset_options")  # a full data set stamps as before the option existed
-        for k, default in (("eps", None), ("eval_every", 1)):
-            if d[k] == default:
-                d.pop(k)  # a default stamps as before the option existed
-        return d
-
-
-def sec31_train_dir(run_dir: Path) -> Path:
-    return RunLayout(run_dir).sec31_train
-
-
-def sec31_plan(settings: Sec3Settings) -> list[tuple[str, int]]:
-    return [(m, int(s)) for s in settings.seeds for m in SEC31_METHODS]
-
-
-def sec31_run_names(settings: Sec3Settings) -> list[str]:
-    return [f"{m}-seed{s}" for m, s in sec31_plan(settings)]
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -256,6 +191,4 @@ def make_figures(run_dir: Path, cfg: Sec31FiguresConfig) -> list[Path]:
     return sec31_figures(run_dir, Path(cfg.out) if cfg.out else RunLayout(run_dir).report_sec31, cfg.seeds)
 
 
-__all__ = ["Sec3Settings", "load_sec31_seeds", "mean_over_seeds",
-           "sec31_table", "sec31_figures", "early_late",
-           "windows", "curves_figure", "make_figures"]
+__all__ = ["load_sec31_seeds", "mean_over_seeds", "sec31_table", "sec31_figures", "early_late", "windows", "curves_figure", "make_figures"]

@@ -39,88 +39,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from memadv.analysis.figure_configs import Sec32FiguresConfig
 from memadv.analysis.outputs import frame_markdown, pyplot, save_figure, write_csv, write_markdown
-from memadv.analysis.sec31 import SEC31_METHODS, Sec3Settings, curves_figure, mean_over_seeds, read_run
-from memadv.bat.evaluate import representations
+from memadv.analysis.sec31 import curves_figure, mean_over_seeds, read_run
+from memadv.paper.sec3 import SEC31_METHODS
 from memadv.bat.methods import method_label
 from memadv.bat.runs import TrainingRun
 from memadv.files.atomic import write_json_atomic
-from memadv.data.dataset import Dataset
 from memadv.errors import MemadvError
 from memadv.layout import FIG2, FIG21, TABLE1, RunLayout
 
 # The paper's Table 1 (CIFAR-100, PGD-AT), "Cosine Distance" at 0 / 20 / 100 % atypical examples.
 PAPER_TABLE1 = {"ResNet18": {0: 0.66, 20: 0.62, 100: 0.59}, "WRN28": {0: 0.64, 20: 0.61, 100: 0.57}}
-
-
-# --------------------------------------------------------------------------- the measure
-
-def class_cosine(h: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
-    """Mean cosine similarity of the representations ``h`` (n, d) over all pairs of different labels."""
-    h = torch.as_tensor(h, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    if h.ndim != 2 or y.shape != (h.shape[0],):
-        raise ValueError(f"class_cosine: h must be (n, d) and labels (n,), got {tuple(h.shape)} and {tuple(y.shape)}")
-    norm = h.norm(dim=1, keepdim=True)
-    u = torch.where(norm > 0, h / norm.clamp_min(1e-300), torch.zeros_like(h))
-    total = u.sum(dim=0).square().sum()
-    same = torch.zeros((), dtype=torch.float64)
-    n = h.shape[0]
-    counts_sq = 0
-    for c in torch.unique(y):
-        sel = y == c
-        same = same + u[sel].sum(dim=0).square().sum()
-        counts_sq += int(sel.sum()) ** 2
-    pairs = n * n - counts_sq
-    if pairs == 0:
-        return float("nan")
-    return float((total - same) / pairs)
-
-
-def cosine_metrics(images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512):
-    """An ``epoch_metrics`` callback for :func:`memadv.bat.train.train`: the class-wise cosine measure
-    of ``images`` (clean typical training examples) joins every evaluated epoch's metrics row as
-    ``cos_sim``, ``cos_dist`` (= 1 - cos_sim) and ``cos_n``."""
-
-    def measure(model: torch.nn.Module, epoch: int) -> dict[str, float]:
-        device = next(model.parameters()).device
-        s = class_cosine(representations(model, images, device, batch_size), labels)
-        return {"cos_sim": s, "cos_dist": 1.0 - s, "cos_n": float(images.shape[0])}
-
-    return measure
-
-
-def run_label(p: int, method: str, seed: int) -> str:
-    return f"p{p}-{method}-seed{seed}"
-
-
-def sec32_plan(settings: Sec3Settings) -> list[tuple[int, str, int]]:
-    return [(int(p), m, int(seed)) for seed in settings.seeds for p in settings.ps for m in SEC31_METHODS]
-
-
-def subset_ids(sets: dict[str, np.ndarray], p: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training ids D_typ ∪ first p% of a seeded order of D_atyp, test ids D'_typ), sorted."""
-    if not 0 <= p <= 100:
-        raise MemadvError(f"sec32: atypical percentage {p} is outside 0..100")
-    atyp = np.asarray(sets["train/atypical"], np.int64)
-    order = np.random.default_rng(int(seed)).permutation(atyp)
-    k = int(round(p / 100.0 * atyp.size))
-    train = np.union1d(np.asarray(sets["train/typical"], np.int64), order[:k])
-    return train.astype(np.int64), np.asarray(sets["test/typical"], np.int64)
-
-
-def subset_dataset(ds: Dataset, train_ids: np.ndarray, test_ids: np.ndarray) -> Dataset:
-    """The dataset restricted to ``train_ids`` / ``test_ids`` (same name, normalisation and classes)."""
-    tr, te = torch.from_numpy(np.asarray(train_ids, np.int64)), torch.from_numpy(np.asarray(test_ids, np.int64))
-    return Dataset(ds.name, ds.x_train[tr].clone(), ds.y_train[tr].clone(), ds.x_test[te].clone(),
-                   ds.y_test[te].clone(), ds.num_classes, ds.mean, ds.std, list(ds.class_names))
-
-
-def sec32_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
-    return [RunLayout(run_dir).sec32_train / run_label(p, m, seed) for p, m, seed in sec32_plan(settings)]
 
 
 # --------------------------------------------------------------------------- reading back
@@ -323,5 +254,4 @@ def make_figures(run_dir: Path, cfg: Sec32FiguresConfig) -> list[Path]:
     return paths
 
 
-__all__ = ["class_cosine", "cosine_metrics", "subset_ids", "subset_dataset", "load_sec32",
-           "table1", "cosine_reading", "sec32_figures", "make_figures"]
+__all__ = ["load_sec32", "table1", "cosine_reading", "sec32_figures", "make_figures"]

@@ -39,7 +39,9 @@ from memadv.executors import ExecutorConfig
 from memadv.bat.runs import TrainingRun
 from memadv.experiments.status import process_owner
 from memadv.layout import RunLayout
-from memadv.experiments.pipeline_config import TABLE_RUNS, PipelineConfig, run_names
+from memadv.experiments.pipeline_config import PipelineConfig, run_names
+from memadv.paper.table2 import TABLE_RUNS
+from memadv.paper import sec3 as paper
 
 
 # --------------------------------------------------------------------------- stages
@@ -107,7 +109,6 @@ def _link_runs(src_dir: Path, dst_dir: Path, names: list[str]) -> None:
 def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
            pcfg: PipelineConfig | None = None) -> list[Stage]:
     from memadv.analysis import sec31 as s31
-    from memadv.analysis import poisoning_control as pc
     from memadv.analysis import sec32 as s32
     from memadv.experiments import sec3
 
@@ -185,8 +186,8 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
     # the full-data models' test accuracy is an estimate output and a splits input
     scores = lambda d: [RunLayout(d).mem] + ([RunLayout(d).test_acc_full] if cfg.full_models else [])  # noqa: E731
     splits = lambda d: [RunLayout(d).split_file]  # noqa: E731
-    sec31_jobs = lambda d: [s31.sec31_train_dir(d) / n for n in s31.sec31_run_names(settings)]  # noqa: E731
-    sec32_jobs = lambda d: s32.sec32_run_dirs(d, settings)  # noqa: E731
+    sec31_jobs = lambda d: [paper.sec31_train_dir(d) / n for n in paper.sec31_run_names(settings)]  # noqa: E731
+    sec32_jobs = lambda d: paper.sec32_run_dirs(d, settings)  # noqa: E731
     table_jobs = lambda d: [RunLayout(d).table_train / n for n in run_names(pcfg.table_runs(cfg, d))]  # noqa: E731
     abl_jobs = lambda d: [RunLayout(d).ablation_train / n  # noqa: E731
                           for n in run_names(pcfg.ablation_runs(cfg, d)[0])]
@@ -216,7 +217,7 @@ def stages(cfg: EstimateConfig, executor: ExecutorConfig, progress: bool,
               stamp={"settings": settings.stamp()}, jobs=sec32_jobs),
     ]
     if pcfg.poisoning_control:
-        control_jobs = lambda d: pc.control_run_dirs(d, settings)  # noqa: E731
+        control_jobs = lambda d: paper.control_run_dirs(d, settings)  # noqa: E731
         out.append(Stage("sec32 controls", outputs=finals(control_jobs),
                          inputs=lambda d: splits(d) + finals(sec31_jobs)(d), run=run_controls,
                          stamp={"settings": settings.stamp()}, jobs=control_jobs))

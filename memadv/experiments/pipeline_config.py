@@ -17,43 +17,22 @@ from memadv.estimate.config import EstimateConfig
 from memadv.bat.objective_config import ObjectiveConfig
 from memadv.bat.train_config import FINAL_ATTACKS, TrainConfig
 from memadv.layout import RunLayout
+from memadv.paper.table2 import TABLE_RUNS
 
 
 ALL_FINAL_ATTACKS = list(FINAL_ATTACKS)
-
-
-
 # AutoAttack on digits takes ~2 minutes per checkpoint on two CPU cores (3 checkpoints per run):
 # the embedded datasets leave it out of the default final evaluation (pass --final-attacks to add it).
 DEFAULT_FINAL_ATTACKS = {"digits": [a for a in FINAL_ATTACKS if a != "aa"],
                          "synthetic-longtail": [a for a in FINAL_ATTACKS if a != "aa"]}
-
-
-
 # the same as a per-dataset table (memadv.config's convention), for --help
 FINAL_ATTACKS_TABLE = {d: {"final_attacks": DEFAULT_FINAL_ATTACKS.get(d, ALL_FINAL_ATTACKS)} for d in DATASETS}
 
-
-
-# the BAT table's runs (paper Table 2): method + objective options
-TABLE_RUNS: list[dict[str, Any]] = [{"method": "pgd"}, {"method": "trades"}, {"method": "mart"},
-                                    {"method": "gairat"}, {"method": "bat", "alpha": 1.0, "beta": 0.2},
-                                    {"method": "bat", "alpha": 2.0, "beta": 0.2}]
-
-
-
 # --quick: every stage with tiny sizes (tests)
 QUICK_ESTIMATE = dict(models=48, models_per_shard=24, epochs=8, full_models=4)
-
-
-
 QUICK_TRAIN = dict(train_epochs=2, eval_max=120, final_max=60, final_attacks=["clean", "fgsm", "pgd"])
-
-
-
 # the 48 models of --quick decide no typical example at any error level (docs/splits.md): the paper's reading
 QUICK_PIPELINE = dict(ablation_alpha=[0.0, 1.0, 2.0], ablation_beta=[0.0, 0.2], train_seeds=[0], error_control="none")
-
 
 
 @dataclass
@@ -143,7 +122,7 @@ class PipelineConfig:
         return list(DEFAULT_FINAL_ATTACKS.get(dataset, ALL_FINAL_ATTACKS))
 
     def sec3_settings(self, cfg: EstimateConfig):
-        from memadv.analysis.sec31 import Sec3Settings
+        from memadv.paper.sec3 import Sec3Settings
         return Sec3Settings(dataset=cfg.dataset, data_root=cfg.data_root, dataset_options=cfg.dataset_options(),
                             net=self.train_net, eps=self.train_eps, epochs=self.train_epochs,
                             eval_every=self.eval_every,

@@ -1,7 +1,7 @@
 """Sections 3.1 and 3.2 of the paper as tasks: which training runs they need and their submission.
 
 :class:`Sec31Task` / :class:`Sec32Task` are picklable, idempotent tasks (``task(i)`` trains, resumes
-or skips the i-th run of :func:`memadv.analysis.sec31.sec31_plan` / :func:`memadv.analysis.sec32.sec32_plan`);
+or skips the i-th run of :func:`memadv.paper.sec3.sec31_plan` / :func:`memadv.paper.sec3.sec32_plan`);
 :func:`run_sec31` / :func:`run_sec32` run them through :func:`memadv.executors.run_tasks`. The
 figures and tables of those runs are drawn by :mod:`memadv.analysis.sec31` and :mod:`memadv.analysis.sec32`,
 which only read the run folders.
@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from memadv.analysis.sec31 import Sec3Settings, sec31_plan, sec31_train_dir
-from memadv.analysis.sec32 import cosine_metrics, run_label, sec32_plan, subset_dataset, subset_ids
+from memadv.paper.sec3 import Sec3Settings, sec31_plan, sec31_train_dir
+from memadv.paper.sec3 import cosine_metrics
+from memadv.paper.sec3 import run_label, sec32_plan, subset_dataset, subset_ids
 from memadv.files.atomic import write_json_atomic
 from memadv.errors import MemadvError
 from memadv.layout import RunLayout
+from memadv.paper import sec3 as paper
 
 
 @dataclass
@@ -150,19 +152,18 @@ class PoisoningControlTask:
     settings: Sec3Settings
 
     def __call__(self, i: int) -> str:
-        from memadv.analysis import poisoning_control as pc
         from memadv.analysis.poisoning import poisoning_scores
         from memadv.bat.inputs import resolve_device
         from memadv.bat.runs import TrainingRun
         from memadv.bat.train import train
         run_dir, s = Path(self.run_dir), self.settings
-        half, seed = pc.control_plan(s)[i]
+        half, seed = paper.control_plan(s)[i]
         lay = RunLayout(run_dir)
         ds, sets = typical_sets(run_dir, s, "C3's poisoning control")
         atyp = np.asarray(sets["train/atypical"], np.int64)
         typ = np.asarray(sets["train/typical"], np.int64)
         test_ids = np.asarray(sets["test/typical"], np.int64)
-        if half == pc.RANDOM:
+        if half == paper.RANDOM:
             return str(self._random_arm(ds, atyp, typ, test_ids, seed))
         # with fewer than 2 atypical examples both halves are empty: the two runs train on D_typ alone
         # and the control reads as no difference (inconclusive), as Section 3.2 runs at p = 0 would
@@ -170,13 +171,13 @@ class PoisoningControlTask:
         if not scorer.is_finished():
             raise MemadvError(f"C3's poisoning control of seed {seed} needs the finished Section 3.1 PGD-AT run "
                               f"{scorer.folder}; run the pipeline's sec31 stage with that seed first")
-        cfg, ocfg = s.configs(pc.METHOD, seed, pc.control_label(half, seed))
+        cfg, ocfg = s.configs(paper.METHOD, seed, paper.control_label(half, seed))
         device = resolve_device(cfg.device)
         model, epoch = scorer.load_model(ds)
         t_atyp = torch.from_numpy(atyp)
         q, _ = poisoning_scores(model.to(device), ds.x_train[t_atyp], ds.y_train[t_atyp],
                                 scorer.objective_config(), seed=seed, device=device, batch_size=cfg.eval_batch_size)
-        ids = pc.poisoning_halves(atyp, q)[half]
+        ids = paper.poisoning_halves(atyp, q)[half]
         train_ids = np.union1d(typ, ids).astype(np.int64)
         write_json_atomic(lay.sec32_controls_subsets / f"{cfg.name}.json",
                           {"half": half, "seed": seed, "scored_by": str(scorer.folder), "scored_epoch": int(epoch),
@@ -188,17 +189,16 @@ class PoisoningControlTask:
     def _random_arm(self, ds: Any, atyp: np.ndarray, typ: np.ndarray, test_ids: np.ndarray, seed: int) -> Path:
         """PGD-AT on D_typ + as many training images of each class as D_atyp has, drawn (seeded by
         ``seed``) from the images of the full data set that the estimate left out."""
-        from memadv.analysis import poisoning_control as pc
         from memadv.bat.train import train
         from memadv.data.registry import load_dataset
         s, lay = self.settings, RunLayout(self.run_dir)
-        cfg, ocfg = s.configs(pc.METHOD, seed, pc.control_label(pc.RANDOM, seed))
+        cfg, ocfg = s.configs(paper.METHOD, seed, paper.control_label(paper.RANDOM, seed))
         full_opts = {k: v for k, v in s.dataset_options.items() if k != "per_class"}
         full = load_dataset(s.dataset, s.data_root, cache_dir=lay.data_cache, **full_opts)
         n_full = full.labels("train").shape[0]
         pool = np.setdiff1d(np.arange(n_full, dtype=np.int64), np.asarray(ds.ids("train"), np.int64))
         try:
-            drawn = pc.class_matched_draw(ds.labels("train").numpy()[atyp], pool, full.labels("train").numpy()[pool],
+            drawn = paper.class_matched_draw(ds.labels("train").numpy()[atyp], pool, full.labels("train").numpy()[pool],
                                           np.random.default_rng([int(seed), 21]))
         except ValueError as e:
             raise MemadvError(f"C3's random-addition control: {e}") from None
@@ -207,7 +207,7 @@ class PoisoningControlTask:
         sub = dataclasses.replace(sub, x_train=torch.cat([sub.x_train, full.x_train[t_new]]),
                                   y_train=torch.cat([sub.y_train, full.y_train[t_new]]))
         write_json_atomic(lay.sec32_controls_subsets / f"{cfg.name}.json",
-                          {"arm": pc.RANDOM, "seed": seed, "n_atypical": int(atyp.size),
+                          {"arm": paper.RANDOM, "seed": seed, "n_atypical": int(atyp.size),
                            "drawn_original_ids": drawn.tolist(), "n_train": int(typ.size + drawn.size),
                            "n_test_typical": int(test_ids.size)})
         return train(cfg, lay.sec32_controls_train, ocfg, dataset=sub)
@@ -216,7 +216,7 @@ class PoisoningControlTask:
 def run_poisoning_control(run_dir: str | Path, settings: Sec3Settings, executor: Any = None, *,
                           progress: bool = True) -> list[Path]:
     """Train (or resume) C3's poisoning control runs through ``run_tasks``; returns their folders."""
-    from memadv.analysis.poisoning_control import control_plan
+    from memadv.paper.sec3 import control_plan
     from memadv.executors import ExecutorConfig, run_tasks
     run_dir = Path(run_dir)
     out = run_tasks(PoisoningControlTask(str(run_dir), settings), list(range(len(control_plan(settings)))),

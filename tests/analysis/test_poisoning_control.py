@@ -10,8 +10,9 @@ from memadv.analysis import paper_claims as pc
 from memadv.analysis import verdicts as v
 from types import SimpleNamespace
 
-from memadv.analysis.poisoning_control import ControlRun, class_matched_draw, control_plan, poisoning_halves
-from memadv.analysis.sec31 import Sec3Settings
+from memadv.analysis.poisoning_control import ControlRun
+from memadv.paper.sec3 import class_matched_draw, control_plan, poisoning_halves
+from memadv.paper.sec3 import Sec3Settings
 
 
 def test_halves_are_equal_disjoint_and_ordered_by_score():

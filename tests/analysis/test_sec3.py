@@ -13,6 +13,7 @@ import torch
 
 from memadv.analysis import report, sec32
 from memadv.analysis.sec31 import early_late, windows
+from memadv.paper import sec3 as paper
 
 
 # --------------------------------------------------------------------------- cosine measure
@@ -20,10 +21,10 @@ from memadv.analysis.sec31 import early_late, windows
 def test_class_cosine_by_hand():
     # pairs of different classes: (0,1): cos 0, (0,2): cos 1  -> mean 0.5 (ordered or not)
     h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
-    assert sec32.class_cosine(h, torch.tensor([0, 1, 1])) == pytest.approx(0.5)
+    assert paper.class_cosine(h, torch.tensor([0, 1, 1])) == pytest.approx(0.5)
     # three classes, 45-degree vectors: cos(a,b)=1/sqrt2, cos(a,c)=0, cos(b,c)=1/sqrt2
     h = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 3.0]])
-    assert sec32.class_cosine(h, [0, 1, 2]) == pytest.approx((2 / math.sqrt(2)) / 3)
+    assert paper.class_cosine(h, [0, 1, 2]) == pytest.approx((2 / math.sqrt(2)) / 3)
 
 
 def test_class_cosine_matches_brute_force_and_zero_vectors():
@@ -37,16 +38,16 @@ def test_class_cosine_matches_brute_force_and_zero_vectors():
             if y[i] != y[j]:
                 ni, nj = h[i].norm(), h[j].norm()
                 vals.append(0.0 if ni == 0 or nj == 0 else float(h[i] @ h[j] / (ni * nj)))
-    assert sec32.class_cosine(h, y) == pytest.approx(np.mean(vals), abs=1e-9)
-    assert math.isnan(sec32.class_cosine(h, torch.zeros(30, dtype=torch.int64)))  # one class: no pairs
+    assert paper.class_cosine(h, y) == pytest.approx(np.mean(vals), abs=1e-9)
+    assert math.isnan(paper.class_cosine(h, torch.zeros(30, dtype=torch.int64)))  # one class: no pairs
 
 
 def test_subset_ids_nested_and_typical_kept():
     sets = {"train/typical": np.arange(0, 50), "train/atypical": np.arange(100, 120),
             "test/typical": np.array([3, 1, 2]), "test/atypical": np.array([7])}
-    t0, te = sec32.subset_ids(sets, 0, seed=1)
-    t20, _ = sec32.subset_ids(sets, 20, seed=1)
-    t100, _ = sec32.subset_ids(sets, 100, seed=1)
+    t0, te = paper.subset_ids(sets, 0, seed=1)
+    t20, _ = paper.subset_ids(sets, 20, seed=1)
+    t100, _ = paper.subset_ids(sets, 100, seed=1)
     assert np.array_equal(t0, np.arange(50)) and np.array_equal(te, [3, 1, 2])
     assert t20.size == 54 and set(t0) <= set(t20) <= set(t100) and t100.size == 70
 
@@ -62,12 +63,12 @@ def test_cosine_measure_joins_every_evaluated_epoch(tmp_path):
     ds = load_dataset("digits")
     imgs, labels = ds.x_train[:60], ds.y_train[:60]
     cfg = TrainConfig(method="erm", dataset="digits", epochs=2, progress=False)
-    run = train(cfg, tmp_path, dataset=ds, epoch_metrics=sec32.cosine_metrics(imgs, labels))
+    run = train(cfg, tmp_path, dataset=ds, epoch_metrics=paper.cosine_metrics(imgs, labels))
     df = pd.read_parquet(run / "metrics.parquet")
     assert df["epoch"].tolist() == [1, 2] and (df["cos_n"] == 60).all()
     model = build_net("mlp", 10, (1, 8, 8), ds.mean, ds.std)
     model.load_state_dict(load_checkpoint(run / "last.pt")["model"])
-    assert df["cos_sim"].iloc[-1] == pytest.approx(sec32.class_cosine(sec32.representations(model, imgs), labels))
+    assert df["cos_sim"].iloc[-1] == pytest.approx(paper.class_cosine(paper.representations(model, imgs), labels))
     assert (df["cos_dist"] + df["cos_sim"]).to_numpy() == pytest.approx(1.0)
 
 

@@ -13,7 +13,8 @@ from memadv.bat.train_config import TrainConfig
 from memadv.errors import ConfigError
 from memadv.estimate.config import EstimateConfig
 from memadv.experiments import lr_grid
-from memadv.experiments.pipeline_config import TABLE_RUNS, PipelineConfig, run_names
+from memadv.experiments.pipeline_config import PipelineConfig, run_names
+from memadv.paper.table2 import TABLE_RUNS
 from memadv.layout import RunLayout
 
 
