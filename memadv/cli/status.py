@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from memadv.cli.common import add_config_arguments, add_config_file, check_config_file, config_from_args
+from memadv.errors import SchemaError
 from memadv.experiments.status import StatusConfig
+from memadv.files.atomic import OUTPUT_KINDS, output_kind
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from memadv.layout import require_run_dir
 
     require_run_dir(args.run)
+    if output_kind(args.run) != "run":  # an empty or foreign folder would read as "nothing done yet"
+        raise SchemaError(f"{str(args.run)!r} is not a memadv run folder (made by {OUTPUT_KINDS['run']}); "
+                          "give the folder an estimate or pipeline wrote")
     check_config_file(args.config, ("status",))
     cfg = config_from_args(StatusConfig, args, "status")
     rd = args.run
@@ -45,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     est = status["estimate"]
     if est is None:
         print(f"{rd}: no estimate")
+        if status.get("scores_source"):
+            print(f"scores         written, without an estimate (source {status['scores_source']})")
     else:
         print(f"estimate       {est['dataset']}, {est['models']} models in {est['shards']} shards: "
               f"{est['done']} done, {len(est['running'])} running, {len(est['failed'])} failed, "

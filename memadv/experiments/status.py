@@ -130,7 +130,7 @@ def decided_status(run_dir: Path) -> dict[str, Any] | None:
     error control; the plan of ``--until-decided`` when there is one. None without scores; ``error``
     where the scores cannot answer (e.g. imported ones without counts)."""
     from memadv.splits.erm_accuracy import use_erm_accuracy
-    from memadv.scores.schema import read_scores
+    from memadv.scores.schema import read_scores, read_scores_meta
     from memadv.splits.labels import PROJECTION_CONTROL, planned_looks, read_looks
     from memadv.splits.rules import SplitConfig, compute_splits
     from memadv.splits.files import read_splits
@@ -139,6 +139,10 @@ def decided_status(run_dir: Path) -> dict[str, Any] | None:
     if not lay.mem.exists():
         return None
     try:
+        meta = read_scores_meta(run_dir)
+        if not meta.get("se_known", True):
+            return {"error": f"the scores (source {meta.get('source', '?')!r}) carry no counts: nothing can be "
+                             "decided or projected", "rules": [], "looks": None}
         th = read_splits(run_dir)[1].get("thresholds", {}) if lay.split_file.exists() else {}
         cfg = SplitConfig(**{f.name: th[f.name] for f in dataclasses.fields(SplitConfig) if f.name in th})
         if not cfg.control().active:
@@ -160,11 +164,22 @@ class StatusConfig:
                                  "score)", switch=True, flag="--no-decided")
 
 
+def _scores_source(run_dir: Path) -> str:
+    from memadv.scores.schema import read_scores_meta
+
+    try:
+        return str(read_scores_meta(run_dir).get("source", "unknown"))
+    except MemadvError as e:
+        return f"unreadable ({e})"
+
+
 def run_status(run_dir: Path, decided: bool = True) -> dict[str, Any]:
     """Every stage of a run folder: estimate (:func:`memadv.estimate.run.estimate_status`), splits,
     score figures, training runs per stage (:func:`training_status`), report, pipeline plan states."""
     rd, lay = Path(run_dir), RunLayout(run_dir)
     status = {"estimate": estimate_status(rd) if lay.spec.exists() else None,
+              # scores without an estimate (memadv import-fz): where they come from
+              "scores_source": _scores_source(rd) if not lay.spec.exists() and lay.mem.exists() else None,
               "splits": lay.split_file.exists(),
               "decided": decided_status(rd) if decided else None,
               "score_figures": all(p.exists() for p in lay.stage_reports()["score figures"]),

@@ -98,6 +98,16 @@ def test_toml_config_with_command_line_winning(tmp_path, capsys):
     assert "2 done" in capsys.readouterr().out
 
 
+def test_status_of_a_folder_that_is_no_run_is_refused(tmp_path, capsys):
+    """An empty or foreign folder would read as a run with nothing done yet."""
+    for folder in (tmp_path / "empty", tmp_path / "foreign"):
+        folder.mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    for folder in (tmp_path / "empty", tmp_path / "foreign"):
+        code, err = run_cli(["status", str(folder)], capsys)
+        assert code == 2 and "is not a memadv run folder" in err and err.count("\n") == 1
+
+
 def test_bad_toml_is_one_line(tmp_path, capsys):
     toml = tmp_path / "c.toml"
     toml.write_text("models = [\n")

@@ -213,7 +213,7 @@ def test_cli_refuses_labels_disagreeing_with_data_root(tmp_path, toy_release, ca
     assert main(["import-fz", str(f), "--dataset", "cifar100", "--out", str(out), "--overwrite"]) == 0
 
 
-def test_imported_scores_are_labelled_by_their_estimates(tmp_path, toy_release):
+def test_imported_scores_are_labelled_by_their_estimates(tmp_path, toy_release, capsys):
     """Imported files carry estimates without counts: labels.parquet reads the estimate itself (the
     paper's reading), and no share decided or models projected is claimed."""
     target = import_fz(save(tmp_path / "cifar100_infl_matrix.npz", matrix_arrays()), tmp_path / "run", "cifar100")
@@ -224,6 +224,9 @@ def test_imported_scores_are_labelled_by_their_estimates(tmp_path, toy_release):
     test = res.labels[res.labels["rule"] == "test-atypical"].sort_values("idx")
     assert test["decision"].tolist() == ["atypical", "atypical", "atypical", "atypical"]  # infl 0.7, 0.3, 0.2, 0.6
     assert res.decided == []
+    assert main(["status", str(tmp_path / "run")]) == 0  # an imported run: its scores, nothing to decide
+    out = capsys.readouterr().out
+    assert "written, without an estimate (source feldman-zhang)" in out and "carry no counts" in out
 
 
 def test_a_whole_set_file_of_another_size_is_a_wrong_dataset(tmp_path, capsys):

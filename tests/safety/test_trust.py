@@ -198,8 +198,9 @@ def test_checkpoint_without_its_keys_is_one_line(trained, tmp_path, capsys):
 
 
 def test_broken_pipe_exits_quietly(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+    from memadv.files.atomic import mark_output
+
+    run = mark_output(tmp_path / "run", "run")  # a run folder with nothing in it yet
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "memadv.cli.main", "status", "--json", str(run)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
