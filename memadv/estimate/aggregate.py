@@ -18,9 +18,9 @@ from memadv.scores.schema import KEEP_CHOICES, Scores, dataset_meta, write_score
 from memadv.estimate.adjust import AdjustConfig
 from memadv.estimate.proxies import aggregate_proxies, agreement, noise_ceiling
 from memadv.estimate.shards import config_from_spec, dataset_for, read_shard, read_spec
-from memadv.errors import ConfigError, IncompleteRunError, SchemaError, UnknownChoiceError
-from memadv.estimate.influence import (AUTO_MAX_SAME_CLASS_PAIRS, DEFAULT_KEEP_THRESHOLD, MAX_KEPT_PAIRS, influence,
-                                       keep_rule)
+from memadv.errors import ConfigError, IncompleteRunError, SchemaError
+from memadv.estimate.influence import (AUTO_MAX_SAME_CLASS_PAIRS, DEFAULT_KEEP_THRESHOLD, MAX_KEPT_PAIRS, check_keep,
+                                       influence, keep_rule)
 from memadv.layout import RunLayout
 from memadv.scores.equations import memorization, test_accuracy
 
@@ -50,24 +50,21 @@ class AggregateConfig:
                             unit="pairs", minimum=1)
 
     def __post_init__(self) -> None:
-        if self.keep not in KEEP_CHOICES:
-            raise UnknownChoiceError("keep", self.keep, KEEP_CHOICES)
-        check_range("keep_threshold", self.keep_threshold, 0.0, 1.0)
+        cross = self.cross_class()
+        check_keep(self.keep, self.keep_threshold, None if cross == "spec" else cross)
         check_range("max_pairs", self.max_pairs, 1)
-        self.cross_class()
 
     def cross_class(self) -> float | str | None:
-        """``cross_class_threshold`` as :func:`aggregate` takes it: a number, None ('none') or 'spec'."""
+        """``cross_class_threshold`` as :func:`aggregate` takes it: a number, None ('none') or 'spec'
+        (its range is :func:`memadv.estimate.influence.check_keep`'s to check)."""
         text = str(self.cross_class_threshold)
         if text in ("spec", "none"):
             return None if text == "none" else text
         try:
-            value = float(text)
+            return float(text)
         except ValueError:
-            value = -1.0
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"--cross-class-threshold must be a number in [0, 1], 'none' or 'spec', got {text!r}")
-        return value
+            raise ConfigError(f"--cross-class-threshold must be a number in [0, 1], 'none' or 'spec', "
+                              f"got {text!r}") from None
 
 
 def load_shards(run_dir: Path, allow_partial: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray], list[int]]:

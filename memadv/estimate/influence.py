@@ -56,50 +56,27 @@ from memadv.scores.equations import difference_of_means
 # The lowest influence threshold any split definition uses by default (paper Sec. 3.2, infl > 0.02):
 # `--keep threshold` keeps pairs with |infl| >= this, so every default definition is answered.
 DEFAULT_KEEP_THRESHOLD = INFL_TYPICAL
-
-
-
 # `--keep auto` keeps every same-class pair while there are at most this many (48 bytes a row, about
 # 80 at the aggregation peak: 1.3 GiB; CIFAR-100 has 5M), and switches to `threshold` above it
 # (Fashion-MNIST and CIFAR-10 have 60M same-class pairs: 4.7 GiB measured).
 AUTO_MAX_SAME_CLASS_PAIRS = 1 << 24
-
-
-
 # The memory bound: aggregation refuses to keep more pairs than this (48 bytes a row in the table, about
 # 80 at the peak: 4.7 GiB measured for 60M), with a one-line error, instead of running out of memory;
 # Fashion-MNIST's 60M same-class pairs fit.
 MAX_KEPT_PAIRS = 1 << 26
-
-
-
 # One block of the all-pairs pass holds a (rows x n_test) float32 matrix of this many bytes.
 BLOCK_BYTES = 64 << 20
-
-
-
 # Float32 GEMMs on 0/1 and centred masks keep the count error far below 1/2 up to this many models
 # (error ~ 2^-24 * M^1.5 in the worst case: 0.13 at M = 16384); above it the GEMM runs in float64.
 F32_MAX_MODELS = 16384
-
-
-
 # GEMMs below this many multiply-adds run on one BLAS thread (measured: a 100 x 1000 x 40 product
 # took 0.6 ms on one thread and 9-24 ms on two on a busy 2-core machine).
 SMALL_GEMM = 1 << 27
-
-
-
 # Margin (in count units) by which the float32 pre-selection is widened before the exact test.
 SELECT_MARGIN = 0.5
-
-
-
 # How the all-pairs counts S^T T are computed: "int8" (exact oneDNN int8 GEMM, memadv.estimate.mask_counts),
 # "blas" (float32 GEMM on centred masks, float64 above F32_MAX_MODELS), "auto" (int8 where it runs).
 COUNT_GEMMS = ("auto", "int8", "blas")
-
-
 
 _LOCAL_SCHEDULERS = (None, "sync", "synchronous", "single-threaded", "threads", "threading")
 
@@ -130,6 +107,16 @@ def same_class_pairs(y_train: np.ndarray, y_test: np.ndarray) -> int:
 
 
 
+def check_keep(keep: str, keep_threshold: float, cross_class_threshold: float | None) -> None:
+    """The one check of the keep options (``aggregate``'s config and :func:`keep_rule`): UnknownChoiceError
+    for another ``keep``, ConfigError for a threshold outside [0, 1]."""
+    if keep not in KEEP_CHOICES:
+        raise UnknownChoiceError("keep", keep, KEEP_CHOICES)
+    for name, v in (("keep-threshold", keep_threshold), ("cross-class-threshold", cross_class_threshold)):
+        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0):
+            raise ConfigError(f"--{name} must be a number in [0, 1], got {v!r}")
+
+
 def keep_rule(keep: str, y_train: np.ndarray, y_test: np.ndarray, *, keep_threshold: float = DEFAULT_KEEP_THRESHOLD,
               cross_class_threshold: float | None = None) -> KeepRule:
     """Resolve ``--keep`` into a :class:`KeepRule`.
@@ -143,11 +130,7 @@ def keep_rule(keep: str, y_train: np.ndarray, y_test: np.ndarray, *, keep_thresh
 
     Raises UnknownChoiceError for another ``keep`` and ConfigError for a threshold outside [0, 1].
     """
-    if keep not in KEEP_CHOICES:
-        raise UnknownChoiceError("keep", keep, KEEP_CHOICES)
-    for name, v in (("keep-threshold", keep_threshold), ("cross-class-threshold", cross_class_threshold)):
-        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0):
-            raise ConfigError(f"--{name} must be a number in [0, 1], got {v!r}")
+    check_keep(keep, keep_threshold, cross_class_threshold)
     if keep == "auto":
         keep = "same-class" if same_class_pairs(y_train, y_test) <= AUTO_MAX_SAME_CLASS_PAIRS else "threshold"
     if keep == "same-class":

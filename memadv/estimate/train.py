@@ -8,7 +8,7 @@ m)``; every epoch, each model draws its own permutation of its own subset from i
 the epochs; default 50% and 75%, the paper's 80/120-of-160 schedule). So model m depends only on
 (run seed, m), however it is trained.
 
-One loop (:func:`_train_group`) trains a *group* of k models with one optimizer; a shard's K models
+One loop (:func:`_train_groups`, one epoch: :func:`_train_epoch`) trains a *group* of k models with one optimizer; a shard's K models
 are one group or K, with the same results up to float summation order:
 
 * **packed**: one group of all K in one module (:func:`memadv.nets.packed.pack`); batch b of the
@@ -168,13 +168,13 @@ def _train_groups(cfg: EstimateConfig, groups: list[_Group], gens: list[torch.Ge
             log.load_state_dict(state["proxies"])
     total = len(groups) * cfg.epochs
     for g, group in enumerate(groups):
+        if g < at_group:  # trained before the checkpoint
+            group.module.to(device=device, dtype=dtype).load_state_dict(state["groups"][g])
+            continue
         group.module.to(device=device, dtype=dtype, memory_format=group.fmt)
         opt = _sgd(group.module.parameters(), cfg, device)
         first = 0
-        if state is not None and g < at_group:
-            group.module.load_state_dict(state["groups"][g])
-            first = cfg.epochs
-        elif state is not None and g == at_group:
+        if state is not None and g == at_group:
             group.module.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             first = at_epoch

@@ -124,13 +124,7 @@ def sec32_run_dirs(run_dir: Path, settings: Sec3Settings) -> list[Path]:
 
 
 HALVES = ("high", "low")
-
-
-
 RANDOM = "random"  # D_typ + class-matched unused training images (C3-R)
-
-
-
 METHOD = "pgd"  # the control is of C3, which is about adversarial training
 
 

@@ -31,6 +31,12 @@ def read_full_test_acc(path: str | Path) -> pd.DataFrame | None:
     return df
 
 
+def _imported(meta: dict[str, Any]) -> bool:
+    """Scores with no models behind them (imported files: ``n_models`` -1)."""
+    n = meta.get("n_models")
+    return isinstance(n, int) and n < 0
+
+
 def use_erm_accuracy(scores: Scores, path: str | Path, erm_models: str) -> Scores:
     """``scores`` whose ``test_acc`` is the full-data models' (``erm_models`` "full", when the run has
     them) or the subset models' ("subset", or "full" without a file: then ``meta`` says so and
@@ -40,8 +46,7 @@ def use_erm_accuracy(scores: Scores, path: str | Path, erm_models: str) -> Score
     full = read_full_test_acc(path) if erm_models == "full" else None
     if full is None:
         meta["test_acc_source"] = "subset"
-        imported = int(meta.get("n_models", 0) or 0) < 0  # no models at all: the rule's own warning says so
-        if erm_models == "full" and not imported:
+        if erm_models == "full" and not _imported(meta):  # imported: the rule's own warning says so
             meta["test_acc_warning"] = (f"no {TEST_ACC_FULL_FILE} in the scores (estimate made without --full-models): the "
                                         f"80% rule uses the {meta.get('n_models', '?')} subset models, which are "
                                         f"weaker than ERM on all of D (paper Sec. 3.2)")
@@ -61,10 +66,9 @@ def describe_erm_accuracy(result: Any, meta: dict[str, Any]) -> None:
     """Name the models of the min-test-acc rule in ``result.rules`` and add the fallback warning
     (``result`` is a :class:`memadv.splits.rules.SplitResult`, changed in place)."""
     src = meta.get("test_acc_source", "subset")
-    n_models = meta.get("n_models", "?")
     what = (f"{meta.get('n_full_models', '?')} full-data ERM models" if src == "full"
-            else "no models (imported scores)" if isinstance(n_models, int) and n_models < 0
-            else f"{n_models} {meta.get('spec', {}).get('subset_ratio', 0.7):g}-subset models")
+            else "no models (imported scores)" if _imported(meta)
+            else f"{meta.get('n_models', '?')} {meta.get('spec', {}).get('subset_ratio', 0.7):g}-subset models")
     for rule in result.rules:
         if str(rule.get("rule", "")).startswith("remove P(correct)"):
             rule["rule"] = f"{rule['rule']} over {what}"

@@ -127,6 +127,8 @@ def _as_older_checkpoint(ckpt: checkpoints.ShardCheckpoint, packing: str) -> Non
 def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, packing, older):
     cfg = EstimateConfig(**{**TINY, "epochs": 4, "models": 2}, packing=packing, augment=True)
     total = cfg.epochs * (1 if packing == "packed" else cfg.models_per_shard)
+    # one by one: stop in the second model's training, so the first is restored as a finished model
+    stop_at = 2 if packing == "packed" else cfg.epochs + 1
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     for run in (whole, broken):
         write_or_check_spec(run, cfg, dataset_for(cfg))
@@ -138,7 +140,7 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, 
     def save_then_stop(self, state, done, total_):
         original(self, state, done, total_)
         saved.append(done)
-        if len(saved) == 2:
+        if len(saved) == stop_at:
             raise Interrupted
 
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", save_then_stop)
@@ -146,9 +148,9 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, 
         ShardTask(broken, runtime=cfg.runtime())(0)
     assert not RunLayout(broken).shard(0).exists()
     st = estimate_status(broken)
-    assert st["epochs"] == {0: {"done": 2, "total": total}} and st["interrupted"] == [0]  # its claim was released
+    assert st["epochs"] == {0: {"done": stop_at, "total": total}} and st["interrupted"] == [0]  # its claim was released
     assert main(["status", str(broken)]) == 0
-    assert f"interrupted, resume at: shard 0 (epoch 2/{total})" in capsys.readouterr().out
+    assert f"interrupted, resume at: shard 0 (epoch {stop_at}/{total})" in capsys.readouterr().out
     assert torch_load_is_tensors_only(checkpoints.ShardCheckpoint(broken, 0).path)
     if older:  # a shard interrupted under an earlier memadv resumes as well
         _as_older_checkpoint(checkpoints.ShardCheckpoint(broken, 0), packing)
@@ -157,7 +159,7 @@ def test_interrupted_shard_resumes_bit_identical(tmp_path, monkeypatch, capsys, 
     monkeypatch.setattr(checkpoints.ShardCheckpoint, "save", lambda self, state, done, total_: (
         saved.append(done), original(self, state, done, total_)))
     ShardTask(broken, runtime=cfg.runtime())(0)
-    assert saved[0] == 3, "the re-run started over instead of resuming"
+    assert saved[0] == stop_at + 1, "the re-run started over instead of resuming"
     pd.testing.assert_frame_equal(_shard_frame(broken), _shard_frame(whole))
     assert set(PROXY_COLUMNS) <= set(_shard_frame(whole).columns)  # the proxies resume bit-identical too
     assert not RunLayout(broken).checkpoints.exists()  # removed by the task once the shard is written

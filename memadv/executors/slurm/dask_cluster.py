@@ -226,10 +226,14 @@ class DaskConfig:
     def __post_init__(self) -> None:
         if self.dask_cluster not in DASK_KINDS:
             raise UnknownChoiceError("dask-cluster", self.dask_cluster, DASK_KINDS)
-        self._options = slurm_cli_options(self.dask_cluster, partition=self.dask_partition, memory=self.dask_memory,
-                                          walltime=self.dask_walltime, wait_timeout_s=self.dask_wait_s)
+        self.scheduler_options()  # refuses slurm-only options with another kind, or an invalid value
+
+    def scheduler_options(self) -> dict[str, Any]:
+        """The options of :func:`dask_scheduler` these fields give (:func:`slurm_cli_options`)."""
+        return slurm_cli_options(self.dask_cluster, partition=self.dask_partition, memory=self.dask_memory,
+                                 walltime=self.dask_walltime, wait_timeout_s=self.dask_wait_s)
 
     def scheduler(self) -> Callable[[], Any]:
         """A zero-argument callable returning the :func:`dask_scheduler` context (entered only around
         the aggregation)."""
-        return functools.partial(dask_scheduler, self.dask_cluster, **self._options)
+        return functools.partial(dask_scheduler, self.dask_cluster, **self.scheduler_options())
